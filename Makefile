@@ -1,0 +1,49 @@
+# One entry point for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from PATH, or the module pip installed (python3 -m pip install uv).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: help install run start stop status test test-unit lint format kafka-jars clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: ## Install the Python dependencies (uv, from the lockfile) and the Kafka jars
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen
+	$(UV) run bank-infra fetch
+
+run: install ## Start PostgreSQL and Kafka in the foreground; Ctrl-C stops everything
+	$(UV) run bank-infra run
+
+start: install ## Start PostgreSQL and Kafka in the background
+	$(UV) run bank-infra start
+
+stop: ## Stop what `make start` started
+	$(UV) run bank-infra stop
+
+status: ## Show what is running, with PIDs
+	$(UV) run bank-infra status
+
+test: install ## Run the whole test suite against a real Kafka and PostgreSQL
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-unit: install ## Only the pure, fast tests (no infrastructure)
+	$(UV) run pytest tests/unit $(PYTEST_ARGS)
+
+lint: install ## ruff (lint and format check) and mypy --strict
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+kafka-jars: install ## Fetch the Apache Kafka jars into the cache (~/.cache/bank)
+
+clean: stop ## Stop everything and delete local state (.bank, .bank-test)
+	rm -rf .bank .bank-test

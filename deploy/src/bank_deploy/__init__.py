@@ -1,0 +1,1 @@
+"""Local launcher for the infrastructure: Apache Kafka (KRaft) and PostgreSQL."""

@@ -1,0 +1,258 @@
+"""A single-node Apache Kafka broker (KRaft) from the official jars on Maven Central."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from bank_deploy.config import REPO_ROOT, LauncherConfig
+from bank_deploy.processes import LauncherError, running_pid, spawn, stop_pid, tail
+
+POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+JAVA_HINT = (
+    "Install Java 17 or newer (Debian/Ubuntu: `sudo apt-get install openjdk-17-jre-headless`)."
+)
+MAVEN_HINT = (
+    "Install Maven (Debian/Ubuntu: `sudo apt-get install maven`); it fetches the Kafka jars."
+)
+
+LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.cleaner.name = kafka.log.LogCleaner
+logger.cleaner.level = WARN
+"""
+
+
+def server_properties(config: LauncherConfig, data_dir: Path) -> str:
+    host, port = config.kafka.host, config.kafka.port
+    controller = config.kafka_controller_port
+    return f"""\
+# Written by bank_deploy.kafka at each start; edit LauncherConfig / BANK_* variables instead.
+process.roles=broker,controller
+node.id=1
+# A static voter set (not --standalone): the controller port can change between runs.
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://{host}:{port}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data_dir}
+# One node: every internal topic has a single replica.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Fewer internal partitions than the default 50: quicker start on a 2-core laptop.
+offsets.topic.num.partitions=10
+transaction.state.log.num.partitions=10
+num.partitions=3
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+"""
+
+
+def java_major_version(java: str) -> int:
+    output = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', output.stderr + output.stdout)
+    if not match:
+        return 0
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+class LocalKafka:
+    """Fetches the jars once, formats the KRaft storage once, starts and stops the broker."""
+
+    name = "kafka"
+
+    def __init__(self, config: LauncherConfig) -> None:
+        self.config = config
+        self.data_dir = config.kafka_dir / "data"
+        self.pid_file = config.pid_file(self.name)
+        self.log_path = config.log_file(self.name)
+
+    def java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise LauncherError(f"`java` not found on PATH. {JAVA_HINT}")
+        if java_major_version(java) < 17:
+            raise LauncherError(f"Kafka 4 needs Java 17 or newer; {java} is older. {JAVA_HINT}")
+        return java
+
+    def ensure_jars(self) -> Path:
+        libs = self.config.kafka_libs
+        marker = libs / ".complete"
+        if marker.exists():
+            return libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise LauncherError(f"`mvn` not found on PATH. {MAVEN_HINT}")
+        libs.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                f"-Dkafka.version={self.config.kafka_version}",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
+            raise LauncherError(
+                f"Fetching Apache Kafka {self.config.kafka_version} from Maven Central failed:\n"
+                f"{result.stdout[-3000:]}{result.stderr[-3000:]}\n"
+                "Check that Maven Central is reachable and BANK_KAFKA_VERSION names a release."
+            )
+        marker.touch()
+        return libs
+
+    def _java_argv(self, main: str, *args: str) -> list[str]:
+        libs = self.ensure_jars()
+        return [
+            self.java(),
+            f"-Xms{min_heap(self.config.kafka_heap)}",
+            f"-Xmx{self.config.kafka_heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.config.kafka_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
+        ]
+
+    def _write_config(self) -> Path:
+        self.config.kafka_dir.mkdir(parents=True, exist_ok=True)
+        (self.config.kafka_dir / "log4j2.properties").write_text(LOG4J2)
+        properties = self.config.kafka_dir / "server.properties"
+        properties.write_text(server_properties(self.config, self.data_dir))
+        return properties
+
+    def _format_storage(self, properties: Path) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        result = subprocess.run(
+            self._java_argv(
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                cluster_id,
+                "-c",
+                str(properties),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise LauncherError(f"Formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+
+    def pid(self) -> int | None:
+        return running_pid(self.pid_file)
+
+    def start(self) -> None:
+        if self.pid() is not None:
+            self.wait_ready()
+            return
+        properties = self._write_config()
+        self._format_storage(properties)
+        spawn(
+            self._java_argv("kafka.Kafka", str(properties)),
+            pid_file=self.pid_file,
+            log_file=self.log_path,
+            env=os.environ,
+        )
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Ready means an idempotent producer can start: metadata and producer ids are served."""
+        deadline = time.monotonic() + self.config.kafka_start_timeout
+        while True:
+            if self.pid() is None:
+                raise LauncherError(
+                    f"Kafka exited during start. Its log ({self.log_path}):\n{tail(self.log_path)}"
+                )
+            if asyncio.run(self._answers()):
+                return
+            if time.monotonic() > deadline:
+                raise LauncherError(
+                    f"Kafka did not become ready within {self.config.kafka_start_timeout:.0f}s "
+                    f"(raise BANK_KAFKA_START_TIMEOUT on a slow machine). Log ({self.log_path}):\n"
+                    f"{tail(self.log_path)}"
+                )
+            time.sleep(0.25)
+
+    async def _answers(self) -> bool:
+        try:
+            # A plain TCP probe first, so the client does not log a refused connection per try.
+            kafka = self.config.kafka
+            _, writer = await asyncio.open_connection(kafka.host, kafka.port)
+            writer.close()
+        except OSError:
+            return False
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.config.kafka.bootstrap,
+            enable_idempotence=True,
+            request_timeout_ms=5000,
+        )
+        try:
+            await producer.start()
+        except (KafkaError, OSError):
+            return False
+        else:
+            return True
+        finally:
+            with contextlib.suppress(KafkaError, OSError):
+                await producer.stop()
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            # SIGTERM runs Kafka's controlled shutdown; its logs are flushed, no recovery next time.
+            stop_pid(pid, grace_seconds=45, name="kafka")
+        self.pid_file.unlink(missing_ok=True)
+
+    def address(self) -> str:
+        return self.config.kafka.bootstrap
+
+
+def min_heap(heap: str) -> str:
+    """Start with half of the maximum heap (at least 128m) so idle Kafka stays small."""
+    match = re.fullmatch(r"(\d+)([mMgG])", heap)
+    if not match:
+        return heap
+    megabytes = int(match.group(1)) * (1024 if match.group(2) in "gG" else 1)
+    return f"{max(128, megabytes // 2)}m"

@@ -1,0 +1,1 @@
+"""Accounts service: the BankAccount aggregate over its own Postgres event store."""

@@ -1,0 +1,1 @@
+"""REST command API: validates requests, publishes commands to Kafka, answers with their outcome."""

@@ -1,0 +1,1 @@
+"""Projector: builds the read database from the account and transfer events."""

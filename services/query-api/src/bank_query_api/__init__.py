@@ -1,0 +1,1 @@
+"""REST query API over the read database."""

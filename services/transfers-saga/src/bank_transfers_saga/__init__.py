@@ -1,0 +1,1 @@
+"""Transfers service: the Transfer aggregate and the MoneyTransfer process manager."""

@@ -1,0 +1,1 @@
+"""What every bank service shares: settings, contracts, domain, event store, messaging."""

@@ -1,0 +1,53 @@
+"""The launcher's pure parts: generated broker config, heap sizing, provider choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bank_deploy.kafka import min_heap, server_properties
+from bank_deploy.processes import LauncherError
+from bank_deploy.providers import chosen_provider, launcher_config_for_tests
+from bank_shared.settings import KafkaSettings
+
+
+def test_broker_config_is_single_node_kraft_with_replication_factor_one() -> None:
+    config = launcher_config_for_tests(
+        kafka=KafkaSettings(host="127.0.0.1", port=29092), kafka_controller_port=29093
+    )
+    properties = dict(
+        line.split("=", 1)
+        for line in server_properties(config, Path("/data")).splitlines()
+        if line and not line.startswith("#")
+    )
+    assert properties["process.roles"] == "broker,controller"
+    assert properties["controller.quorum.voters"] == "1@127.0.0.1:29093"
+    assert properties["advertised.listeners"] == "PLAINTEXT://127.0.0.1:29092"
+    assert properties["log.dirs"] == "/data"
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+    ):
+        assert properties[key] == "1"
+
+
+@pytest.mark.parametrize(
+    ("heap", "expected"), [("512m", "256m"), ("1g", "512m"), ("200m", "128m"), ("odd", "odd")]
+)
+def test_initial_heap_is_half_the_maximum_but_at_least_128m(heap: str, expected: str) -> None:
+    assert min_heap(heap) == expected
+
+
+def test_unknown_provider_is_refused_with_the_valid_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BANK_TEST_INFRA", "podman")
+    with pytest.raises(LauncherError, match="local, docker, external"):
+        chosen_provider()
+
+
+def test_explicit_provider_wins_over_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANK_TEST_INFRA", "External")
+    assert chosen_provider() == "external"
