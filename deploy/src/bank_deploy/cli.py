@@ -1,8 +1,9 @@
-"""`bank-infra start|stop|status|run|fetch`: the command line of the local launcher (make uses it)."""
+"""`bank-infra start|stop|status|run|fetch`: the local launcher's command line (make uses it)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
@@ -30,8 +31,9 @@ def run_in_foreground(infra: LocalInfra) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # SIGHUP too: a closed terminal must not leave Kafka and PostgreSQL behind.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
     infra.start()
     print_addresses(infra)
     print("Press Ctrl-C to stop.", flush=True)
@@ -39,9 +41,15 @@ def run_in_foreground(infra: LocalInfra) -> None:
         while not stopping:
             time.sleep(0.5)
     finally:
-        print("\nStopping Kafka and PostgreSQL...", flush=True)
+        # The terminal (or a pipe reading us) may be gone by now: stopping comes first.
+        say("\nStopping Kafka and PostgreSQL...")
         infra.stop()
-        print("Stopped.")
+        say("Stopped.")
+
+
+def say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
