@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bank_shared.settings import KafkaSettings, PostgresSettings
@@ -37,6 +37,12 @@ class LauncherConfig(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     pg: PostgresSettings = Field(default_factory=PostgresSettings)
+
+    @field_validator("state_dir", "cache_dir", "pg_bin_dir")
+    @classmethod
+    def absolute(cls, path: Path | None) -> Path | None:
+        # The servers run with other working directories: a relative path would move.
+        return path.absolute() if path is not None else None
 
     @property
     def logs_dir(self) -> Path:

@@ -1,0 +1,61 @@
+"""Wiring: settings -> pool -> topics -> producer -> relay -> broker -> HTTP app (health only)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaRouter
+
+from bank_accounts.account import AccountCommandHandler
+from bank_accounts.handlers import build_router
+from bank_accounts.settings import AccountsSettings
+from bank_shared.eventstore.relay import RelaySettings
+from bank_shared.messaging.consume import DeadLetters
+from bank_shared.runtime import Runtime, health_routes, run_runtime
+from bank_shared.topics import account_topics
+
+
+@contextlib.asynccontextmanager
+async def run_accounts(settings: AccountsSettings) -> AsyncIterator[Runtime]:
+    def routers(runtime: Runtime) -> list[KafkaRouter]:
+        handler = AccountCommandHandler(
+            runtime.pool, settings.topics, max_conflict_retries=settings.max_conflict_retries
+        )
+        dead_letters = DeadLetters(runtime.producer, settings.topics.dead_letters)
+        return [
+            build_router(settings.topics, handler, dead_letters, group_id=settings.consumer_group)
+        ]
+
+    async with run_runtime(
+        name="accounts",
+        dsn=settings.dsn,
+        kafka=settings.kafka,
+        topics=account_topics(settings.topics),
+        migrations=["bank_shared.eventstore.migrations"],
+        pool_size=settings.pool_size,
+        routers=routers,
+        relay=RelaySettings(
+            lock_key=settings.relay_lock_key, poll_interval=settings.relay_poll_interval
+        ),
+    ) as runtime:
+        yield runtime
+
+
+def create_app(settings: AccountsSettings | None = None) -> FastAPI:
+    settings = settings or AccountsSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run_accounts(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="Bank accounts service",
+        description="Consumes account commands from Kafka; this HTTP side only reports health.",
+        lifespan=lifespan,
+    )
+    app.include_router(health_routes())
+    return app

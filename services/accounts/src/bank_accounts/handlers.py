@@ -1,0 +1,45 @@
+"""Thin Kafka subscribers: hand each account command to the command handler."""
+
+from __future__ import annotations
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+
+from bank_accounts.account import AccountCommandHandler
+from bank_shared.contracts.accounts import ACCOUNT_COMMANDS
+from bank_shared.contracts.envelope import Envelope, Message
+from bank_shared.messaging.consume import DeadLetters, consume_batch
+from bank_shared.topics import TopicSettings
+
+
+def build_router(
+    topics: TopicSettings,
+    handler: AccountCommandHandler,
+    dead_letters: DeadLetters,
+    *,
+    group_id: str,
+    max_records: int = 100,
+) -> KafkaRouter:
+    router = KafkaRouter()
+
+    async def apply(envelope: Envelope, command: Message) -> None:
+        assert isinstance(command, ACCOUNT_COMMANDS)  # guaranteed by `accepts` below
+        await handler.handle(envelope, command)
+
+    # Offsets are committed by consume_batch after the batch's transactions (MANUAL policy):
+    # FastStream's automatic acknowledgement would commit before the effects are durable.
+    @router.subscriber(
+        topics.account_commands,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+    )
+    async def on_account_commands(message: KafkaMessage) -> None:
+        await consume_batch(
+            message, apply, dead_letters, accepts=lambda m: isinstance(m, ACCOUNT_COMMANDS)
+        )
+
+    return router

@@ -1,0 +1,1 @@
+"""Messages that cross service boundaries: the envelope, commands, events and outcomes."""

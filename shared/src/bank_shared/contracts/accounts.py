@@ -1,0 +1,97 @@
+"""The accounts service's language: its commands, its events, and the outcome of a command."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from bank_shared.contracts.envelope import Message, register
+from bank_shared.ids import StreamName
+from bank_shared.money import ZERO, Money
+
+# --- commands: intentions, addressed to one account ----------------------------------------
+
+
+@register
+class OpenAccount(Message):
+    account_id: StreamName
+    owner: str = Field(min_length=1, max_length=200)
+    initial_balance: Money = ZERO
+
+
+@register
+class DepositMoney(Message):
+    account_id: StreamName
+    amount: Money
+    # Set when a transfer's saga sends the command; the resulting event carries it on.
+    transfer_id: StreamName | None = None
+
+
+@register
+class WithdrawMoney(Message):
+    account_id: StreamName
+    amount: Money
+    transfer_id: StreamName | None = None
+
+
+AccountCommand = OpenAccount | DepositMoney | WithdrawMoney
+ACCOUNT_COMMANDS = (OpenAccount, DepositMoney, WithdrawMoney)
+
+# --- events: facts, in the past tense; each carries what the read side needs ---------------
+
+
+@register
+class AccountOpened(Message):
+    account_id: StreamName
+    owner: str
+    initial_balance: Money
+    balance_after: Money
+
+
+@register
+class MoneyDeposited(Message):
+    account_id: StreamName
+    amount: Money
+    balance_after: Money
+    transfer_id: StreamName | None = None
+
+
+@register
+class MoneyWithdrawn(Message):
+    account_id: StreamName
+    amount: Money
+    balance_after: Money
+    transfer_id: StreamName | None = None
+
+
+AccountEvent = AccountOpened | MoneyDeposited | MoneyWithdrawn
+ACCOUNT_EVENTS = (AccountOpened, MoneyDeposited, MoneyWithdrawn)
+
+# --- the one answer every command gets -----------------------------------------------------
+
+RejectionCode = Literal[
+    "account_already_exists",
+    "account_not_found",
+    "insufficient_funds",
+    "invalid_amount",
+]
+
+
+@register
+class CommandOutcome(Message):
+    """Accepted (with the stream's new version and balance) or rejected (with a reason code)."""
+
+    command_id: UUID
+    command_type: str
+    stream_id: str
+    status: Literal["accepted", "rejected"]
+    version: int | None = None
+    balance: Money | None = None
+    code: str | None = None
+    reason: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"

@@ -1,0 +1,99 @@
+"""The envelope every Kafka message travels in, and the registry that maps its type to a model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+
+
+class Message(BaseModel):
+    """Base of every command, event and outcome: immutable, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The wire name; the class name unless a subclass sets it.
+    @classmethod
+    def message_type(cls) -> str:
+        return cls.__name__
+
+
+class Envelope(BaseModel):
+    """Who, when and why around a payload. Events also say their place: `stream_*`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message_id: UUID
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    occurred_at: AwareDatetime
+    type: str
+    schema_version: int = 1
+    stream_id: str | None = None
+    stream_version: int | None = None
+    payload: dict[str, Any]
+
+
+M = TypeVar("M", bound=Message)
+
+REGISTRY: dict[str, type[Message]] = {}
+
+
+def register(cls: type[M]) -> type[M]:
+    """Class decorator: make a message type parseable from the wire."""
+    REGISTRY[cls.message_type()] = cls
+    return cls
+
+
+class UnreadableMessageError(ValueError):
+    """Bytes that are not a message we understand; the text says why (dead-letter reason)."""
+
+
+def seal(
+    message: Message,
+    *,
+    message_id: UUID,
+    correlation_id: UUID,
+    causation_id: UUID | None,
+    occurred_at: datetime,
+    stream_id: str | None = None,
+    stream_version: int | None = None,
+) -> Envelope:
+    return Envelope(
+        message_id=message_id,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        occurred_at=occurred_at,
+        type=message.message_type(),
+        stream_id=stream_id,
+        stream_version=stream_version,
+        payload=message.model_dump(mode="json"),
+    )
+
+
+def open_envelope(raw: bytes | None) -> tuple[Envelope, Message]:
+    """Parse wire bytes into the envelope and its typed payload, or raise UnreadableMessageError."""
+    if raw is None:
+        raise UnreadableMessageError("empty record (no value)")
+    try:
+        envelope = Envelope.model_validate_json(raw)
+    except ValidationError as error:
+        raise UnreadableMessageError(f"not a message envelope: {error}") from None
+    return envelope, read_payload(envelope)
+
+
+def read_payload(envelope: Envelope) -> Message:
+    """The typed payload of an envelope, or UnreadableMessageError."""
+    model = REGISTRY.get(envelope.type)
+    if model is None:
+        raise UnreadableMessageError(f"unknown message type {envelope.type!r}")
+    try:
+        return model.model_validate(envelope.payload)
+    except ValidationError as error:
+        raise UnreadableMessageError(f"invalid {envelope.type} payload: {error}") from None
+
+
+def to_bytes(envelope: Envelope) -> bytes:
+    return envelope.model_dump_json().encode()

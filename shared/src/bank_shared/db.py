@@ -1,0 +1,18 @@
+"""PostgreSQL connections: one type for a plain or pooled connection, and pool creation."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# Functions that run inside the caller's transaction accept either kind of connection.
+Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+
+async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool[Any]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size)
+    if pool is None:  # only None when the pool is used without being awaited
+        raise RuntimeError(f"could not create a connection pool for {dsn.split('@')[-1]}")
+    return pool

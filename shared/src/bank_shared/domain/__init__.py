@@ -1,0 +1,1 @@
+"""Pure domain logic: decide(command, state) -> events | rejection; evolve(state, event)."""

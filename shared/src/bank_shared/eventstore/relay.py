@@ -1,0 +1,138 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
+
+Order: rows are read in id order and sent through one idempotent producer, whose retries keep
+each partition's order; a stream's rows are committed in version order (the next version can
+only be appended after the previous one is visible), so a stream's messages reach Kafka in
+version order. Only one relay per database publishes at a time (an advisory lock): with several
+instances of a service, the others wait on standby and take over when it dies.
+
+At least once: a row is marked published only after Kafka acknowledged it, so a crash between
+commit and publish, or between publish and marking, publishes it (again) after the restart.
+Consumers drop the duplicates by message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from bank_shared.db import Connection
+from bank_shared.eventstore.store import OUTBOX_CHANNEL
+
+log = logging.getLogger(__name__)
+
+# Tests inject faults at named points ("fetched", "sent") to stop the relay mid-way.
+FaultHook = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    lock_key: int
+    batch_size: int = 500
+    poll_interval: float = 1.0
+    retention: timedelta = timedelta(days=1)
+    purge_every: float = 60.0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        dsn: str,
+        producer: AIOKafkaProducer,
+        settings: RelaySettings,
+        *,
+        fault: FaultHook | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.producer = producer
+        self.settings = settings
+        self.fault = fault
+        self.is_leader = False
+        self.published = 0
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        """Publish until cancelled. Reconnects after database or Kafka errors."""
+        while True:
+            try:
+                await self._run_connected()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning(
+                    "outbox relay: %s; retrying in %.1fs", error, self.settings.poll_interval
+                )
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+            self.is_leader = False
+            await asyncio.sleep(self.settings.poll_interval)
+
+    async def _run_connected(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            # Standby until this instance holds the lock; it is released when the session ends.
+            while True:
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.settings.lock_key):
+                    break
+                await asyncio.sleep(self.settings.poll_interval)
+            self.is_leader = True
+            await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
+            last_purge = 0.0
+            loop = asyncio.get_running_loop()
+            while True:
+                self._wake.clear()
+                sent = await self.publish_pending(conn)
+                if loop.time() - last_purge > self.settings.purge_every:
+                    await self.purge(conn)
+                    last_purge = loop.time()
+                if sent < self.settings.batch_size:
+                    # NOTIFY wakes us at once; the timeout is the fallback if one is missed.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+        finally:
+            self.is_leader = False
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def publish_pending(self, conn: Connection) -> int:
+        """Publish one batch of unpublished rows; return how many."""
+        rows = await conn.fetch(
+            "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
+            " ORDER BY id LIMIT $1",
+            self.settings.batch_size,
+        )
+        if not rows:
+            return 0
+        if self.fault:
+            await self.fault("fetched")
+        # send() only enqueues; awaiting the futures afterwards lets the batch travel together.
+        deliveries = [
+            await self.producer.send(r["topic"], value=r["value"], key=r["key"].encode())
+            for r in rows
+        ]
+        await asyncio.gather(*deliveries)
+        if self.fault:
+            await self.fault("sent")
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [r["id"] for r in rows],
+        )
+        self.published += len(rows)
+        return len(rows)
+
+    async def purge(self, conn: Connection) -> int:
+        result: str = await conn.execute(
+            "DELETE FROM outbox WHERE published_at < now() - $1::interval",
+            self.settings.retention,
+        )
+        return int(result.split()[-1])

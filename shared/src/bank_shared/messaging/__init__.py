@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by the services: producers, topics, batch consumption, dead letters."""

@@ -1,0 +1,54 @@
+"""Money: euros as `Decimal` with exactly two decimals; never a float, never an exponent."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+# The default ceiling of a single amount (DESIGN §3); the command API makes it configurable.
+DEFAULT_MAX_AMOUNT = Decimal("1000000000.00")
+SEND_INSTEAD = 'send euros as a string with at most two decimals, e.g. "10.50" (or an integer)'
+
+
+def parse_money(value: Any) -> Decimal:
+    """Accept `"10.50"`, `"10"`, `10` or a Decimal; refuse floats, exponents, NaN, >2 decimals."""
+    if isinstance(value, bool):
+        raise ValueError(f"true/false is not an amount; {SEND_INSTEAD}")
+    if isinstance(value, float):
+        raise ValueError(f"a JSON number with a fraction is not exact money; {SEND_INSTEAD}")
+    if isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text or any(c not in "0123456789.-+" for c in text) or text.count(".") > 1:
+            raise ValueError(f"{value!r} is not an amount; {SEND_INSTEAD}")
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not an amount; {SEND_INSTEAD}") from None
+    elif isinstance(value, Decimal):
+        amount = value
+    else:
+        raise ValueError(f"an amount must be a string or an integer; {SEND_INSTEAD}")
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite amount; {SEND_INSTEAD}")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise ValueError(f"{value!r} has more than two decimals; {SEND_INSTEAD}")
+    return amount.quantize(CENT)
+
+
+def format_money(amount: Decimal) -> str:
+    return f"{amount.quantize(CENT):f}"
+
+
+# In messages and JSON, money travels as a two-decimal string: "10.50".
+Money = Annotated[
+    Decimal,
+    BeforeValidator(parse_money),
+    PlainSerializer(format_money, return_type=str, when_used="json"),
+]

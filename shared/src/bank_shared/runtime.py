@@ -1,0 +1,124 @@
+"""What a Kafka-driven service runs on: a pool, its migrations, its topics, a producer, the
+outbox relay and a FastStream broker, started in order and stopped in reverse; plus the
+`/health` and `/ready` routes that report on them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Request, Response
+from faststream.kafka import KafkaBroker, KafkaRouter
+
+from bank_shared.db import create_pool
+from bank_shared.eventstore.migrate import migrate
+from bank_shared.eventstore.relay import OutboxRelay, RelaySettings
+from bank_shared.messaging.kafka import ensure_topics, make_producer
+from bank_shared.settings import KafkaSettings
+from bank_shared.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The started resources of one service instance."""
+
+    name: str
+    pool: asyncpg.Pool[Any]
+    producer: AIOKafkaProducer
+    broker: KafkaBroker
+    relay: OutboxRelay | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency's state: "ok" or what is wrong with it."""
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2):
+                await self.pool.fetchval("SELECT 1")
+            checks["postgres"] = "ok"
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            checks["postgres"] = f"unreachable: {error or type(error).__name__}"
+        checks["kafka"] = "ok" if await self.broker.ping(timeout=2) else "unreachable"
+        for task in self.tasks:
+            if task.done():
+                checks[task.get_name()] = "stopped"
+        return checks
+
+
+@contextlib.asynccontextmanager
+async def run_runtime(
+    *,
+    name: str,
+    dsn: str,
+    kafka: KafkaSettings,
+    topics: Iterable[TopicSpec],
+    migrations: Iterable[str],
+    pool_size: int,
+    routers: Callable[[Runtime], Iterable[KafkaRouter]],
+    relay: RelaySettings | None,
+) -> AsyncIterator[Runtime]:
+    """Start everything in dependency order; stop in reverse, consumers first."""
+    pool = await create_pool(dsn, size=pool_size)
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn, *migrations)
+        if applied:
+            log.info("%s: applied migrations %s", name, applied)
+        await ensure_topics(kafka, topics)
+        producer = make_producer(kafka, client_id=name)
+        await producer.start()
+        try:
+            broker = KafkaBroker(kafka.bootstrap, client_id=name, logger=log)
+            runtime = Runtime(name=name, pool=pool, producer=producer, broker=broker)
+            for router in routers(runtime):
+                broker.include_router(router)
+            if relay is not None:
+                runtime.relay = OutboxRelay(dsn, producer, relay)
+                runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name="outbox relay"))
+            await broker.start()
+            try:
+                yield runtime
+            finally:
+                # Consumers stop before the relay: what they committed is still published.
+                await broker.stop()
+                for task in runtime.tasks:
+                    task.cancel()
+                await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        finally:
+            await producer.stop()
+    finally:
+        await pool.close()
+
+
+def health_routes() -> APIRouter:
+    """`/health`: the process answers. `/ready`: its PostgreSQL and Kafka connections work."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health", summary="The process is alive")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/ready",
+        summary="PostgreSQL and Kafka answer",
+        responses={503: {"description": "A dependency is unreachable; the body says which"}},
+    )
+    async def ready(request: Request, response: Response) -> dict[str, Any]:
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        if runtime is None:
+            response.status_code = 503
+            return {"status": "starting", "checks": {}}
+        checks = await runtime.readiness()
+        healthy = all(state == "ok" for state in checks.values())
+        response.status_code = 200 if healthy else 503
+        return {"status": "ready" if healthy else "not_ready", "checks": checks}
+
+    return router

@@ -1,0 +1,37 @@
+"""Kafka topic names and shapes. Keys are aggregate ids, so one stream's messages stay in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TopicSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BANK_TOPIC_", extra="ignore")
+
+    account_commands: str = "bank.account-commands"
+    account_events: str = "bank.account-events"
+    command_outcomes: str = "bank.command-outcomes"
+    dead_letters: str = "bank.dead-letters"
+    partitions: int = 6
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+# Events are the history the read side can be rebuilt from: they are kept forever.
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def account_topics(settings: TopicSettings) -> list[TopicSpec]:
+    return [
+        TopicSpec(settings.account_commands, settings.partitions),
+        TopicSpec(settings.account_events, settings.partitions, KEEP_FOREVER),
+        TopicSpec(settings.command_outcomes, settings.partitions),
+        TopicSpec(settings.dead_letters, 1, KEEP_FOREVER),
+    ]

@@ -1,0 +1,85 @@
+"""Integration fixtures: per-session topics, a producer, and the accounts service in-process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bank_accounts.app import run_accounts
+from bank_accounts.settings import AccountsSettings
+from bank_deploy.providers import Endpoints
+from bank_shared.messaging.kafka import make_producer
+from bank_shared.runtime import Runtime
+from bank_shared.topics import TopicSettings
+from tests.support import TopicTap
+
+
+@pytest.fixture(scope="session")
+def topics() -> TopicSettings:
+    """Fresh topic names per session: a rerun never reads an earlier run's messages."""
+    run = uuid.uuid4().hex[:8]
+    return TopicSettings(
+        account_commands=f"test.{run}.account-commands",
+        account_events=f"test.{run}.account-events",
+        command_outcomes=f"test.{run}.command-outcomes",
+        dead_letters=f"test.{run}.dead-letters",
+        partitions=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def accounts_settings(infra: Endpoints, topics: TopicSettings) -> AccountsSettings:
+    return AccountsSettings(
+        kafka=infra.kafka,
+        pg=infra.pg,
+        topics=topics,
+        consumer_group=f"accounts-{uuid.uuid4().hex[:8]}",
+        relay_poll_interval=0.2,
+    )
+
+
+@pytest.fixture(scope="session")
+async def accounts(accounts_settings: AccountsSettings) -> AsyncIterator[Runtime]:
+    async with run_accounts(accounts_settings) as runtime:
+        yield runtime
+
+
+@pytest.fixture(scope="session")
+async def producer(infra: Endpoints) -> AsyncIterator[AIOKafkaProducer]:
+    producer = make_producer(infra.kafka, client_id="tests")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def _tap(infra: Endpoints, topic: str) -> AsyncIterator[TopicTap]:
+    tap = await TopicTap(infra.kafka, topic).start()
+    yield tap
+    await tap.stop()
+
+
+@pytest.fixture(scope="session")
+async def outcomes(
+    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+) -> AsyncIterator[TopicTap]:
+    async for tap in _tap(infra, topics.command_outcomes):
+        yield tap
+
+
+@pytest.fixture(scope="session")
+async def account_events(
+    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+) -> AsyncIterator[TopicTap]:
+    async for tap in _tap(infra, topics.account_events):
+        yield tap
+
+
+@pytest.fixture(scope="session")
+async def dead_letters(
+    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+) -> AsyncIterator[TopicTap]:
+    async for tap in _tap(infra, topics.dead_letters):
+        yield tap

@@ -1,0 +1,104 @@
+"""Offsets are committed only after the effects: a batch that fails is redelivered, not skipped."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from faststream.kafka import KafkaRouter
+
+from bank_accounts.account import AccountCommandHandler
+from bank_accounts.handlers import build_router
+from bank_deploy.providers import Endpoints
+from bank_shared.contracts.accounts import (
+    AccountCommand,
+    CommandOutcome,
+    DepositMoney,
+    OpenAccount,
+)
+from bank_shared.contracts.envelope import Envelope
+from bank_shared.eventstore.relay import RelaySettings
+from bank_shared.messaging.consume import DeadLetters
+from bank_shared.runtime import Runtime, run_runtime
+from bank_shared.topics import TopicSettings, account_topics
+from tests.support import TopicTap, caused_by, envelope_for, new_id, send
+
+pytestmark = pytest.mark.integration
+
+
+class FailsOnceHandler(AccountCommandHandler):
+    """Raises the first time it meets one chosen command, as a lost database connection would."""
+
+    failing: uuid.UUID | None = None
+    failures = 0
+
+    async def handle(self, envelope: Envelope, command: AccountCommand) -> CommandOutcome:
+        if envelope.message_id == self.failing and self.failures == 0:
+            self.failures += 1
+            raise ConnectionResetError("simulated: connection to PostgreSQL lost")
+        return await super().handle(envelope, command)
+
+
+@pytest.fixture
+async def flaky_service(
+    infra: Endpoints, topics: TopicSettings
+) -> AsyncIterator[tuple[Runtime, FailsOnceHandler, TopicSettings]]:
+    run = uuid.uuid4().hex[:8]
+    own = TopicSettings(
+        account_commands=f"test.flaky.{run}.commands",
+        account_events=topics.account_events,
+        command_outcomes=topics.command_outcomes,
+        dead_letters=topics.dead_letters,
+        partitions=1,
+    )
+    holder: list[FailsOnceHandler] = []
+
+    def routers(runtime: Runtime) -> list[KafkaRouter]:
+        handler = FailsOnceHandler(runtime.pool, own)
+        holder.append(handler)
+        return [
+            build_router(
+                own,
+                handler,
+                DeadLetters(runtime.producer, own.dead_letters),
+                group_id=f"flaky-{run}",
+            )
+        ]
+
+    async with run_runtime(
+        name="accounts-flaky",
+        dsn=infra.pg.dsn(infra.pg.accounts_db),
+        kafka=infra.kafka,
+        topics=account_topics(own),
+        migrations=["bank_shared.eventstore.migrations"],
+        pool_size=4,
+        routers=routers,
+        relay=RelaySettings(lock_key=7_345_100_001, poll_interval=0.2),
+    ) as runtime:
+        yield runtime, holder[0], own
+
+
+async def test_a_failed_command_is_redelivered_and_the_commands_after_it_are_not_skipped(
+    flaky_service: tuple[Runtime, FailsOnceHandler, TopicSettings],
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+) -> None:
+    _, handler, own = flaky_service
+    account = new_id("frank")
+    opening = envelope_for(OpenAccount(account_id=account, owner="Frank"))
+    first = envelope_for(DepositMoney(account_id=account, amount="1.00"))
+    second = envelope_for(DepositMoney(account_id=account, amount="2.00"))
+    handler.failing = first.message_id
+    for command in (opening, first, second):
+        await send(producer, own.account_commands, account, command)
+
+    [after_retry] = (await outcomes.wait_for(caused_by(first.message_id)))[:1]
+    [last] = (await outcomes.wait_for(caused_by(second.message_id)))[:1]
+    assert handler.failures == 1
+    assert isinstance(after_retry.message, CommandOutcome)
+    assert isinstance(last.message, CommandOutcome)
+    assert (after_retry.message.version, after_retry.message.balance) == (2, Decimal("1.00"))
+    assert (last.message.version, last.message.balance) == (3, Decimal("3.00"))

@@ -1,0 +1,212 @@
+"""The accounts service over the real broker and database: effects, outcomes, idempotency,
+concurrency and poison messages."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bank_accounts.account import AccountCommandHandler, account_event
+from bank_accounts.settings import AccountsSettings
+from bank_shared.contracts.accounts import (
+    CommandOutcome,
+    DepositMoney,
+    MoneyDeposited,
+    OpenAccount,
+    WithdrawMoney,
+)
+from bank_shared.contracts.envelope import Envelope, to_bytes
+from bank_shared.domain.account import fold
+from bank_shared.eventstore.store import load_stream
+from bank_shared.runtime import Runtime
+from bank_shared.topics import TopicSettings
+from tests.support import TopicTap, caused_by, envelope_for, eventually, new_id, send
+
+pytestmark = pytest.mark.integration
+
+
+async def stored_stream(settings: AccountsSettings, account_id: str) -> list[tuple[int, str]]:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        return [(e.version, e.envelope.type) for e in await load_stream(conn, account_id)]
+    finally:
+        await conn.close()
+
+
+async def unpublished_rows(settings: AccountsSettings) -> int:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return count
+    finally:
+        await conn.close()
+
+
+async def test_a_command_yields_its_events_in_the_store_on_the_topic_and_one_outcome(
+    accounts_settings: AccountsSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+    account_events: TopicTap,
+) -> None:
+    account = new_id("alice")
+    opening = envelope_for(OpenAccount(account_id=account, owner="Alice", initial_balance="100"))
+    deposit = envelope_for(DepositMoney(account_id=account, amount="50.25"))
+    await send(producer, topics.account_commands, account, opening)
+    await send(producer, topics.account_commands, account, deposit)
+
+    [outcome] = await outcomes.wait_for(caused_by(deposit.message_id))
+    answer = outcome.message
+    assert isinstance(answer, CommandOutcome)
+    assert (answer.status, answer.version, answer.balance) == ("accepted", 2, Decimal("150.25"))
+
+    assert await stored_stream(accounts_settings, account) == [
+        (1, "AccountOpened"),
+        (2, "MoneyDeposited"),
+    ]
+    published = await account_events.wait_for(lambda r: r.key == account, count=2)
+    assert [(r.envelope.stream_version, r.envelope.type) for r in published] == [
+        (1, "AccountOpened"),
+        (2, "MoneyDeposited"),
+    ]
+    deposited = published[1].message
+    assert isinstance(deposited, MoneyDeposited)
+    assert deposited.balance_after == Decimal("150.25")
+
+    # Exactly one outcome per command, once everything committed has been published.
+    await outbox_drained(accounts_settings)
+    assert len(outcomes.matching(caused_by(opening.message_id))) == 1
+    assert len(outcomes.matching(caused_by(deposit.message_id))) == 1
+
+
+async def outbox_drained(settings: AccountsSettings) -> None:
+    async def drained() -> bool:
+        return await unpublished_rows(settings) == 0
+
+    await eventually(drained, what="the outbox to be published")
+    # Published rows reach the tap within a poll; give it that, not a guess.
+    await asyncio.sleep(0.5)
+
+
+async def test_the_same_command_delivered_three_times_has_one_effect_and_three_same_outcomes(
+    accounts_settings: AccountsSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+) -> None:
+    account = new_id("bob")
+    await send(
+        producer,
+        topics.account_commands,
+        account,
+        envelope_for(OpenAccount(account_id=account, owner="Bob")),
+    )
+    deposit = envelope_for(DepositMoney(account_id=account, amount="10.00"))
+    for _ in range(3):
+        await send(producer, topics.account_commands, account, to_bytes(deposit))
+
+    answers = await outcomes.wait_for(caused_by(deposit.message_id), count=3)
+    assert len({a.value for a in answers}) == 1, "the three outcomes differ"
+    answer = answers[0].message
+    assert isinstance(answer, CommandOutcome)
+    assert (answer.status, answer.version, answer.balance) == ("accepted", 2, Decimal("10.00"))
+    assert await stored_stream(accounts_settings, account) == [
+        (1, "AccountOpened"),
+        (2, "MoneyDeposited"),
+    ]
+
+
+async def test_fifty_withdrawals_through_kafka_against_100_leave_exactly_ten_accepted(
+    accounts_settings: AccountsSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+) -> None:
+    account = new_id("carol")
+    await send(
+        producer,
+        topics.account_commands,
+        account,
+        envelope_for(OpenAccount(account_id=account, owner="Carol", initial_balance="100")),
+    )
+    withdrawals = [
+        envelope_for(WithdrawMoney(account_id=account, amount="10.00")) for _ in range(50)
+    ]
+    await asyncio.gather(
+        *(send(producer, topics.account_commands, account, w) for w in withdrawals)
+    )
+
+    ids = {w.message_id for w in withdrawals}
+    answers = await outcomes.wait_for(lambda r: r.envelope.causation_id in ids, count=50)
+    results = [a.message for a in answers]
+    assert all(isinstance(r, CommandOutcome) for r in results)
+    statuses = sorted((r.status, r.code) for r in results if isinstance(r, CommandOutcome))
+    assert statuses == [("accepted", None)] * 10 + [("rejected", "insufficient_funds")] * 40
+    assert await balance_in_store(accounts_settings, account) == Decimal("0.00")
+
+
+async def test_fifty_concurrent_handlers_on_one_account_conflict_and_retry_without_loss(
+    accounts: Runtime, accounts_settings: AccountsSettings
+) -> None:
+    """Bypasses Kafka's per-partition ordering: 50 transactions race on one stream, so the
+    version check and the retry from a fresh load are what keep the balance right."""
+    handler = AccountCommandHandler(
+        accounts.pool, accounts_settings.topics, max_conflict_retries=100
+    )
+    account = new_id("dave")
+    await handler.handle(*opened(account, "100"))
+    withdrawals = [
+        envelope_for(WithdrawMoney(account_id=account, amount="10.00")) for _ in range(50)
+    ]
+    results = await asyncio.gather(
+        *(handler.handle(w, WithdrawMoney.model_validate(w.payload)) for w in withdrawals)
+    )
+    assert sorted((r.status, r.code) for r in results) == (
+        [("accepted", None)] * 10 + [("rejected", "insufficient_funds")] * 40
+    )
+    assert sorted(r.version or 0 for r in results if r.accepted) == list(range(2, 12))
+    assert await balance_in_store(accounts_settings, account) == Decimal("0.00")
+
+
+def opened(account: str, balance: str) -> tuple[Envelope, OpenAccount]:
+    command = OpenAccount(account_id=account, owner="Test", initial_balance=balance)
+    return envelope_for(command), command
+
+
+async def balance_in_store(settings: AccountsSettings, account: str) -> Decimal:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        history = await load_stream(conn, account)
+    finally:
+        await conn.close()
+    return fold(account_event(e.envelope) for e in history).balance
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_next_command_still_processed(
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+    dead_letters: TopicTap,
+) -> None:
+    account = new_id("erin")
+    garbage = f"not json {uuid.uuid4()}".encode()
+    unknown = to_bytes(envelope_for(OpenAccount(account_id=account, owner="Erin"))).replace(
+        b'"OpenAccount"', b'"OpenVault"'
+    )
+    good = envelope_for(OpenAccount(account_id=account, owner="Erin", initial_balance="5"))
+    for raw in (garbage, unknown, to_bytes(good)):
+        await send(producer, topics.account_commands, account, raw)
+
+    [answer] = await outcomes.wait_for(caused_by(good.message_id))
+    assert isinstance(answer.message, CommandOutcome)
+    assert answer.message.status == "accepted"
+    letters = await dead_letters.wait_for(lambda r: r.value in (garbage, unknown), count=2)
+    reasons = {r.value: r.headers["dead-letter-reason"].decode() for r in letters}
+    assert "not a message envelope" in reasons[garbage]
+    assert "unknown message type 'OpenVault'" in reasons[unknown]
+    assert all(r.headers["source-topic"] == topics.account_commands.encode() for r in letters)

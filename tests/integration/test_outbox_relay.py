@@ -1,0 +1,199 @@
+"""The outbox relay: nothing lost and nothing reordered when it dies at the worst moments."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bank_accounts.account import AccountCommandHandler
+from bank_deploy.providers import Endpoints
+from bank_shared.contracts.accounts import DepositMoney, OpenAccount
+from bank_shared.db import create_pool
+from bank_shared.eventstore.migrate import migrate
+from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RelaySettings
+from bank_shared.messaging.kafka import ensure_topics
+from bank_shared.topics import TopicSettings, account_topics
+from tests.support import TopicTap, envelope_for, eventually, keyed, records_in_topic
+
+pytestmark = pytest.mark.integration
+
+STREAMS, DEPOSITS = 3, 4  # each stream: AccountOpened + 4 MoneyDeposited = versions 1..5
+
+
+class RelayKilledError(BaseException):
+    """Raised inside the relay at a fault point: like SIGKILL, nothing after it runs."""
+
+
+@pytest.fixture
+async def store_dsn(infra: Endpoints) -> AsyncIterator[str]:
+    """A fresh event-store database, so only this test's relay publishes its outbox."""
+    name = f"relay_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(infra.pg.dsn("postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = infra.pg.dsn(name)
+    conn = await asyncpg.connect(dsn)
+    await migrate(conn, "bank_shared.eventstore.migrations")
+    await conn.close()
+    yield dsn
+    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def relay_topics(infra: Endpoints) -> TopicSettings:
+    run = uuid.uuid4().hex[:8]
+    topics = TopicSettings(
+        account_commands=f"test.relay.{run}.commands",
+        account_events=f"test.relay.{run}.events",
+        command_outcomes=f"test.relay.{run}.outcomes",
+        dead_letters=f"test.relay.{run}.dead",
+        partitions=3,
+    )
+    await ensure_topics(infra.kafka, account_topics(topics))
+    return topics
+
+
+async def commit_history(dsn: str, topics: TopicSettings) -> list[str]:
+    """Commit events and outbox rows for a few streams, with no relay running."""
+    pool = await create_pool(dsn, size=2)
+    handler = AccountCommandHandler(pool, topics)
+    accounts = [f"acct-{uuid.uuid4().hex[:8]}" for _ in range(STREAMS)]
+    try:
+        for account in accounts:
+            opening = OpenAccount(account_id=account, owner="Relay")
+            await handler.handle(envelope_for(opening), opening)
+        for _ in range(DEPOSITS):
+            for account in accounts:
+                deposit = DepositMoney(account_id=account, amount="1.00")
+                await handler.handle(envelope_for(deposit), deposit)
+    finally:
+        await pool.close()
+    return accounts
+
+
+async def run_until_killed(relay: OutboxRelay) -> None:
+    task = asyncio.create_task(relay.run())
+    [outcome] = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(outcome, RelayKilledError)
+
+
+def kill_at(point: str) -> FaultHook:
+    async def fault(reached: str) -> None:
+        if reached == point:
+            raise RelayKilledError(point)
+
+    return fault
+
+
+async def unpublished(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return count
+    finally:
+        await conn.close()
+
+
+def versions_by_stream(tap: TopicTap, accounts: list[str]) -> dict[str, list[int]]:
+    return {a: [r.envelope.stream_version or 0 for r in tap.matching(keyed(a))] for a in accounts}
+
+
+async def test_killed_after_commit_before_publish_the_restarted_relay_publishes_in_order(
+    infra: Endpoints, store_dsn: str, relay_topics: TopicSettings, producer: AIOKafkaProducer
+) -> None:
+    accounts = await commit_history(store_dsn, relay_topics)
+    total = STREAMS * (1 + DEPOSITS)
+    settings = RelaySettings(lock_key=1, poll_interval=0.1)
+
+    await run_until_killed(OutboxRelay(store_dsn, producer, settings, fault=kill_at("fetched")))
+    assert await records_in_topic(infra.kafka, relay_topics.account_events) == 0
+    assert await unpublished(store_dsn) == 2 * total  # events + one outcome per command
+
+    tap = await TopicTap(infra.kafka, relay_topics.account_events).start()
+    restarted = asyncio.create_task(OutboxRelay(store_dsn, producer, settings).run())
+    try:
+        await tap.wait_for(lambda r: r.key in accounts, count=total)
+        await eventually(lambda: _is_zero(unpublished(store_dsn)), what="rows marked published")
+    finally:
+        restarted.cancel()
+        await tap.stop()
+    expected = list(range(1, DEPOSITS + 2))
+    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, expected)
+
+
+async def test_killed_after_publish_before_marking_it_publishes_again_never_reordered(
+    infra: Endpoints, store_dsn: str, relay_topics: TopicSettings, producer: AIOKafkaProducer
+) -> None:
+    accounts = await commit_history(store_dsn, relay_topics)
+    total = STREAMS * (1 + DEPOSITS)
+    settings = RelaySettings(lock_key=1, poll_interval=0.1)
+
+    await run_until_killed(OutboxRelay(store_dsn, producer, settings, fault=kill_at("sent")))
+    assert await records_in_topic(infra.kafka, relay_topics.account_events) == total
+    assert await unpublished(store_dsn) == 2 * total
+
+    tap = await TopicTap(infra.kafka, relay_topics.account_events).start()
+    restarted = asyncio.create_task(OutboxRelay(store_dsn, producer, settings).run())
+    try:
+        await tap.wait_for(lambda r: r.key in accounts, count=2 * total)
+        await eventually(lambda: _is_zero(unpublished(store_dsn)), what="rows marked published")
+    finally:
+        restarted.cancel()
+        await tap.stop()
+    once = list(range(1, DEPOSITS + 2))
+    # At least once: every event twice, each copy of the stream in version order.
+    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, once + once)
+
+
+async def test_only_one_relay_publishes_per_database_and_a_standby_takes_over(
+    store_dsn: str, producer: AIOKafkaProducer
+) -> None:
+    settings = RelaySettings(lock_key=42, poll_interval=0.1)
+    first, second = (
+        OutboxRelay(store_dsn, producer, settings),
+        OutboxRelay(store_dsn, producer, settings),
+    )
+    tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
+    try:
+        await eventually(lambda: first.is_leader or second.is_leader, what="a leader")
+        await asyncio.sleep(0.5)  # several poll intervals: the standby must stay standby
+        assert [first.is_leader, second.is_leader].count(True) == 1
+        leader = 0 if first.is_leader else 1
+        tasks[leader].cancel()
+        standby = second if leader == 0 else first
+        await eventually(lambda: standby.is_leader, what="the standby to take over")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_purge_deletes_published_rows_past_retention_and_keeps_unpublished_ones(
+    store_dsn: str, relay_topics: TopicSettings, producer: AIOKafkaProducer
+) -> None:
+    await commit_history(store_dsn, relay_topics)
+    relay = OutboxRelay(store_dsn, producer, RelaySettings(lock_key=7, retention=timedelta(0)))
+    conn = await asyncpg.connect(store_dsn)
+    try:
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() - interval '1 second'"
+            " WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 5)"
+        )
+        before = await conn.fetchval("SELECT count(*) FROM outbox")
+        assert await relay.purge(conn) == 5
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == before - 5
+        assert (
+            await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == 0
+        )
+    finally:
+        await conn.close()
+
+
+async def _is_zero(count: Awaitable[int]) -> bool:
+    return await count == 0
