@@ -11,6 +11,8 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 # The default ceiling of a single amount (DESIGN §3); the command API makes it configurable.
 DEFAULT_MAX_AMOUNT = Decimal("1000000000.00")
+# No amount or balance reaches this; it keeps every value far inside Decimal's 28 digits.
+CEILING = Decimal("1000000000000000")
 SEND_INSTEAD = 'send euros as a string with at most two decimals, e.g. "10.50" (or an integer)'
 
 
@@ -39,6 +41,10 @@ def parse_money(value: Any) -> Decimal:
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -2:
         raise ValueError(f"{value!r} has more than two decimals; {SEND_INSTEAD}")
+    if amount.copy_abs() >= CEILING:
+        raise ValueError(f"{value!r} is too large; amounts stay below {CEILING:,}")
+    if amount.is_zero():
+        return ZERO  # "-0" and "-0.00" are zero, never a negative-looking "-0.00"
     return amount.quantize(CENT)
 
 

@@ -1,0 +1,160 @@
+"""Quick throughput check of the accounts service: deposits/s through Kafka, end to end.
+
+Usage (against `make start`, or any cluster named by the BANK_* variables):
+    uv run python bench/accounts_throughput.py --commands 5000 --accounts 50
+
+It starts `python -m bank_accounts` as its own process on fresh topics, opens the accounts,
+publishes the deposits as fast as the producer takes them, and times until every outcome is
+back on the outcomes topic. Printed figures are for this machine and these settings only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bank_shared.contracts.accounts import DepositMoney, OpenAccount
+from bank_shared.contracts.envelope import Message, seal, to_bytes
+from bank_shared.messaging.kafka import ensure_topics
+from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.topics import TopicSettings, account_topics
+
+
+def envelope_bytes(command: Message) -> bytes:
+    return to_bytes(
+        seal(
+            command,
+            message_id=uuid.uuid4(),
+            correlation_id=uuid.uuid4(),
+            causation_id=None,
+            occurred_at=datetime.now(UTC),
+        )
+    )
+
+
+async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
+    async with httpx.AsyncClient(timeout=2) as client:
+        for _ in range(600):
+            if process.returncode is not None:
+                raise SystemExit("the accounts service exited during start")
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("the accounts service did not become ready in 60 s")
+
+
+async def count_outcomes(kafka: KafkaSettings, topic: str, expected: int) -> float:
+    """Consume the outcomes topic until `expected` records; return the time the last arrived."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"bench-{uuid.uuid4()}",
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=60_000)
+            if not batch:
+                raise SystemExit(f"only {seen} of {expected} outcomes after 60 s of silence")
+            seen += sum(len(records) for records in batch.values())
+        return time.perf_counter()
+    finally:
+        await consumer.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", type=int, default=5000)
+    parser.add_argument("--accounts", type=int, default=50)
+    parser.add_argument("--port", type=int, default=8091)
+    args = parser.parse_args()
+
+    kafka, pg = KafkaSettings(), PostgresSettings()
+    run = uuid.uuid4().hex[:8]
+    topics = TopicSettings(
+        account_commands=f"bench.{run}.account-commands",
+        account_events=f"bench.{run}.account-events",
+        command_outcomes=f"bench.{run}.command-outcomes",
+        dead_letters=f"bench.{run}.dead-letters",
+    )
+    await ensure_topics(kafka, account_topics(topics))
+    env = {
+        **os.environ,
+        "BANK_ACCOUNTS_HTTP_PORT": str(args.port),
+        "BANK_ACCOUNTS_CONSUMER_GROUP": f"bench-{run}",
+        "BANK_TOPIC_ACCOUNT_COMMANDS": topics.account_commands,
+        "BANK_TOPIC_ACCOUNT_EVENTS": topics.account_events,
+        "BANK_TOPIC_COMMAND_OUTCOMES": topics.command_outcomes,
+        "BANK_TOPIC_DEAD_LETTERS": topics.dead_letters,
+    }
+    service = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bank_accounts",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, enable_idempotence=True, linger_ms=5
+    )
+    try:
+        await wait_ready(args.port, service)
+        await producer.start()
+        accounts = [f"bench-{run}-{i}" for i in range(args.accounts)]
+        for account in accounts:
+            await producer.send(
+                topics.account_commands,
+                key=account.encode(),
+                value=envelope_bytes(OpenAccount(account_id=account, owner="B")),
+            )
+        await producer.flush()
+        await count_outcomes(kafka, topics.command_outcomes, args.accounts)
+
+        counter = asyncio.create_task(
+            count_outcomes(kafka, topics.command_outcomes, args.accounts + args.commands)
+        )
+        started = time.perf_counter()
+        for i in range(args.commands):
+            account = accounts[i % len(accounts)]
+            await producer.send(
+                topics.account_commands,
+                key=account.encode(),
+                value=envelope_bytes(DepositMoney(account_id=account, amount="1")),
+            )
+        await producer.flush()
+        finished = await counter
+    finally:
+        await producer.stop()
+        service.send_signal(signal.SIGTERM)
+        await service.wait()
+
+    seconds = finished - started
+    print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"postgres {pg.host}:{pg.port}, kafka {kafka.bootstrap}, one accounts process, "
+        f"{args.accounts} accounts, {topics.partitions} partitions"
+    )
+    print(
+        f"{args.commands} deposits in {seconds:.2f} s: {args.commands / seconds:.0f} commands/s "
+        "(publish -> outcome on Kafka, end to end)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
