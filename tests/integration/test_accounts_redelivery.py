@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import pytest
@@ -35,11 +35,13 @@ class FailsOnceHandler(AccountCommandHandler):
     failing: uuid.UUID | None = None
     failures = 0
 
-    async def handle(self, envelope: Envelope, command: AccountCommand) -> CommandOutcome:
-        if envelope.message_id == self.failing and self.failures == 0:
+    async def handle_batch(
+        self, commands: Sequence[tuple[Envelope, AccountCommand]]
+    ) -> list[CommandOutcome]:
+        if any(e.message_id == self.failing for e, _ in commands) and self.failures == 0:
             self.failures += 1
             raise ConnectionResetError("simulated: connection to PostgreSQL lost")
-        return await super().handle(envelope, command)
+        return await super().handle_batch(commands)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError, replace
 from decimal import Decimal
@@ -20,7 +21,15 @@ from bank_shared.contracts.accounts import (
     RejectionCode,
     WithdrawMoney,
 )
-from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, fold
+from bank_shared.domain.account import (
+    INITIAL,
+    AccountState,
+    Rejection,
+    decide,
+    evolve,
+    fold,
+    state_after,
+)
 
 ACCOUNT = "alice"
 
@@ -331,3 +340,25 @@ def test_every_rejection_has_a_known_code_and_a_sentence_for_people(
     assert rejection.code in get_args(RejectionCode)
     assert rejection.reason.strip()
     assert len(rejection.reason.split()) >= 3
+
+
+def test_the_newest_event_alone_gives_the_state_the_whole_history_folds_to() -> None:
+    """The accounts service loads only the newest event (state_after); it must agree with fold
+    for every prefix of a history that uses every event type."""
+    rng = random.Random(20261126)
+    state = INITIAL
+    history: list[AccountEvent] = []
+    commands: list[AccountCommand] = [OpenAccount(account_id=ACCOUNT, owner="A")]
+    commands += [
+        (deposit if rng.random() < 0.6 else withdraw)(f"{rng.randint(1, 5000) / 100:.2f}")
+        for _ in range(300)
+    ]
+    for command in commands:
+        decision = decide(command, state)
+        if isinstance(decision, Rejection):
+            continue
+        for event in decision:
+            history.append(event)
+            state = evolve(state, event)
+            assert state_after(event) == fold(history)
+    assert len(history) > 100

@@ -1,10 +1,12 @@
-"""Handling one account command atomically: load, decide, append events + outbox + outcome."""
+"""Handling account commands atomically: load, decide, append events + outbox + outcome."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -16,14 +18,14 @@ from bank_shared.contracts.accounts import (
 )
 from bank_shared.contracts.envelope import Envelope, read_payload, seal
 from bank_shared.db import Connection
-from bank_shared.domain.account import Rejection, decide, fold
+from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
 from bank_shared.eventstore.store import (
     ConcurrencyError,
     OutboxMessage,
     add_to_outbox,
     append_events,
     find_processed,
-    load_stream,
+    last_events,
     remember_processed,
 )
 from bank_shared.ids import derived_id
@@ -43,7 +45,7 @@ class AccountCommandHandler:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: asyncpg.Pool[Any],
         topics: TopicSettings,
         *,
         max_conflict_retries: int = 10,
@@ -56,87 +58,116 @@ class AccountCommandHandler:
 
     async def handle(self, envelope: Envelope, command: AccountCommand) -> CommandOutcome:
         """Apply `command` exactly once; a redelivered command gets its first outcome again."""
-        async with self.pool.acquire() as conn:
+        [outcome] = await self.handle_batch([(envelope, command)])
+        return outcome
+
+    async def handle_batch(
+        self, commands: Sequence[tuple[Envelope, AccountCommand]]
+    ) -> list[CommandOutcome]:
+        """Apply a batch, in order, in one transaction: a handful of statements and one
+        commit (one fsync) for the whole batch, however many commands it holds.
+
+        A version conflict (another instance appended to one of the streams first) rolls back
+        to the savepoint and decides the batch again from a fresh load. Any other failure
+        rolls everything back; the caller then has Kafka redeliver the batch.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
             for attempt in range(1, self.max_conflict_retries + 1):
                 try:
-                    async with conn.transaction():
-                        return await self._handle_in_transaction(conn, envelope, command)
+                    async with conn.transaction():  # savepoint
+                        return await self._apply(conn, commands)
                 except ConcurrencyError as conflict:
-                    log.info("retrying %s (attempt %d): %s", envelope.type, attempt, conflict)
+                    log.info("batch of %d: retry %d after %s", len(commands), attempt, conflict)
         raise ConcurrencyError(
-            f"{envelope.type} {envelope.message_id} still conflicted after "
+            f"a batch of {len(commands)} commands still conflicted after "
             f"{self.max_conflict_retries} attempts"
         )
 
-    async def _handle_in_transaction(
-        self, conn: Connection, envelope: Envelope, command: AccountCommand
-    ) -> CommandOutcome:
-        command_id = envelope.message_id
-        processed = await find_processed(conn, command_id)
-        if processed is not None and processed.answer is not None:
-            # Publish the very same outcome again: the sender may have missed the first one.
-            await add_to_outbox(conn, [processed.answer])
-            return CommandOutcome.model_validate(processed.answer.envelope.payload)
-
-        stream_id = command.account_id
-        history = await load_stream(conn, stream_id)
-        state = fold(account_event(r.envelope) for r in history)
-        version = len(history)
+    async def _apply(
+        self, conn: Connection, commands: Sequence[tuple[Envelope, AccountCommand]]
+    ) -> list[CommandOutcome]:
+        earlier = await find_processed(conn, (e.message_id for e, _ in commands))
+        newest = await last_events(conn, (c.account_id for _, c in commands))
+        # Each stream's state and version as the batch moves on: a later command of the same
+        # account sees what an earlier one in the batch did.
+        streams: dict[str, tuple[AccountState, int]] = {
+            stream_id: (state_after(account_event(event.envelope)), event.version)
+            for stream_id, event in newest.items()
+        }
+        answers: dict[UUID, OutboxMessage] = {
+            message_id: p.answer for message_id, p in earlier.items() if p.answer is not None
+        }
         now = self.clock()
-        decision = decide(command, state)
+        new_events: list[Envelope] = []
+        outbox: list[OutboxMessage] = []
+        processed: list[tuple[UUID, OutboxMessage | None]] = []
+        outcomes: list[CommandOutcome] = []
 
-        if isinstance(decision, Rejection):
-            outcome = CommandOutcome(
-                command_id=command_id,
-                command_type=envelope.type,
-                stream_id=stream_id,
-                status="rejected",
-                code=decision.code,
-                reason=decision.reason,
-                version=version,
-            )
-            new_events: list[Envelope] = []
-        else:
-            new_events = [
+        for envelope, command in commands:
+            command_id = envelope.message_id
+            if command_id in answers:
+                # Publish the very same outcome again: the sender may have missed the first.
+                outbox.append(answers[command_id])
+                outcomes.append(CommandOutcome.model_validate(answers[command_id].envelope.payload))
+                continue
+            stream_id = command.account_id
+            state, version = streams.get(stream_id, (INITIAL, 0))
+            decision = decide(command, state)
+            if isinstance(decision, Rejection):
+                outcome = CommandOutcome(
+                    command_id=command_id,
+                    command_type=envelope.type,
+                    stream_id=stream_id,
+                    status="rejected",
+                    code=decision.code,
+                    reason=decision.reason,
+                    version=version,
+                )
+            else:
+                events = [
+                    seal(
+                        event,
+                        message_id=derived_id(command_id, "event", i),
+                        correlation_id=envelope.correlation_id,
+                        causation_id=command_id,
+                        occurred_at=now,
+                        stream_id=stream_id,
+                        stream_version=version + i,
+                    )
+                    for i, event in enumerate(decision, start=1)
+                ]
+                version += len(events)
+                streams[stream_id] = (state_after(decision[-1]), version)
+                new_events += events
+                outbox += [OutboxMessage(self.topics.account_events, stream_id, e) for e in events]
+                outcome = CommandOutcome(
+                    command_id=command_id,
+                    command_type=envelope.type,
+                    stream_id=stream_id,
+                    status="accepted",
+                    version=version,
+                    balance=decision[-1].balance_after,
+                )
+            answer = OutboxMessage(
+                self.topics.command_outcomes,
+                stream_id,
                 seal(
-                    event,
-                    message_id=derived_id(command_id, "event", i),
+                    outcome,
+                    message_id=derived_id(command_id, "outcome"),
                     correlation_id=envelope.correlation_id,
                     causation_id=command_id,
                     occurred_at=now,
-                    stream_id=stream_id,
-                    stream_version=version + i,
-                )
-                for i, event in enumerate(decision, start=1)
-            ]
-            version = await append_events(conn, stream_id, version, new_events)
-            outcome = CommandOutcome(
-                command_id=command_id,
-                command_type=envelope.type,
-                stream_id=stream_id,
-                status="accepted",
-                version=version,
-                balance=decision[-1].balance_after,
+                ),
             )
+            outbox.append(answer)
+            answers[command_id] = answer
+            processed.append((command_id, answer))
+            outcomes.append(outcome)
 
-        answer = OutboxMessage(
-            self.topics.command_outcomes,
-            stream_id,
-            seal(
-                outcome,
-                message_id=derived_id(command_id, "outcome"),
-                correlation_id=envelope.correlation_id,
-                causation_id=command_id,
-                occurred_at=now,
-            ),
-        )
-        await add_to_outbox(
-            conn,
-            [OutboxMessage(self.topics.account_events, stream_id, e) for e in new_events]
-            + [answer],
-        )
-        await remember_processed(conn, command_id, answer)
-        return outcome
+        await append_events(conn, new_events)
+        await add_to_outbox(conn, outbox)
+        await remember_processed(conn, processed)
+        return outcomes
 
 
 def account_event(envelope: Envelope) -> AccountEvent:

@@ -23,9 +23,10 @@ def build_router(
 ) -> KafkaRouter:
     router = KafkaRouter()
 
-    async def apply(envelope: Envelope, command: Message) -> None:
-        assert isinstance(command, ACCOUNT_COMMANDS)  # guaranteed by `accepts` below
-        await handler.handle(envelope, command)
+    async def apply(batch: list[tuple[Envelope, Message]]) -> None:
+        commands = [(e, c) for e, c in batch if isinstance(c, ACCOUNT_COMMANDS)]
+        assert len(commands) == len(batch)  # guaranteed by `accepts` below
+        await handler.handle_batch(commands)
 
     # Offsets are committed by consume_batch after the batch's transactions (MANUAL policy):
     # FastStream's automatic acknowledgement would commit before the effects are durable.

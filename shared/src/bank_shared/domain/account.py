@@ -104,6 +104,12 @@ def evolve(state: AccountState, event: AccountEvent) -> AccountState:
             return AccountState(opened=True, balance=state.balance - event.amount)
 
 
+def state_after(event: AccountEvent) -> AccountState:
+    """The state right after `event`. Every account event carries `balance_after`, so the
+    newest event is a snapshot: loading it alone gives what folding the stream gives."""
+    return AccountState(opened=True, balance=event.balance_after)
+
+
 def fold(events: Iterable[AccountEvent], state: AccountState = INITIAL) -> AccountState:
     for event in events:
         state = evolve(state, event)

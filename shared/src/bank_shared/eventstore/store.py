@@ -6,7 +6,7 @@ what one atomic unit is (load, decide, append events + outbox + processed record
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -42,50 +42,58 @@ class RecordedEvent:
     envelope: Envelope
 
 
+def _recorded(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        row["global_position"],
+        row["stream_id"],
+        row["version"],
+        Envelope.model_validate_json(row["envelope"]),
+    )
+
+
+async def last_events(conn: Connection, stream_ids: Iterable[str]) -> dict[str, RecordedEvent]:
+    """The newest event of each stream that has one: all an aggregate needs when its events
+    carry its state. One query for a whole batch of streams."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (stream_id) global_position, stream_id, version, envelope"
+        " FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version DESC",
+        list(set(stream_ids)),
+    )
+    return {r["stream_id"]: _recorded(r) for r in rows}
+
+
 async def load_stream(conn: Connection, stream_id: str) -> list[RecordedEvent]:
+    """A whole stream in version order (for reads, checks and rebuilds)."""
     rows = await conn.fetch(
         "SELECT global_position, stream_id, version, envelope FROM events"
         " WHERE stream_id = $1 ORDER BY version",
         stream_id,
     )
-    return [
-        RecordedEvent(
-            r["global_position"],
-            r["stream_id"],
-            r["version"],
-            Envelope.model_validate_json(r["envelope"]),
-        )
-        for r in rows
-    ]
+    return [_recorded(r) for r in rows]
 
 
-async def append_events(
-    conn: Connection,
-    stream_id: str,
-    expected_version: int,
-    events: Sequence[Envelope],
-) -> int:
-    """Append `events` after `expected_version`; return the new version of the stream.
+async def append_events(conn: Connection, events: Sequence[Envelope]) -> None:
+    """Append events stamped with their `stream_id` and `stream_version`.
 
-    The envelopes must already carry their `stream_version` (expected_version + 1, + 2, ...).
+    The stamps are the optimistic-concurrency check: if another writer already appended a
+    version, UNIQUE (stream_id, version) refuses ours and ConcurrencyError says so.
     """
     records = []
-    for offset, envelope in enumerate(events, start=1):
-        if envelope.stream_version != expected_version + offset or envelope.stream_id != stream_id:
-            raise ValueError(
-                f"event {envelope.type} is stamped {envelope.stream_id}@{envelope.stream_version},"
-                f" expected {stream_id}@{expected_version + offset}"
-            )
+    for envelope in events:
+        if envelope.stream_id is None or envelope.stream_version is None:
+            raise ValueError(f"event {envelope.type} {envelope.message_id} is not stamped")
         records.append(
             (
-                stream_id,
-                expected_version + offset,
+                envelope.stream_id,
+                envelope.stream_version,
                 envelope.message_id,
                 envelope.type,
                 envelope.schema_version,
                 envelope.model_dump_json(),
             )
         )
+    if not records:
+        return
     try:
         await conn.executemany(
             "INSERT INTO events (stream_id, version, event_id, event_type, schema_version,"
@@ -94,11 +102,8 @@ async def append_events(
         )
     except asyncpg.UniqueViolationError as error:
         if error.constraint_name == "events_stream_version_unique":
-            raise ConcurrencyError(
-                f"stream {stream_id} moved past version {expected_version}"
-            ) from error
+            raise ConcurrencyError(f"a stream moved on concurrently: {error.detail}") from error
         raise
-    return expected_version + len(events)
 
 
 async def add_to_outbox(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
@@ -118,33 +123,39 @@ class Processed:
     answer: OutboxMessage | None
 
 
-async def find_processed(conn: Connection, message_id: UUID) -> Processed | None:
-    """None if `message_id` is new. A concurrent first processing of the same message is
-    stopped by the primary key in `remember_processed`, not here."""
-    row = await conn.fetchrow(
-        "SELECT topic, key, answer FROM processed_messages WHERE message_id = $1", message_id
+async def find_processed(conn: Connection, message_ids: Iterable[UUID]) -> dict[UUID, Processed]:
+    """Which of `message_ids` were processed already. A concurrent first processing of the
+    same message is stopped by the primary key in `remember_processed`, not here."""
+    rows = await conn.fetch(
+        "SELECT message_id, topic, key, answer FROM processed_messages"
+        " WHERE message_id = ANY($1::uuid[])",
+        list(set(message_ids)),
     )
-    if row is None:
-        return None
-    if row["answer"] is None:
-        return Processed(answer=None)
-    envelope = Envelope.model_validate_json(row["answer"])
-    return Processed(answer=OutboxMessage(row["topic"], row["key"], envelope))
+    found: dict[UUID, Processed] = {}
+    for row in rows:
+        answer = None
+        if row["answer"] is not None:
+            envelope = Envelope.model_validate_json(row["answer"])
+            answer = OutboxMessage(row["topic"], row["key"], envelope)
+        found[row["message_id"]] = Processed(answer)
+    return found
 
 
 async def remember_processed(
-    conn: Connection, message_id: UUID, answer: OutboxMessage | None
+    conn: Connection, processed: Sequence[tuple[UUID, OutboxMessage | None]]
 ) -> None:
-    """Record `message_id` as processed, with its answer, in the caller's transaction.
+    """Record messages as processed, each with its answer, in the caller's transaction.
     A duplicate processed concurrently fails here, so its effect rolls back with it."""
+    if not processed:
+        return
     try:
-        await conn.execute(
+        await conn.executemany(
             "INSERT INTO processed_messages (message_id, topic, key, answer)"
             " VALUES ($1, $2, $3, $4)",
-            message_id,
-            answer.topic if answer else None,
-            answer.key if answer else None,
-            answer.value if answer else None,
+            [
+                (message_id, a.topic if a else None, a.key if a else None, a.value if a else None)
+                for message_id, a in processed
+            ],
         )
     except asyncpg.UniqueViolationError as error:
-        raise ConcurrencyError(f"message {message_id} was processed concurrently") from error
+        raise ConcurrencyError(f"a message was processed concurrently: {error.detail}") from error

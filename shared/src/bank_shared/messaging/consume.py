@@ -15,7 +15,9 @@ from bank_shared.contracts.envelope import Envelope, Message, UnreadableMessageE
 
 log = logging.getLogger(__name__)
 
-RecordHandler = Callable[[Envelope, Message], Awaitable[None]]
+# Receives the readable messages of one Kafka batch, in order; returns once their effects
+# are committed.
+BatchHandler = Callable[[list[tuple[Envelope, Message]]], Awaitable[None]]
 
 
 class DeadLetters:
@@ -47,7 +49,7 @@ def batch_records(message: KafkaMessage) -> Sequence[ConsumerRecord[Any, Any]]:
 
 async def consume_batch(
     message: KafkaMessage,
-    handle: RecordHandler,
+    handle: BatchHandler,
     dead_letters: DeadLetters,
     *,
     accepts: Callable[[Message], bool] = lambda _: True,
@@ -55,12 +57,14 @@ async def consume_batch(
 ) -> int:
     """Process a FastStream batch (subscriber with `batch=True, ack_policy=AckPolicy.MANUAL`).
 
-    On success the offsets are committed (ack). On any failure the consumer is rewound to the
-    first record of the batch (nack) and the error propagates: the whole batch comes again,
-    and what was already applied is recognised by its message id and changes nothing.
+    Unreadable records go to the dead-letter topic first (at least once: a redelivered batch
+    sends them again). On success the offsets are committed (ack). On any failure the
+    consumer is rewound to the first record of the batch (nack) and the error propagates: the
+    whole batch comes again, and what was already applied is recognised by its message id.
     """
     records = batch_records(message)
     try:
+        readable: list[tuple[Envelope, Message]] = []
         for record in records:
             try:
                 envelope, payload = open_envelope(record.value)
@@ -71,7 +75,9 @@ async def consume_batch(
             except UnreadableMessageError as error:
                 await dead_letters.send(record, str(error))
                 continue
-            await handle(envelope, payload)
+            readable.append((envelope, payload))
+        if readable:
+            await handle(readable)
     except Exception:
         await message.nack()
         # Pause before the batch comes again: a database that is down is not back in 1 ms.
