@@ -15,11 +15,11 @@ from bank_accounts.handlers import build_router
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import (
     AccountCommand,
-    CommandOutcome,
     DepositMoney,
     OpenAccount,
 )
 from bank_shared.contracts.envelope import Envelope
+from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.eventstore.relay import RelaySettings
 from bank_shared.messaging.consume import DeadLetters
 from bank_shared.runtime import Runtime, run_runtime

@@ -14,13 +14,13 @@ from aiokafka import AIOKafkaProducer
 from bank_accounts.account import AccountCommandHandler, account_event
 from bank_accounts.settings import AccountsSettings
 from bank_shared.contracts.accounts import (
-    CommandOutcome,
     DepositMoney,
     MoneyDeposited,
     OpenAccount,
     WithdrawMoney,
 )
 from bank_shared.contracts.envelope import Envelope, to_bytes
+from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.domain.account import fold
 from bank_shared.eventstore.store import load_stream
 from bank_shared.runtime import Runtime

@@ -124,7 +124,7 @@ async def test_transaction_commit_is_visible_and_abort_is_not_to_read_committed(
     assert sorted(value or b"" for _, value in everything) == [b"aborted", b"committed"]
 
 
-@pytest.mark.parametrize("which", ["accounts_db", "transfers_db", "read_db"])
+@pytest.mark.parametrize("which", ["accounts_db", "transfers_db", "read_db", "commands_db"])
 async def test_each_database_answers_a_write_and_read_round_trip(
     infra: Endpoints, which: str
 ) -> None:

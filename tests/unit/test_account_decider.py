@@ -18,9 +18,9 @@ from bank_shared.contracts.accounts import (
     MoneyDeposited,
     MoneyWithdrawn,
     OpenAccount,
-    RejectionCode,
     WithdrawMoney,
 )
+from bank_shared.contracts.outcomes import RejectionCode
 from bank_shared.domain.account import (
     INITIAL,
     AccountState,

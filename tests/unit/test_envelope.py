@@ -13,7 +13,6 @@ from pydantic import BaseModel, ValidationError
 
 from bank_shared.contracts.accounts import (
     AccountOpened,
-    CommandOutcome,
     DepositMoney,
     MoneyWithdrawn,
     OpenAccount,
@@ -26,6 +25,7 @@ from bank_shared.contracts.envelope import (
     seal,
     to_bytes,
 )
+from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.ids import StreamName, derived_id
 
 MESSAGE_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")

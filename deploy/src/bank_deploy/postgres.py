@@ -223,7 +223,7 @@ class LocalPostgres:
 
 
 async def create_databases(pg: PostgresSettings) -> None:
-    """Create the bank's three databases where they are missing (idempotent)."""
+    """Create the bank's databases where they are missing (idempotent)."""
     conn = await asyncpg.connect(pg.dsn("postgres"), timeout=30)
     try:
         existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}

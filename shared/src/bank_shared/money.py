@@ -21,7 +21,9 @@ def parse_money(value: Any) -> Decimal:
     if isinstance(value, bool):
         raise ValueError(f"true/false is not an amount; {SEND_INSTEAD}")
     if isinstance(value, float):
-        raise ValueError(f"a JSON number with a fraction is not exact money; {SEND_INSTEAD}")
+        raise ValueError(
+            f"a JSON number with a fraction or an exponent is not exact money; {SEND_INSTEAD}"
+        )
     if isinstance(value, int):
         amount = Decimal(value)
     elif isinstance(value, str):

@@ -32,10 +32,12 @@ class PostgresSettings(BaseSettings):
     accounts_db: str = "bank_accounts"
     transfers_db: str = "bank_transfers"
     read_db: str = "bank_read"
+    # The command API's own: outcomes of the commands it sent and idempotency keys.
+    commands_db: str = "bank_commands"
 
     @property
-    def databases(self) -> tuple[str, str, str]:
-        return (self.accounts_db, self.transfers_db, self.read_db)
+    def databases(self) -> tuple[str, ...]:
+        return (self.accounts_db, self.transfers_db, self.read_db, self.commands_db)
 
     def dsn(self, database: str) -> str:
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"

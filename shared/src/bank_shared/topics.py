@@ -14,6 +14,8 @@ class TopicSettings(BaseSettings):
     account_events: str = "bank.account-events"
     command_outcomes: str = "bank.command-outcomes"
     dead_letters: str = "bank.dead-letters"
+    transfer_commands: str = "bank.transfer-commands"
+    transfer_events: str = "bank.transfer-events"
     partitions: int = 6
 
 
@@ -34,4 +36,13 @@ def account_topics(settings: TopicSettings) -> list[TopicSpec]:
         TopicSpec(settings.account_events, settings.partitions, KEEP_FOREVER),
         TopicSpec(settings.command_outcomes, settings.partitions),
         TopicSpec(settings.dead_letters, 1, KEEP_FOREVER),
+    ]
+
+
+def transfer_topics(settings: TopicSettings) -> list[TopicSpec]:
+    """What the transfers saga reads and writes: its own topics and the accounts' ones."""
+    return [
+        TopicSpec(settings.transfer_commands, settings.partitions),
+        TopicSpec(settings.transfer_events, settings.partitions, KEEP_FOREVER),
+        *account_topics(settings),
     ]

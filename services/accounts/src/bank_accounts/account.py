@@ -14,9 +14,9 @@ from bank_shared.contracts.accounts import (
     ACCOUNT_EVENTS,
     AccountCommand,
     AccountEvent,
-    CommandOutcome,
 )
 from bank_shared.contracts.envelope import Envelope, read_payload, seal
+from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
 from bank_shared.eventstore.store import (

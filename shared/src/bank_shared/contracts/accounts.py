@@ -1,9 +1,6 @@
-"""The accounts service's language: its commands, its events, and the outcome of a command."""
+"""The accounts service's language: its commands and its events."""
 
 from __future__ import annotations
-
-from typing import Literal
-from uuid import UUID
 
 from pydantic import Field
 
@@ -68,30 +65,3 @@ class MoneyWithdrawn(Message):
 
 AccountEvent = AccountOpened | MoneyDeposited | MoneyWithdrawn
 ACCOUNT_EVENTS = (AccountOpened, MoneyDeposited, MoneyWithdrawn)
-
-# --- the one answer every command gets -----------------------------------------------------
-
-RejectionCode = Literal[
-    "account_already_exists",
-    "account_not_found",
-    "insufficient_funds",
-    "invalid_amount",
-]
-
-
-@register
-class CommandOutcome(Message):
-    """Accepted (with the stream's new version and balance) or rejected (with a reason code)."""
-
-    command_id: UUID
-    command_type: str
-    stream_id: str
-    status: Literal["accepted", "rejected"]
-    version: int | None = None
-    balance: Money | None = None
-    code: str | None = None
-    reason: str | None = None
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == "accepted"

@@ -1,0 +1,91 @@
+"""The transfers service's language: starting a transfer, and the facts of its life."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from bank_shared.contracts.envelope import Message, register
+from bank_shared.ids import StreamName
+from bank_shared.money import Money
+
+# --- the command the command API sends -------------------------------------------------------
+
+
+@register
+class StartTransfer(Message):
+    transfer_id: StreamName
+    source_account_id: StreamName
+    target_account_id: StreamName
+    amount: Money
+
+    @model_validator(mode="after")
+    def _distinct_accounts(self) -> StartTransfer:
+        if self.source_account_id == self.target_account_id:
+            raise ValueError("source and target must be different accounts")
+        return self
+
+
+# --- events of a transfer stream (stream id = transfer id) ----------------------------------
+
+
+@register
+class TransferStarted(Message):
+    transfer_id: StreamName
+    source_account_id: StreamName
+    target_account_id: StreamName
+    amount: Money
+
+
+@register
+class TransferDebited(Message):
+    """The source account was debited (its MoneyWithdrawn was accepted)."""
+
+    transfer_id: StreamName
+    source_account_id: StreamName
+    amount: Money
+
+
+@register
+class TransferCreditRefused(Message):
+    """The target refused the deposit: the saga now refunds the source."""
+
+    transfer_id: StreamName
+    reason: str
+
+
+@register
+class TransferCompleted(Message):
+    transfer_id: StreamName
+
+
+TransferFailureReason = Literal[
+    "insufficient_funds",
+    "source_account_not_found",
+    "target_account_not_found",
+    "invalid_amount",
+    "refund_refused",
+]
+
+
+@register
+class TransferFailed(Message):
+    """The transfer is over without moving money; `refunded` when the source was debited
+    and has been given the money back."""
+
+    transfer_id: StreamName
+    reason: TransferFailureReason
+    refunded: bool = False
+
+
+TransferEvent = (
+    TransferStarted | TransferDebited | TransferCreditRefused | TransferCompleted | TransferFailed
+)
+TRANSFER_EVENTS = (
+    TransferStarted,
+    TransferDebited,
+    TransferCreditRefused,
+    TransferCompleted,
+    TransferFailed,
+)
