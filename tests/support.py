@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -10,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bank_shared.contracts.envelope import Envelope, Message, open_envelope, seal, to_bytes
-from bank_shared.settings import KafkaSettings
+from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.topics import TopicSettings
 
 
 def new_id(prefix: str) -> str:
@@ -171,3 +176,92 @@ async def records_in_topic(kafka: KafkaSettings, topic: str) -> int:
         # raises CancelledError): give it that one turn of the loop.
         await asyncio.sleep(0)
         await consumer.stop()
+
+
+def fresh_topics(prefix: str, partitions: int = 3) -> TopicSettings:
+    """A set of topic names nobody else uses (topics are created by the services at start)."""
+    run = f"{prefix}.{uuid.uuid4().hex[:8]}"
+    return TopicSettings(
+        account_commands=f"test.{run}.account-commands",
+        account_events=f"test.{run}.account-events",
+        command_outcomes=f"test.{run}.command-outcomes",
+        dead_letters=f"test.{run}.dead-letters",
+        transfer_commands=f"test.{run}.transfer-commands",
+        transfer_events=f"test.{run}.transfer-events",
+        partitions=partitions,
+    )
+
+
+def service_env(
+    kafka: KafkaSettings, pg: PostgresSettings, topics: TopicSettings
+) -> dict[str, str]:
+    """Environment for a service process that talks to the test infrastructure and topics."""
+    return {
+        **os.environ,
+        "BANK_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "BANK_PG_HOST": pg.host,
+        "BANK_PG_PORT": str(pg.port),
+        "BANK_PG_USER": pg.user,
+        "BANK_PG_PASSWORD": pg.password,
+        **{f"BANK_TOPIC_{name.upper()}": str(value) for name, value in topics},
+    }
+
+
+@dataclass
+class ServiceProcess:
+    """A service started as `python -m <module>`: wait until /ready, kill, or stop it."""
+
+    module: str
+    env: dict[str, str]
+    port: int
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> ServiceProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self.module,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        return self
+
+    async def wait_ready(self, within: float = 60) -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=2) as client:
+
+            async def ready() -> bool:
+                if self.returncode is not None:
+                    raise AssertionError(f"{self.module} exited: {await self.output()}")
+                try:
+                    return (await client.get("/ready")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, within=within, what=f"{self.module} /ready")
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode if self.process else None
+
+    async def wait_exit(self, within: float = 60) -> int:
+        assert self.process is not None
+        return await asyncio.wait_for(self.process.wait(), within)
+
+    async def output(self) -> str:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        if self.process.returncode is None:
+            return "(still running)"
+        return (await self.process.stdout.read()).decode(errors="replace")[-4000:]
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop within 30 s."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()

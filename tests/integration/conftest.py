@@ -14,20 +14,15 @@ from bank_deploy.providers import Endpoints
 from bank_shared.messaging.kafka import make_producer
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
-from tests.support import TopicTap
+from bank_transfers_saga.app import run_saga
+from bank_transfers_saga.settings import SagaSettings
+from tests.support import TopicTap, fresh_topics
 
 
 @pytest.fixture(scope="session")
 def topics() -> TopicSettings:
     """Fresh topic names per session: a rerun never reads an earlier run's messages."""
-    run = uuid.uuid4().hex[:8]
-    return TopicSettings(
-        account_commands=f"test.{run}.account-commands",
-        account_events=f"test.{run}.account-events",
-        command_outcomes=f"test.{run}.command-outcomes",
-        dead_letters=f"test.{run}.dead-letters",
-        partitions=3,
-    )
+    return fresh_topics("session")
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +39,25 @@ def accounts_settings(infra: Endpoints, topics: TopicSettings) -> AccountsSettin
 @pytest.fixture(scope="session")
 async def accounts(accounts_settings: AccountsSettings) -> AsyncIterator[Runtime]:
     async with run_accounts(accounts_settings) as runtime:
+        yield runtime
+
+
+@pytest.fixture(scope="session")
+def saga_settings(infra: Endpoints, topics: TopicSettings) -> SagaSettings:
+    run = uuid.uuid4().hex[:8]
+    return SagaSettings(
+        kafka=infra.kafka,
+        pg=infra.pg,
+        topics=topics,
+        commands_group=f"saga-commands-{run}",
+        answers_group=f"saga-answers-{run}",
+        relay_poll_interval=0.2,
+    )
+
+
+@pytest.fixture(scope="session")
+async def saga(saga_settings: SagaSettings, accounts: Runtime) -> AsyncIterator[Runtime]:
+    async with run_saga(saga_settings) as runtime:
         yield runtime
 
 

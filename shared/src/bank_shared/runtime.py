@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,9 @@ async def run_runtime(
     pool_size: int,
     routers: Callable[[Runtime], Iterable[KafkaRouter]],
     relay: RelaySettings | None,
+    background: Callable[[Runtime], Iterable[tuple[str, Coroutine[Any, Any, None]]]] = (
+        lambda _: ()
+    ),
 ) -> AsyncIterator[Runtime]:
     """Start everything in dependency order; stop in reverse, consumers first."""
     pool = await create_pool(dsn, size=pool_size)
@@ -83,6 +86,8 @@ async def run_runtime(
             if relay is not None:
                 runtime.relay = OutboxRelay(dsn, producer, relay)
                 runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name="outbox relay"))
+            for task_name, work in background(runtime):
+                runtime.tasks.append(asyncio.create_task(work, name=task_name))
             await broker.start()
             try:
                 yield runtime

@@ -15,7 +15,7 @@ from bank_shared.contracts.accounts import (
     AccountCommand,
     AccountEvent,
 )
-from bank_shared.contracts.envelope import Envelope, read_payload, seal
+from bank_shared.contracts.envelope import Envelope, read_payload, seal, seal_events
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
@@ -124,18 +124,14 @@ class AccountCommandHandler:
                     version=version,
                 )
             else:
-                events = [
-                    seal(
-                        event,
-                        message_id=derived_id(command_id, "event", i),
-                        correlation_id=envelope.correlation_id,
-                        causation_id=command_id,
-                        occurred_at=now,
-                        stream_id=stream_id,
-                        stream_version=version + i,
-                    )
-                    for i, event in enumerate(decision, start=1)
-                ]
+                events = seal_events(
+                    decision,
+                    cause=command_id,
+                    correlation_id=envelope.correlation_id,
+                    stream_id=stream_id,
+                    after_version=version,
+                    occurred_at=now,
+                )
                 version += len(events)
                 streams[stream_id] = (state_after(decision[-1]), version)
                 new_events += events

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+
+from bank_shared.ids import derived_id
 
 
 class Message(BaseModel):
@@ -71,6 +74,34 @@ def seal(
         stream_version=stream_version,
         payload=message.model_dump(mode="json"),
     )
+
+
+def seal_events(
+    events: Sequence[Message],
+    *,
+    cause: UUID,
+    correlation_id: UUID,
+    stream_id: str,
+    after_version: int,
+    occurred_at: datetime,
+) -> list[Envelope]:
+    """Envelopes for new events of one stream, numbered from `after_version + 1`.
+
+    Event ids derive from the cause (a command or an answer) and the position, so deciding the
+    same cause again yields the same ids.
+    """
+    return [
+        seal(
+            event,
+            message_id=derived_id(cause, "event", i),
+            correlation_id=correlation_id,
+            causation_id=cause,
+            occurred_at=occurred_at,
+            stream_id=stream_id,
+            stream_version=after_version + i,
+        )
+        for i, event in enumerate(events, start=1)
+    ]
 
 
 def open_envelope(raw: bytes | None) -> tuple[Envelope, Message]:

@@ -29,6 +29,14 @@ class StartTransfer(Message):
 
 # --- events of a transfer stream (stream id = transfer id) ----------------------------------
 
+TransferFailureReason = Literal[
+    "insufficient_funds",
+    "source_account_not_found",
+    "target_account_not_found",
+    "invalid_amount",
+    "refund_refused",
+]
+
 
 @register
 class TransferStarted(Message):
@@ -52,21 +60,12 @@ class TransferCreditRefused(Message):
     """The target refused the deposit: the saga now refunds the source."""
 
     transfer_id: StreamName
-    reason: str
+    reason: TransferFailureReason
 
 
 @register
 class TransferCompleted(Message):
     transfer_id: StreamName
-
-
-TransferFailureReason = Literal[
-    "insufficient_funds",
-    "source_account_not_found",
-    "target_account_not_found",
-    "invalid_amount",
-    "refund_refused",
-]
 
 
 @register

@@ -62,6 +62,21 @@ async def last_events(conn: Connection, stream_ids: Iterable[str]) -> dict[str, 
     return {r["stream_id"]: _recorded(r) for r in rows}
 
 
+async def load_streams(
+    conn: Connection, stream_ids: Iterable[str]
+) -> dict[str, list[RecordedEvent]]:
+    """Several whole streams in one query, each in version order (missing ones are absent)."""
+    rows = await conn.fetch(
+        "SELECT global_position, stream_id, version, envelope FROM events"
+        " WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version",
+        list(set(stream_ids)),
+    )
+    streams: dict[str, list[RecordedEvent]] = {}
+    for row in rows:
+        streams.setdefault(row["stream_id"], []).append(_recorded(row))
+    return streams
+
+
 async def load_stream(conn: Connection, stream_id: str) -> list[RecordedEvent]:
     """A whole stream in version order (for reads, checks and rebuilds)."""
     rows = await conn.fetch(

@@ -1,0 +1,78 @@
+"""Wiring: settings -> pool -> topics -> producer -> relay -> broker + step timer -> HTTP app."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaRouter
+
+from bank_shared.eventstore.relay import RelaySettings
+from bank_shared.messaging.consume import DeadLetters
+from bank_shared.runtime import Runtime, health_routes, run_runtime
+from bank_shared.topics import transfer_topics
+from bank_transfers_saga.handlers import build_router
+from bank_transfers_saga.saga import TransferSaga
+from bank_transfers_saga.settings import SagaSettings
+
+
+@contextlib.asynccontextmanager
+async def run_saga(settings: SagaSettings) -> AsyncIterator[Runtime]:
+    sagas: list[TransferSaga] = []
+
+    def saga_for(runtime: Runtime) -> TransferSaga:
+        if not sagas:
+            sagas.append(
+                TransferSaga(
+                    runtime.pool,
+                    settings.topics,
+                    step_timeout=settings.step_timeout,
+                    max_step_backoff=settings.max_step_backoff,
+                    max_conflict_retries=settings.max_conflict_retries,
+                )
+            )
+        return sagas[0]
+
+    def routers(runtime: Runtime) -> list[KafkaRouter]:
+        dead_letters = DeadLetters(runtime.producer, settings.topics.dead_letters)
+        return [build_router(settings, saga_for(runtime), dead_letters)]
+
+    def background(runtime: Runtime) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        timer = saga_for(runtime).resend_forever(settings.resend_check_interval)
+        return [("overdue steps", timer)]
+
+    async with run_runtime(
+        name="transfers-saga",
+        dsn=settings.dsn,
+        kafka=settings.kafka,
+        topics=transfer_topics(settings.topics),
+        migrations=["bank_shared.eventstore.migrations", "bank_transfers_saga.migrations"],
+        pool_size=settings.pool_size,
+        routers=routers,
+        relay=RelaySettings(
+            lock_key=settings.relay_lock_key, poll_interval=settings.relay_poll_interval
+        ),
+        background=background,
+    ) as runtime:
+        yield runtime
+
+
+def create_app(settings: SagaSettings | None = None) -> FastAPI:
+    settings = settings or SagaSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run_saga(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="Bank transfers saga",
+        description="Runs transfers (withdraw, deposit, refund) over Kafka; this HTTP side only"
+        " reports health.",
+        lifespan=lifespan,
+    )
+    app.include_router(health_routes())
+    return app

@@ -1,0 +1,1 @@
+"""SQL migrations of the transfers saga (after the shared event store ones)."""

@@ -1,0 +1,345 @@
+"""The transfers saga's application service: start transfers, react to the answers of the
+account commands it issued, and re-send steps that got no answer in time.
+
+Every reaction is one transaction: the transfer's new events, the next account command (in
+the outbox), the step record, and the processed-message record commit together, so a crash
+at any point either leaves no trace or leaves the whole step done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from bank_shared.contracts.envelope import Envelope, read_payload, seal, seal_events
+from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.contracts.transfers import TRANSFER_EVENTS, StartTransfer, TransferEvent
+from bank_shared.db import Connection
+from bank_shared.domain.account import Rejection
+from bank_shared.domain.transfer import (
+    INITIAL,
+    Step,
+    TransferState,
+    commands_after,
+    decide_start,
+    evolve,
+    fold,
+    on_step_answer,
+)
+from bank_shared.eventstore.store import (
+    ConcurrencyError,
+    OutboxMessage,
+    RecordedEvent,
+    add_to_outbox,
+    append_events,
+    find_processed,
+    load_streams,
+    remember_processed,
+)
+from bank_shared.faults import crash_point
+from bank_shared.ids import derived_id
+from bank_shared.topics import TopicSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def step_command_id(transfer_id: str, step: Step) -> UUID:
+    """Derived, not random: a re-sent or re-decided step is the same command downstream,
+    so the accounts service applies it at most once."""
+    return derived_id("transfer", transfer_id, step)
+
+
+@dataclass
+class Transfer:
+    """One transfer as the batch moves on: its state, version and correlation id."""
+
+    state: TransferState = INITIAL
+    version: int = 0
+    correlation_id: UUID | None = None
+
+
+@dataclass
+class Changes:
+    """Everything one batch writes, flushed in a few statements at the end."""
+
+    events: list[Envelope] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    steps: list[tuple[UUID, str, Step, OutboxMessage]] = field(default_factory=list)
+    answered: list[UUID] = field(default_factory=list)
+    processed: list[tuple[UUID, OutboxMessage | None]] = field(default_factory=list)
+
+
+def transfer_event(recorded: RecordedEvent) -> TransferEvent:
+    event = read_payload(recorded.envelope)
+    if not isinstance(event, TRANSFER_EVENTS):
+        raise TypeError(f"{recorded.envelope.type} is not a transfer event")
+    return event
+
+
+class TransferSaga:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        topics: TopicSettings,
+        *,
+        step_timeout: float = 10.0,
+        max_step_backoff: float = 300.0,
+        max_conflict_retries: int = 10,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.pool = pool
+        self.topics = topics
+        self.step_timeout = step_timeout
+        self.max_step_backoff = max_step_backoff
+        self.max_conflict_retries = max_conflict_retries
+        self.clock = clock
+
+    # --- transactions with conflict retry -----------------------------------------------------
+
+    async def _in_transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        async with self.pool.acquire() as conn, conn.transaction():
+            for attempt in range(1, self.max_conflict_retries + 1):
+                try:
+                    async with conn.transaction():  # savepoint: a conflict redoes only this
+                        return await work(conn)
+                except ConcurrencyError as conflict:
+                    log.info("saga batch: retry %d after %s", attempt, conflict)
+        raise ConcurrencyError(f"still conflicting after {self.max_conflict_retries} attempts")
+
+    async def _load(self, conn: Connection, transfer_ids: set[str]) -> dict[str, Transfer]:
+        transfers: dict[str, Transfer] = {}
+        for transfer_id, recorded in (await load_streams(conn, transfer_ids)).items():
+            transfers[transfer_id] = Transfer(
+                state=fold(transfer_event(r) for r in recorded),
+                version=recorded[-1].version,
+                correlation_id=recorded[0].envelope.correlation_id,
+            )
+        return transfers
+
+    # --- StartTransfer ----------------------------------------------------------------------
+
+    async def start_batch(
+        self, commands: Sequence[tuple[Envelope, StartTransfer]]
+    ) -> list[CommandOutcome]:
+        return await self._in_transaction(lambda conn: self._start(conn, commands))
+
+    async def _start(
+        self, conn: Connection, commands: Sequence[tuple[Envelope, StartTransfer]]
+    ) -> list[CommandOutcome]:
+        earlier = await find_processed(conn, (e.message_id for e, _ in commands))
+        answers = {i: p.answer for i, p in earlier.items() if p.answer is not None}
+        transfers = await self._load(conn, {c.transfer_id for _, c in commands})
+        changes, now = Changes(), self.clock()
+        outcomes: list[CommandOutcome] = []
+
+        for envelope, command in commands:
+            if envelope.message_id in answers:
+                changes.outbox.append(answers[envelope.message_id])  # the same answer again
+                outcomes.append(
+                    CommandOutcome.model_validate(answers[envelope.message_id].envelope.payload)
+                )
+                continue
+            transfer = transfers.setdefault(command.transfer_id, Transfer())
+            decision = decide_start(command, transfer.state)
+            if isinstance(decision, Rejection):
+                outcome = CommandOutcome(
+                    command_id=envelope.message_id,
+                    command_type=envelope.type,
+                    stream_id=command.transfer_id,
+                    status="rejected",
+                    code=decision.code,
+                    reason=decision.reason,
+                    version=transfer.version,
+                )
+            else:
+                transfer.correlation_id = envelope.correlation_id
+                self._record(changes, transfer, decision, cause=envelope.message_id, now=now)
+                outcome = CommandOutcome(
+                    command_id=envelope.message_id,
+                    command_type=envelope.type,
+                    stream_id=command.transfer_id,
+                    status="accepted",
+                    version=transfer.version,
+                )
+            answer = OutboxMessage(
+                self.topics.command_outcomes,
+                command.transfer_id,
+                seal(
+                    outcome,
+                    message_id=derived_id(envelope.message_id, "outcome"),
+                    correlation_id=envelope.correlation_id,
+                    causation_id=envelope.message_id,
+                    occurred_at=now,
+                ),
+            )
+            changes.outbox.append(answer)
+            changes.processed.append((envelope.message_id, answer))
+            answers[envelope.message_id] = answer
+            outcomes.append(outcome)
+
+        await self._flush(conn, changes, now)
+        return outcomes
+
+    # --- answers to the saga's own account commands ------------------------------------------
+
+    async def answers_batch(self, answers: Sequence[tuple[Envelope, CommandOutcome]]) -> int:
+        """React to command outcomes; those of commands the saga did not issue are ignored.
+        Returns how many answers moved a transfer on."""
+        return await self._in_transaction(lambda conn: self._answer(conn, answers))
+
+    async def _answer(
+        self, conn: Connection, answers: Sequence[tuple[Envelope, CommandOutcome]]
+    ) -> int:
+        rows = await conn.fetch(
+            "SELECT command_id, transfer_id, step FROM saga_steps"
+            " WHERE command_id = ANY($1::uuid[])",
+            list({outcome.command_id for _, outcome in answers}),
+        )
+        ours = {r["command_id"]: (r["transfer_id"], r["step"]) for r in rows}
+        mine = [(e, o) for e, o in answers if o.command_id in ours]
+        if not mine:
+            return 0
+        # An answer published twice (a redelivered or re-sent command) has one message id.
+        seen = set(await find_processed(conn, (e.message_id for e, _ in mine)))
+        transfers = await self._load(conn, {ours[o.command_id][0] for _, o in mine})
+        changes, now, moved = Changes(), self.clock(), 0
+
+        for envelope, outcome in mine:
+            if envelope.message_id in seen:
+                continue
+            seen.add(envelope.message_id)
+            transfer_id, step = ours[outcome.command_id]
+            transfer = transfers[transfer_id]
+            events = on_step_answer(transfer.state, step, outcome.accepted, outcome.code)
+            if events:
+                moved += 1
+                self._record(changes, transfer, events, cause=envelope.message_id, now=now)
+                if step == "withdraw" and outcome.accepted:
+                    # For the crash test: the debit is decided, the deposit not yet committed.
+                    crash_point("transfers-saga.after-debit-before-commit")
+            changes.answered.append(outcome.command_id)
+            changes.processed.append((envelope.message_id, None))
+
+        await self._flush(conn, changes, now)
+        return moved
+
+    # --- shared by both reactions --------------------------------------------------------------
+
+    def _record(
+        self,
+        changes: Changes,
+        transfer: Transfer,
+        events: list[TransferEvent],
+        *,
+        cause: UUID,
+        now: datetime,
+    ) -> None:
+        """Stamp the transfer's new events and issue the account commands they call for."""
+        assert transfer.correlation_id is not None  # set by TransferStarted, the first event
+        stream_id = transfer.state.transfer_id or events[0].transfer_id
+        sealed = seal_events(
+            events,
+            cause=cause,
+            correlation_id=transfer.correlation_id,
+            stream_id=stream_id,
+            after_version=transfer.version,
+            occurred_at=now,
+        )
+        for event, envelope in zip(events, sealed, strict=True):
+            transfer.state = evolve(transfer.state, event)
+            transfer.version += 1
+            changes.events.append(envelope)
+            changes.outbox.append(OutboxMessage(self.topics.transfer_events, stream_id, envelope))
+            for step, command in commands_after(transfer.state, event):
+                command_id = step_command_id(stream_id, step)
+                message = OutboxMessage(
+                    self.topics.account_commands,
+                    command.account_id,
+                    seal(
+                        command,
+                        message_id=command_id,
+                        correlation_id=transfer.correlation_id,
+                        causation_id=envelope.message_id,
+                        occurred_at=now,
+                    ),
+                )
+                changes.outbox.append(message)
+                changes.steps.append((command_id, stream_id, step, message))
+
+    async def _flush(self, conn: Connection, changes: Changes, now: datetime) -> None:
+        await append_events(conn, changes.events)
+        await add_to_outbox(conn, changes.outbox)
+        if changes.steps:
+            due = now + timedelta(seconds=self.step_timeout)
+            await conn.executemany(
+                "INSERT INTO saga_steps (command_id, transfer_id, step, topic, key, command,"
+                " next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                [(c, t, s, m.topic, m.key, m.value, due) for c, t, s, m in changes.steps],
+            )
+        if changes.answered:
+            await conn.execute(
+                "UPDATE saga_steps SET answered_at = $2"
+                " WHERE command_id = ANY($1::uuid[]) AND answered_at IS NULL",
+                changes.answered,
+                now,
+            )
+        await remember_processed(conn, changes.processed)
+
+    # --- steps with no answer in time --------------------------------------------------------
+
+    async def resend_due_steps(self, limit: int = 200) -> int:
+        """Send again, with the same command id, every step whose answer is overdue; the next
+        deadline doubles each time (up to max_step_backoff). Returns how many were re-sent."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT command_id, transfer_id, step, topic, key, command, attempts"
+                " FROM saga_steps WHERE answered_at IS NULL AND next_attempt_at <= now()"
+                " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+                limit,
+            )
+            if not rows:
+                return 0
+            await add_to_outbox(
+                conn,
+                [
+                    OutboxMessage(r["topic"], r["key"], Envelope.model_validate_json(r["command"]))
+                    for r in rows
+                ],
+            )
+            await conn.executemany(
+                "UPDATE saga_steps SET attempts = attempts + 1, next_attempt_at = now()"
+                " + make_interval(secs => $2) WHERE command_id = $1",
+                [(r["command_id"], self._backoff(r["attempts"])) for r in rows],
+            )
+        for r in rows:
+            log.warning(
+                "transfer %s: no answer to %s after %d attempt(s); sent again",
+                r["transfer_id"],
+                r["step"],
+                r["attempts"],
+            )
+        return len(rows)
+
+    def _backoff(self, attempts: int) -> float:
+        return float(min(self.max_step_backoff, self.step_timeout * 2**attempts))
+
+    async def resend_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.resend_due_steps()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("checking overdue saga steps failed: %s", error)
+            await asyncio.sleep(interval)

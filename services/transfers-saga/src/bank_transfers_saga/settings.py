@@ -1,0 +1,35 @@
+"""The transfers saga's settings, from BANK_SAGA_* (and the shared BANK_* variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.topics import TopicSettings
+
+
+class SagaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BANK_SAGA_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8012
+    commands_group: str = "transfers-saga.commands"
+    answers_group: str = "transfers-saga.answers"
+    # A step with no answer after this long is sent again (same command id), then after twice
+    # as long, and so on up to `max_step_backoff`.
+    step_timeout: float = 10.0
+    max_step_backoff: float = 300.0
+    resend_check_interval: float = 1.0
+    max_conflict_retries: int = 10
+    pool_size: int = 10
+    relay_lock_key: int = 7_345_100_002
+    relay_poll_interval: float = 1.0
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    pg: PostgresSettings = Field(default_factory=PostgresSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @property
+    def dsn(self) -> str:
+        return self.pg.dsn(self.pg.transfers_db)

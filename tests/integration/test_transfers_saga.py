@@ -1,0 +1,267 @@
+"""The transfers saga with the accounts service, over the real broker and databases:
+completed, failed and refunded transfers, duplicates, and overdue steps."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bank_accounts.account import AccountCommandHandler, account_event
+from bank_accounts.app import run_accounts
+from bank_accounts.settings import AccountsSettings
+from bank_deploy.providers import Endpoints
+from bank_shared.contracts.accounts import OpenAccount
+from bank_shared.contracts.envelope import Envelope
+from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.db import create_pool
+from bank_shared.domain.account import fold as fold_account
+from bank_shared.eventstore.store import load_stream
+from bank_shared.runtime import Runtime
+from bank_shared.topics import TopicSettings
+from bank_transfers_saga.app import run_saga
+from bank_transfers_saga.settings import SagaSettings
+from tests.support import TopicTap, caused_by, envelope_for, eventually, fresh_topics, new_id, send
+
+pytestmark = pytest.mark.integration
+
+
+async def open_accounts(
+    accounts: Runtime, topics: TopicSettings, **balances: str
+) -> dict[str, str]:
+    """Open one account per keyword (name=balance); return name -> account id."""
+    handler = AccountCommandHandler(accounts.pool, topics)
+    ids = {name: new_id(name) for name in balances}
+    for name, balance in balances.items():
+        command = OpenAccount(account_id=ids[name], owner=name.title(), initial_balance=balance)
+        outcome = await handler.handle(envelope_for(command), command)
+        assert outcome.accepted
+    return ids
+
+
+async def history(dsn: str, stream_id: str) -> list[Envelope]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r.envelope for r in await load_stream(conn, stream_id)]
+    finally:
+        await conn.close()
+
+
+async def finished_transfer(dsn: str, transfer_id: str, within: float = 30) -> list[str]:
+    """Wait until the transfer's stream ends completed or failed; return its event types."""
+    types: list[str] = []
+
+    async def finished() -> bool:
+        nonlocal types
+        types = [e.type for e in await history(dsn, transfer_id)]
+        return bool(types) and types[-1] in ("TransferCompleted", "TransferFailed")
+
+    await eventually(finished, within=within, what=f"transfer {transfer_id} to finish")
+    return types
+
+
+async def balance(settings: AccountsSettings, account_id: str) -> Decimal:
+    events = await history(settings.dsn, account_id)
+    return fold_account(account_event(e) for e in events).balance
+
+
+async def start_transfer(
+    producer: AIOKafkaProducer, topics: TopicSettings, source: str, target: str, amount: str
+) -> tuple[str, Envelope]:
+    transfer_id = new_id("transfer")
+    command = envelope_for(
+        StartTransfer(
+            transfer_id=transfer_id,
+            source_account_id=source,
+            target_account_id=target,
+            amount=amount,
+        )
+    )
+    await send(producer, topics.transfer_commands, transfer_id, command)
+    return transfer_id, command
+
+
+async def test_a_transfer_withdraws_deposits_and_completes_with_one_correlation_id(
+    accounts: Runtime,
+    saga: Runtime,
+    accounts_settings: AccountsSettings,
+    saga_settings: SagaSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+) -> None:
+    ids = await open_accounts(accounts, topics, alice="100.00", bob="50.00")
+    transfer_id, command = await start_transfer(producer, topics, ids["alice"], ids["bob"], "30")
+
+    [accepted] = await outcomes.wait_for(caused_by(command.message_id))
+    assert isinstance(accepted.message, CommandOutcome)
+    assert (accepted.message.status, accepted.message.stream_id) == ("accepted", transfer_id)
+    assert await finished_transfer(saga_settings.dsn, transfer_id) == [
+        "TransferStarted",
+        "TransferDebited",
+        "TransferCompleted",
+    ]
+    assert await balance(accounts_settings, ids["alice"]) == Decimal("70.00")
+    assert await balance(accounts_settings, ids["bob"]) == Decimal("80.00")
+
+    # The transfer's correlation id is carried by every event it caused, in both stores.
+    caused = list(await history(saga_settings.dsn, transfer_id))
+    for account in (ids["alice"], ids["bob"]):
+        caused += [
+            e
+            for e in await history(accounts_settings.dsn, account)
+            if e.payload.get("transfer_id") == transfer_id
+        ]
+    assert len(caused) == 5
+    assert {e.correlation_id for e in caused} == {command.correlation_id}
+
+
+async def test_a_transfer_above_the_balance_fails_for_insufficient_funds_and_moves_nothing(
+    accounts: Runtime,
+    saga: Runtime,
+    accounts_settings: AccountsSettings,
+    saga_settings: SagaSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+) -> None:
+    ids = await open_accounts(accounts, topics, alice="20.00", bob="0")
+    transfer_id, _ = await start_transfer(producer, topics, ids["alice"], ids["bob"], "20.01")
+
+    assert await finished_transfer(saga_settings.dsn, transfer_id) == [
+        "TransferStarted",
+        "TransferFailed",
+    ]
+    failed = (await history(saga_settings.dsn, transfer_id))[-1].payload
+    assert (failed["reason"], failed["refunded"]) == ("insufficient_funds", False)
+    assert await balance(accounts_settings, ids["alice"]) == Decimal("20.00")
+    assert await balance(accounts_settings, ids["bob"]) == Decimal("0.00")
+
+
+async def test_a_transfer_to_an_unknown_account_is_refunded_and_fails(
+    accounts: Runtime,
+    saga: Runtime,
+    accounts_settings: AccountsSettings,
+    saga_settings: SagaSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+) -> None:
+    ids = await open_accounts(accounts, topics, alice="100.00")
+    transfer_id, _ = await start_transfer(producer, topics, ids["alice"], new_id("nobody"), "40")
+
+    assert await finished_transfer(saga_settings.dsn, transfer_id) == [
+        "TransferStarted",
+        "TransferDebited",
+        "TransferCreditRefused",
+        "TransferFailed",
+    ]
+    failed = (await history(saga_settings.dsn, transfer_id))[-1].payload
+    assert (failed["reason"], failed["refunded"]) == ("target_account_not_found", True)
+    alice = await history(accounts_settings.dsn, ids["alice"])
+    assert [(e.type, e.payload["amount"]) for e in alice[1:]] == [
+        ("MoneyWithdrawn", "40.00"),
+        ("MoneyDeposited", "40.00"),
+    ]
+    assert await balance(accounts_settings, ids["alice"]) == Decimal("100.00")
+
+
+async def test_a_transfer_from_an_unknown_account_fails_as_source_not_found(
+    accounts: Runtime,
+    saga: Runtime,
+    saga_settings: SagaSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+) -> None:
+    ids = await open_accounts(accounts, topics, bob="1.00")
+    transfer_id, _ = await start_transfer(producer, topics, new_id("ghost"), ids["bob"], "5")
+
+    await finished_transfer(saga_settings.dsn, transfer_id)
+    failed = (await history(saga_settings.dsn, transfer_id))[-1].payload
+    assert (failed["reason"], failed["refunded"]) == ("source_account_not_found", False)
+
+
+async def test_a_second_start_with_the_same_transfer_id_is_rejected_and_a_redelivery_is_not(
+    accounts: Runtime,
+    saga: Runtime,
+    saga_settings: SagaSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+) -> None:
+    ids = await open_accounts(accounts, topics, alice="10.00", bob="0")
+    transfer_id, first = await start_transfer(producer, topics, ids["alice"], ids["bob"], "1")
+    again = envelope_for(StartTransfer.model_validate(first.payload))
+    await send(producer, topics.transfer_commands, transfer_id, first)  # redelivered
+    await send(producer, topics.transfer_commands, transfer_id, again)  # a new command
+
+    answers = await outcomes.wait_for(caused_by(first.message_id), count=2)
+    assert len({a.value for a in answers}) == 1
+    [refused] = await outcomes.wait_for(caused_by(again.message_id))
+    assert isinstance(refused.message, CommandOutcome)
+    assert (refused.message.status, refused.message.code) == (
+        "rejected",
+        "transfer_already_exists",
+    )
+    assert (await finished_transfer(saga_settings.dsn, transfer_id))[-1] == "TransferCompleted"
+
+
+async def test_a_step_without_an_answer_is_sent_again_and_applied_once_when_answered(
+    infra: Endpoints, producer: AIOKafkaProducer
+) -> None:
+    """No accounts service listens at first: the withdrawal gets no answer and the saga sends
+    it again with backoff. Once an accounts service starts, every copy arrives; one applies."""
+    topics = fresh_topics("overdue")
+    saga_settings = SagaSettings(
+        kafka=infra.kafka,
+        pg=infra.pg,
+        topics=topics,
+        step_timeout=0.3,
+        resend_check_interval=0.1,
+        relay_poll_interval=0.1,
+        commands_group=f"{topics.transfer_commands}.saga",
+        answers_group=f"{topics.command_outcomes}.saga",
+    )
+    accounts_settings = AccountsSettings(
+        kafka=infra.kafka,
+        pg=infra.pg,
+        topics=topics,
+        relay_poll_interval=0.1,
+        consumer_group=f"{topics.account_commands}.accounts",
+    )
+    pool = await create_pool(accounts_settings.dsn, size=2)
+    try:
+        handler = AccountCommandHandler(pool, topics)
+        alice, bob = new_id("alice"), new_id("bob")
+        for account, opening in ((alice, "10.00"), (bob, "0")):
+            command = OpenAccount(account_id=account, owner="X", initial_balance=opening)
+            await handler.handle(envelope_for(command), command)
+    finally:
+        await pool.close()
+
+    async with run_saga(saga_settings):
+        transfer_id, _ = await start_transfer(producer, topics, alice, bob, "5")
+        conn = await asyncpg.connect(saga_settings.dsn)
+        try:
+
+            async def sent_three_times() -> bool:
+                attempts = await conn.fetchval(
+                    "SELECT attempts FROM saga_steps WHERE transfer_id = $1 AND step = 'withdraw'",
+                    transfer_id,
+                )
+                return bool(attempts and attempts >= 3)
+
+            await eventually(sent_three_times, within=30, what="the withdrawal to be re-sent")
+        finally:
+            await conn.close()
+        async with run_accounts(accounts_settings):
+            types = await finished_transfer(saga_settings.dsn, transfer_id)
+
+    assert types == ["TransferStarted", "TransferDebited", "TransferCompleted"]
+    withdrawals = [
+        e for e in await history(accounts_settings.dsn, alice) if e.type == "MoneyWithdrawn"
+    ]
+    assert len(withdrawals) == 1
+    assert await balance(accounts_settings, alice) == Decimal("5.00")
+    assert await balance(accounts_settings, bob) == Decimal("5.00")
