@@ -164,17 +164,27 @@ async def eventually(check: Callable[[], Any], *, within: float = 30, what: str 
 
 
 async def records_in_topic(kafka: KafkaSettings, topic: str) -> int:
-    """How many records the topic holds (sum of its partitions' end offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
+    """How many committed records the topic holds (read_committed: aborted ones and
+    transaction markers are not counted)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         partitions = await partitions_of(consumer, topic)
-        offsets = await consumer.end_offsets(partitions)
-        return sum(offsets.values())
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        count = 0
+        while True:
+            positions = {p: await consumer.position(p) for p in partitions}
+            if all(positions[p] >= ends[p] for p in partitions):
+                return count
+            batch = await consumer.getmany(timeout_ms=500)
+            count += sum(len(records) for records in batch.values())
     finally:
-        # aiokafka's stop() awaits an internal task that must have started once (else it
-        # raises CancelledError): give it that one turn of the loop.
-        await asyncio.sleep(0)
         await consumer.stop()
 
 

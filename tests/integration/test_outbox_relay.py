@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
@@ -28,6 +27,17 @@ STREAMS, DEPOSITS = 3, 4  # each stream: AccountOpened + 4 MoneyDeposited = vers
 
 class RelayKilledError(BaseException):
     """Raised inside the relay at a fault point: like SIGKILL, nothing after it runs."""
+
+
+@pytest.fixture
+def relay(infra: Endpoints, store_dsn: str) -> Callable[..., OutboxRelay]:
+    """Relays of one service: they share the database and the transactional id."""
+    name = f"test-relay-{store_dsn.rsplit('/', 1)[-1]}"
+
+    def make(settings: RelaySettings, fault: FaultHook | None = None) -> OutboxRelay:
+        return OutboxRelay(store_dsn, infra.kafka, settings, name=name, fault=fault)
+
+    return make
 
 
 @pytest.fixture
@@ -104,61 +114,87 @@ def versions_by_stream(tap: TopicTap, accounts: list[str]) -> dict[str, list[int
     return {a: [r.envelope.stream_version or 0 for r in tap.matching(keyed(a))] for a in accounts}
 
 
-async def test_killed_after_commit_before_publish_the_restarted_relay_publishes_in_order(
-    infra: Endpoints, store_dsn: str, relay_topics: TopicSettings, producer: AIOKafkaProducer
-) -> None:
-    accounts = await commit_history(store_dsn, relay_topics)
-    total = STREAMS * (1 + DEPOSITS)
-    settings = RelaySettings(lock_key=1, poll_interval=0.1)
-
-    await run_until_killed(OutboxRelay(store_dsn, producer, settings, fault=kill_at("fetched")))
-    assert await records_in_topic(infra.kafka, relay_topics.account_events) == 0
-    assert await unpublished(store_dsn) == 2 * total  # events + one outcome per command
-
-    tap = await TopicTap(infra.kafka, relay_topics.account_events).start()
-    restarted = asyncio.create_task(OutboxRelay(store_dsn, producer, settings).run())
+async def restart_and_collect(
+    infra: Endpoints,
+    relay: Callable[..., OutboxRelay],
+    topics: TopicSettings,
+    accounts: list[str],
+    dsn: str,
+    expected: int,
+) -> TopicTap:
+    """Run a fresh relay until `expected` events are visible and every row is marked."""
+    tap = await TopicTap(infra.kafka, topics.account_events).start()
+    restarted = asyncio.create_task(relay(SETTINGS).run())
     try:
-        await tap.wait_for(lambda r: r.key in accounts, count=total)
-        await eventually(lambda: _is_zero(unpublished(store_dsn)), what="rows marked published")
+        await tap.wait_for(lambda r: r.key in accounts, count=expected)
+        await eventually(lambda: _is_zero(unpublished(dsn)), what="rows marked published")
     finally:
         restarted.cancel()
+        await asyncio.gather(restarted, return_exceptions=True)
         await tap.stop()
-    expected = list(range(1, DEPOSITS + 2))
-    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, expected)
+    return tap
+
+
+SETTINGS = RelaySettings(lock_key=1, poll_interval=0.1)
+TOTAL = STREAMS * (1 + DEPOSITS)
+IN_ORDER = list(range(1, DEPOSITS + 2))
+
+
+async def test_killed_after_commit_before_publish_the_restarted_relay_publishes_in_order(
+    infra: Endpoints,
+    store_dsn: str,
+    relay_topics: TopicSettings,
+    relay: Callable[..., OutboxRelay],
+) -> None:
+    accounts = await commit_history(store_dsn, relay_topics)
+
+    await run_until_killed(relay(SETTINGS, kill_at("fetched")))
+    assert await records_in_topic(infra.kafka, relay_topics.account_events) == 0
+    assert await unpublished(store_dsn) == 2 * TOTAL  # events + one outcome per command
+
+    tap = await restart_and_collect(infra, relay, relay_topics, accounts, store_dsn, TOTAL)
+    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, IN_ORDER)
+
+
+async def test_killed_inside_the_kafka_transaction_nothing_is_visible_and_nothing_repeats(
+    infra: Endpoints,
+    store_dsn: str,
+    relay_topics: TopicSettings,
+    relay: Callable[..., OutboxRelay],
+) -> None:
+    accounts = await commit_history(store_dsn, relay_topics)
+
+    await run_until_killed(relay(SETTINGS, kill_at("sent-uncommitted")))
+    # Every record was sent (and acknowledged), then the transaction was aborted.
+    assert await records_in_topic(infra.kafka, relay_topics.account_events) == 0
+    assert await unpublished(store_dsn) == 2 * TOTAL
+
+    tap = await restart_and_collect(infra, relay, relay_topics, accounts, store_dsn, TOTAL)
+    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, IN_ORDER)
 
 
 async def test_killed_after_publish_before_marking_it_publishes_again_never_reordered(
-    infra: Endpoints, store_dsn: str, relay_topics: TopicSettings, producer: AIOKafkaProducer
+    infra: Endpoints,
+    store_dsn: str,
+    relay_topics: TopicSettings,
+    relay: Callable[..., OutboxRelay],
 ) -> None:
     accounts = await commit_history(store_dsn, relay_topics)
-    total = STREAMS * (1 + DEPOSITS)
-    settings = RelaySettings(lock_key=1, poll_interval=0.1)
 
-    await run_until_killed(OutboxRelay(store_dsn, producer, settings, fault=kill_at("sent")))
-    assert await records_in_topic(infra.kafka, relay_topics.account_events) == total
-    assert await unpublished(store_dsn) == 2 * total
+    await run_until_killed(relay(SETTINGS, kill_at("sent")))
+    assert await records_in_topic(infra.kafka, relay_topics.account_events) == TOTAL
+    assert await unpublished(store_dsn) == 2 * TOTAL
 
-    tap = await TopicTap(infra.kafka, relay_topics.account_events).start()
-    restarted = asyncio.create_task(OutboxRelay(store_dsn, producer, settings).run())
-    try:
-        await tap.wait_for(lambda r: r.key in accounts, count=2 * total)
-        await eventually(lambda: _is_zero(unpublished(store_dsn)), what="rows marked published")
-    finally:
-        restarted.cancel()
-        await tap.stop()
-    once = list(range(1, DEPOSITS + 2))
+    tap = await restart_and_collect(infra, relay, relay_topics, accounts, store_dsn, 2 * TOTAL)
     # At least once: every event twice, each copy of the stream in version order.
-    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, once + once)
+    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, IN_ORDER + IN_ORDER)
 
 
 async def test_only_one_relay_publishes_per_database_and_a_standby_takes_over(
-    store_dsn: str, producer: AIOKafkaProducer
+    relay: Callable[..., OutboxRelay],
 ) -> None:
     settings = RelaySettings(lock_key=42, poll_interval=0.1)
-    first, second = (
-        OutboxRelay(store_dsn, producer, settings),
-        OutboxRelay(store_dsn, producer, settings),
-    )
+    first, second = relay(settings), relay(settings)
     tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
     try:
         await eventually(lambda: first.is_leader or second.is_leader, what="a leader")
@@ -175,10 +211,10 @@ async def test_only_one_relay_publishes_per_database_and_a_standby_takes_over(
 
 
 async def test_purge_deletes_published_rows_past_retention_and_keeps_unpublished_ones(
-    store_dsn: str, relay_topics: TopicSettings, producer: AIOKafkaProducer
+    store_dsn: str, relay_topics: TopicSettings, relay: Callable[..., OutboxRelay]
 ) -> None:
     await commit_history(store_dsn, relay_topics)
-    relay = OutboxRelay(store_dsn, producer, RelaySettings(lock_key=7, retention=timedelta(0)))
+    purger = relay(RelaySettings(lock_key=7, retention=timedelta(0)))
     conn = await asyncpg.connect(store_dsn)
     try:
         await conn.execute(
@@ -186,7 +222,7 @@ async def test_purge_deletes_published_rows_past_retention_and_keeps_unpublished
             " WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 5)"
         )
         before = await conn.fetchval("SELECT count(*) FROM outbox")
-        assert await relay.purge(conn) == 5
+        assert await purger.purge(conn) == 5
         assert await conn.fetchval("SELECT count(*) FROM outbox") == before - 5
         assert (
             await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == 0

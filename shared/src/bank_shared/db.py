@@ -11,8 +11,19 @@ from asyncpg.pool import PoolConnectionProxy
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 
+# The server notices a vanished client within ~25 s and ends its session, releasing its locks
+# (the relay's leadership among them) instead of holding them for the OS default of 2 hours.
+KEEPALIVES = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+
+
 async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool[Any]:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=size, server_settings=KEEPALIVES, command_timeout=60
+    )
     if pool is None:  # only None when the pool is used without being awaited
         raise RuntimeError(f"could not create a connection pool for {dsn.split('@')[-1]}")
     return pool

@@ -83,13 +83,15 @@ async def run_runtime(
             runtime = Runtime(name=name, pool=pool, producer=producer, broker=broker)
             for router in routers(runtime):
                 broker.include_router(router)
-            if relay is not None:
-                runtime.relay = OutboxRelay(dsn, producer, relay)
-                runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name="outbox relay"))
-            for task_name, work in background(runtime):
-                runtime.tasks.append(asyncio.create_task(work, name=task_name))
-            await broker.start()
             try:
+                if relay is not None:
+                    runtime.relay = OutboxRelay(dsn, kafka, relay, name=f"{name}-outbox-relay")
+                    runtime.tasks.append(
+                        asyncio.create_task(runtime.relay.run(), name="outbox relay")
+                    )
+                for task_name, work in background(runtime):
+                    runtime.tasks.append(asyncio.create_task(work, name=task_name))
+                await broker.start()
                 yield runtime
             finally:
                 # Consumers stop before the relay: what they committed is still published.

@@ -9,7 +9,7 @@ from faststream.kafka.annotations import KafkaMessage
 from bank_accounts.account import AccountCommandHandler
 from bank_shared.contracts.accounts import ACCOUNT_COMMANDS
 from bank_shared.contracts.envelope import Envelope, Message
-from bank_shared.messaging.consume import DeadLetters, consume_batch
+from bank_shared.messaging.consume import DeadLetters, consume_batch, tolerant_batch_parser
 from bank_shared.topics import TopicSettings
 
 
@@ -36,6 +36,9 @@ def build_router(
         batch=True,
         max_records=max_records,
         ack_policy=AckPolicy.MANUAL,
+        parser=tolerant_batch_parser,
+        # The relay publishes in Kafka transactions: never read what it aborted.
+        isolation_level="read_committed",
         auto_offset_reset="earliest",
     )
     async def on_account_commands(message: KafkaMessage) -> None:

@@ -9,7 +9,7 @@ from faststream.kafka.annotations import KafkaMessage
 from bank_shared.contracts.envelope import Envelope, Message
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
-from bank_shared.messaging.consume import DeadLetters, consume_batch
+from bank_shared.messaging.consume import DeadLetters, consume_batch, tolerant_batch_parser
 from bank_transfers_saga.saga import TransferSaga
 from bank_transfers_saga.settings import SagaSettings
 
@@ -33,6 +33,9 @@ def build_router(
         batch=True,
         max_records=max_records,
         ack_policy=AckPolicy.MANUAL,
+        parser=tolerant_batch_parser,
+        # The relay publishes in Kafka transactions: never read what it aborted.
+        isolation_level="read_committed",
         auto_offset_reset="earliest",
     )
     async def on_transfer_commands(message: KafkaMessage) -> None:
@@ -46,6 +49,9 @@ def build_router(
         batch=True,
         max_records=max_records,
         ack_policy=AckPolicy.MANUAL,
+        parser=tolerant_batch_parser,
+        # The relay publishes in Kafka transactions: never read what it aborted.
+        isolation_level="read_committed",
         auto_offset_reset="earliest",
     )
     async def on_command_outcomes(message: KafkaMessage) -> None:

@@ -3,8 +3,11 @@
 Order: rows are read in id order and sent through one idempotent producer, whose retries keep
 each partition's order; a stream's rows are committed in version order (the next version can
 only be appended after the previous one is visible), so a stream's messages reach Kafka in
-version order. Only one relay per database publishes at a time (an advisory lock): with several
-instances of a service, the others wait on standby and take over when it dies.
+version order. Each round is one Kafka transaction: if any send of a round fails, the whole
+round is aborted and invisible to `read_committed` consumers, so a later message can never be
+seen before an earlier one that failed. Only one relay per database publishes at a time (an
+advisory lock); the others wait on standby and take over when it dies. They share one
+transactional id, so a new leader also fences off a paused old one.
 
 At least once: a row is marked published only after Kafka acknowledged it, so a crash between
 commit and publish, or between publish and marking, publishes it (again) after the restart.
@@ -23,12 +26,14 @@ from datetime import timedelta
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from bank_shared.db import Connection
+from bank_shared.db import KEEPALIVES, Connection
 from bank_shared.eventstore.store import OUTBOX_CHANNEL
+from bank_shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-# Tests inject faults at named points ("fetched", "sent") to stop the relay mid-way.
+# Tests inject faults at named points ("fetched", "sent-uncommitted", "sent") to stop the
+# relay mid-way.
 FaultHook = Callable[[str], Awaitable[None]]
 
 
@@ -45,13 +50,15 @@ class OutboxRelay:
     def __init__(
         self,
         dsn: str,
-        producer: AIOKafkaProducer,
+        kafka: KafkaSettings,
         settings: RelaySettings,
         *,
+        name: str,
         fault: FaultHook | None = None,
     ) -> None:
         self.dsn = dsn
-        self.producer = producer
+        self.kafka = kafka
+        self.name = name
         self.settings = settings
         self.fault = fault
         self.is_leader = False
@@ -75,20 +82,30 @@ class OutboxRelay:
             await asyncio.sleep(self.settings.poll_interval)
 
     async def _run_connected(self) -> None:
-        conn = await asyncpg.connect(self.dsn)
+        conn = await asyncpg.connect(self.dsn, server_settings=KEEPALIVES, command_timeout=60)
+        producer: AIOKafkaProducer | None = None
         try:
             # Standby until this instance holds the lock; it is released when the session ends.
             while True:
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.settings.lock_key):
                     break
                 await asyncio.sleep(self.settings.poll_interval)
+            # Started only once leader: its transactional id fences any previous leader's.
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.kafka.bootstrap,
+                client_id=self.name,
+                transactional_id=self.name,
+                enable_idempotence=True,
+                linger_ms=5,
+            )
+            await producer.start()
             self.is_leader = True
             await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
             last_purge = 0.0
             loop = asyncio.get_running_loop()
             while True:
                 self._wake.clear()
-                sent = await self.publish_pending(conn)
+                sent = await self.publish_pending(conn, producer)
                 if loop.time() - last_purge > self.settings.purge_every:
                     await self.purge(conn)
                     last_purge = loop.time()
@@ -98,14 +115,17 @@ class OutboxRelay:
                         await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
         finally:
             self.is_leader = False
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
             with contextlib.suppress(Exception):
                 await conn.close()
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def publish_pending(self, conn: Connection) -> int:
-        """Publish one batch of unpublished rows; return how many."""
+    async def publish_pending(self, conn: Connection, producer: AIOKafkaProducer) -> int:
+        """Publish one batch of unpublished rows in one Kafka transaction; return how many."""
         rows = await conn.fetch(
             "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
             " ORDER BY id LIMIT $1",
@@ -115,12 +135,15 @@ class OutboxRelay:
             return 0
         if self.fault:
             await self.fault("fetched")
-        # send() only enqueues; awaiting the futures afterwards lets the batch travel together.
-        deliveries = [
-            await self.producer.send(r["topic"], value=r["value"], key=r["key"].encode())
-            for r in rows
-        ]
-        await asyncio.gather(*deliveries)
+        async with producer.transaction():
+            # send() only enqueues; awaiting the futures after lets the batch travel together.
+            deliveries = [
+                await producer.send(r["topic"], value=r["value"], key=r["key"].encode())
+                for r in rows
+            ]
+            await asyncio.gather(*deliveries)
+            if self.fault:
+                await self.fault("sent-uncommitted")
         if self.fault:
             await self.fault("sent")
         await conn.execute(

@@ -116,9 +116,10 @@ async def append_events(conn: Connection, events: Sequence[Envelope]) -> None:
             records,
         )
     except asyncpg.UniqueViolationError as error:
-        if error.constraint_name == "events_stream_version_unique":
-            raise ConcurrencyError(f"a stream moved on concurrently: {error.detail}") from error
-        raise
+        # Either key means another writer got there first: the stream version (a concurrent
+        # command) or the event id (the same command, applied by another instance during a
+        # rebalance). The event-id key is what stops that second one applying twice.
+        raise ConcurrencyError(f"a stream moved on concurrently: {error.detail}") from error
 
 
 async def add_to_outbox(conn: Connection, messages: Sequence[OutboxMessage]) -> None:

@@ -1,23 +1,44 @@
-"""Consuming a batch at least once: handle each record, dead-letter the unreadable, and commit
-Kafka offsets only after every effect of the batch is committed in PostgreSQL."""
+"""Consuming a batch at least once: handle the readable records, dead-letter the rest, and
+commit Kafka offsets only after every effect of the batch is committed in PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeAlias
 
+import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaMessage
 
 from bank_shared.contracts.envelope import Envelope, Message, UnreadableMessageError, open_envelope
+from bank_shared.eventstore.store import ConcurrencyError
+from bank_shared.faults import crash_point
 
 log = logging.getLogger(__name__)
 
 # Receives the readable messages of one Kafka batch, in order; returns once their effects
 # are committed.
 BatchHandler = Callable[[list[tuple[Envelope, Message]]], Awaitable[None]]
+Record: TypeAlias = "ConsumerRecord[Any, Any]"
+
+# Failures that say nothing about the message: the same batch will succeed later.
+TRANSIENT = (
+    OSError,
+    TimeoutError,
+    KafkaError,
+    ConcurrencyError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+)
 
 
 class DeadLetters:
@@ -27,7 +48,7 @@ class DeadLetters:
         self.producer = producer
         self.topic = topic
 
-    async def send(self, record: ConsumerRecord[Any, Any], reason: str) -> None:
+    async def send(self, record: Record, reason: str) -> None:
         log.warning(
             "dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason
         )
@@ -42,7 +63,25 @@ class DeadLetters:
         )
 
 
-def batch_records(message: KafkaMessage) -> Sequence[ConsumerRecord[Any, Any]]:
+async def tolerant_batch_parser(
+    records: tuple[Record, ...],
+    original: Callable[[tuple[Record, ...]], Awaitable[KafkaMessage]],
+) -> KafkaMessage:
+    """FastStream decodes every header as UTF-8 before our handler runs. One header that is
+    not (or a null one) would fail the batch *outside* the handler, where nothing rewinds the
+    consumer, and the next batch's commit would skip it. So headers are made decodable first;
+    the bytes that matter (key, value) are untouched. Pass as `parser=` to batch subscribers."""
+    return await original(
+        tuple(
+            replace(
+                r, headers=[(k, (v or b"").decode(errors="replace").encode()) for k, v in r.headers]
+            )
+            for r in records
+        )
+    )
+
+
+def batch_records(message: KafkaMessage) -> Sequence[Record]:
     raw = message.raw_message
     return raw if isinstance(raw, tuple) else (raw,)
 
@@ -55,16 +94,19 @@ async def consume_batch(
     accepts: Callable[[Message], bool] = lambda _: True,
     failure_backoff: float = 0.5,
 ) -> int:
-    """Process a FastStream batch (subscriber with `batch=True, ack_policy=AckPolicy.MANUAL`).
+    """Process a FastStream batch (subscriber with `batch=True, ack_policy=AckPolicy.MANUAL,
+    parser=tolerant_batch_parser`).
 
-    Unreadable records go to the dead-letter topic first (at least once: a redelivered batch
-    sends them again). On success the offsets are committed (ack). On any failure the
-    consumer is rewound to the first record of the batch (nack) and the error propagates: the
-    whole batch comes again, and what was already applied is recognised by its message id.
+    Unreadable records go to the dead-letter topic (at least once: a redelivered batch sends
+    them again). A batch that fails for a reason of its own (not a transient one) is applied
+    again one message at a time, and the message that still fails is dead-lettered, so one
+    bad message cannot block its partition. On success the offsets are committed (ack). On a
+    transient failure the consumer is rewound to the batch's first record (nack) and the error
+    propagates: the batch comes again, and what was applied is recognised by its message id.
     """
     records = batch_records(message)
     try:
-        readable: list[tuple[Envelope, Message]] = []
+        readable: list[tuple[Record, Envelope, Message]] = []
         for record in records:
             try:
                 envelope, payload = open_envelope(record.value)
@@ -75,9 +117,10 @@ async def consume_batch(
             except UnreadableMessageError as error:
                 await dead_letters.send(record, str(error))
                 continue
-            readable.append((envelope, payload))
+            readable.append((record, envelope, payload))
         if readable:
-            await handle(readable)
+            await _apply(readable, handle, dead_letters)
+        crash_point("consume.after-commit-before-ack")
     except Exception:
         await message.nack()
         # Pause before the batch comes again: a database that is down is not back in 1 ms.
@@ -88,3 +131,20 @@ async def consume_batch(
         raise
     await message.ack()
     return len(records)
+
+
+async def _apply(
+    items: list[tuple[Record, Envelope, Message]], handle: BatchHandler, dead_letters: DeadLetters
+) -> None:
+    try:
+        await handle([(envelope, payload) for _, envelope, payload in items])
+        return
+    except TRANSIENT:
+        raise
+    except Exception as error:
+        if len(items) == 1:
+            await dead_letters.send(items[0][0], f"processing failed: {error!r}")
+            return
+        log.warning("batch of %d failed (%r); applying one at a time", len(items), error)
+    for item in items:
+        await _apply([item], handle, dead_letters)
