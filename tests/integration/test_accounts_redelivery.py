@@ -1,4 +1,5 @@
-"""Offsets are committed only after the effects: a batch that fails is redelivered, not skipped."""
+"""A batch that fails is redelivered, not skipped; one that always fails because of one
+message gets that message dead-lettered, and the others applied."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from bank_shared.contracts.accounts import (
     DepositMoney,
     OpenAccount,
 )
-from bank_shared.contracts.envelope import Envelope
+from bank_shared.contracts.envelope import Envelope, to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.eventstore.relay import RelaySettings
 from bank_shared.messaging.consume import DeadLetters
@@ -30,9 +31,11 @@ pytestmark = pytest.mark.integration
 
 
 class FailsOnceHandler(AccountCommandHandler):
-    """Raises the first time it meets one chosen command, as a lost database connection would."""
+    """Raises the first time it meets one chosen command, as a lost database connection would;
+    and every time it meets the `broken` one, as a bug would."""
 
     failing: uuid.UUID | None = None
+    broken: uuid.UUID | None = None
     failures = 0
 
     async def handle_batch(
@@ -41,6 +44,8 @@ class FailsOnceHandler(AccountCommandHandler):
         if any(e.message_id == self.failing for e, _ in commands) and self.failures == 0:
             self.failures += 1
             raise ConnectionResetError("simulated: connection to PostgreSQL lost")
+        if any(e.message_id == self.broken for e, _ in commands):
+            raise ValueError("simulated: a bug this command always triggers")
         return await super().handle_batch(commands)
 
 
@@ -104,3 +109,26 @@ async def test_a_failed_command_is_redelivered_and_the_commands_after_it_are_not
     assert isinstance(last.message, CommandOutcome)
     assert (after_retry.message.version, after_retry.message.balance) == (2, Decimal("1.00"))
     assert (last.message.version, last.message.balance) == (3, Decimal("3.00"))
+
+
+async def test_a_command_that_always_fails_is_dead_lettered_and_the_rest_are_applied(
+    flaky_service: tuple[Runtime, FailsOnceHandler, TopicSettings],
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+    dead_letters: TopicTap,
+) -> None:
+    _, handler, own = flaky_service
+    account = new_id("heidi")
+    opening = envelope_for(OpenAccount(account_id=account, owner="Heidi"))
+    broken = envelope_for(DepositMoney(account_id=account, amount="1.00"))
+    after = envelope_for(DepositMoney(account_id=account, amount="2.00"))
+    handler.broken = broken.message_id
+    for command in (opening, broken, after):
+        await send(producer, own.account_commands, account, command)
+
+    [last] = (await outcomes.wait_for(caused_by(after.message_id)))[:1]
+    [letter] = await dead_letters.wait_for(lambda r: r.value == to_bytes(broken))
+    assert "a bug this command always triggers" in letter.headers["dead-letter-reason"].decode()
+    assert isinstance(last.message, CommandOutcome)
+    assert (last.message.version, last.message.balance) == (2, Decimal("2.00"))
+    assert outcomes.matching(caused_by(broken.message_id)) == []

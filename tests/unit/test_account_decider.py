@@ -362,3 +362,12 @@ def test_the_newest_event_alone_gives_the_state_the_whole_history_folds_to() -> 
             state = evolve(state, event)
             assert state_after(event) == fold(history)
     assert len(history) > 100
+
+
+def test_a_deposit_that_would_reach_the_balance_ceiling_is_refused_not_a_crash() -> None:
+    state = given(opened("999999999999990.00"))
+    decision = decide(deposit("10.00"), state)
+    assert isinstance(decision, Rejection)
+    assert decision.code == "invalid_amount"
+    assert "deposit less" in decision.reason
+    assert decide(deposit("9.99"), state) == [deposited("9.99", "999999999999999.99")]

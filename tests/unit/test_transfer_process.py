@@ -63,9 +63,13 @@ def test_a_transfer_of_nothing_is_refused() -> None:
     assert decision.code == "invalid_amount"
 
 
-def test_a_transfer_to_the_same_account_cannot_even_be_expressed() -> None:
-    with pytest.raises(ValueError, match="different accounts"):
-        StartTransfer(transfer_id="t", source_account_id="a", target_account_id="a", amount="1")
+def test_a_transfer_to_the_same_account_is_refused() -> None:
+    command = StartTransfer(
+        transfer_id="t", source_account_id="a", target_account_id="a", amount="1"
+    )
+    decision = decide_start(command, INITIAL)
+    assert isinstance(decision, Rejection)
+    assert decision.code == "same_account"
 
 
 def test_an_accepted_withdrawal_debits_the_transfer_and_deposits_to_the_target() -> None:

@@ -14,6 +14,7 @@ RejectionCode = Literal[
     "insufficient_funds",
     "invalid_amount",
     "transfer_already_exists",
+    "same_account",
 ]
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
-
 from bank_shared.contracts.envelope import Message, register
 from bank_shared.ids import StreamName
 from bank_shared.money import Money
@@ -19,12 +17,6 @@ class StartTransfer(Message):
     source_account_id: StreamName
     target_account_id: StreamName
     amount: Money
-
-    @model_validator(mode="after")
-    def _distinct_accounts(self) -> StartTransfer:
-        if self.source_account_id == self.target_account_id:
-            raise ValueError("source and target must be different accounts")
-        return self
 
 
 # --- events of a transfer stream (stream id = transfer id) ----------------------------------

@@ -16,7 +16,7 @@ from bank_shared.contracts.accounts import (
     OpenAccount,
     WithdrawMoney,
 )
-from bank_shared.money import ZERO
+from bank_shared.money import CEILING, ZERO
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ def decide(command: AccountCommand, state: AccountState) -> list[AccountEvent] |
                 return not_found(command.account_id)
             if command.amount <= ZERO:
                 return Rejection("invalid_amount", "a deposit must be a positive amount")
+            if state.balance + command.amount >= CEILING:
+                return Rejection(
+                    "invalid_amount",
+                    f"a balance must stay below {CEILING:,}; deposit less",
+                )
             return [
                 MoneyDeposited(
                     account_id=command.account_id,

@@ -60,7 +60,7 @@ def decide_start(command: StartTransfer, state: TransferState) -> list[TransferE
             "(or none, and one is chosen for you)",
         )
     if command.source_account_id == command.target_account_id:
-        return Rejection("invalid_amount", "source and target must be different accounts")
+        return Rejection("same_account", "source and target must be different accounts")
     if command.amount <= ZERO:
         return Rejection("invalid_amount", "a transfer must move a positive amount")
     return [
