@@ -181,7 +181,7 @@ class LocalKafka:
             raise LauncherError(f"Formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
     def pid(self) -> int | None:
-        return running_pid(self.pid_file)
+        return running_pid(self.pid_file, expect="kafka.Kafka")
 
     def start(self) -> None:
         if self.pid() is not None:

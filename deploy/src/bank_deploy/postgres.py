@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import os
 import pwd
 import shutil
@@ -64,8 +66,36 @@ class LocalPostgres:
 
     def __init__(self, config: LauncherConfig) -> None:
         self.config = config
-        self.data_dir = config.pg_dir / "data"
-        self.log_path = config.log_file(self.name)
+
+    @functools.cached_property
+    def home(self) -> Path:
+        """Where the cluster lives: `<state>/postgres`, unless the server's user cannot reach
+        it (a checkout under a private home such as /root). Then a directory of its own under
+        /var/tmp, named after the state directory, with logs/postgres.log pointing to its log.
+        """
+        user = self._os_user()
+        if user is None or self._reachable_by(user, self.config.state_dir):
+            return self.config.pg_dir
+        digest = hashlib.sha256(str(self.config.state_dir).encode()).hexdigest()[:12]
+        # A fixed name so each start finds the same cluster; _prepare_dirs refuses one that
+        # someone else owns.
+        return Path("/var/tmp") / f"bank-postgres-{digest}"  # noqa: S108
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "postgres.log"
+
+    @staticmethod
+    def _reachable_by(user: OsUser, path: Path) -> bool:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = subprocess.run(
+            ["test", "-x", str(path)], user=user.uid, group=user.gid, extra_groups=[], check=False
+        )
+        return probe.returncode == 0
 
     # --- running as a non-root user -------------------------------------------------------
     def _os_user(self) -> OsUser | None:
@@ -95,13 +125,13 @@ class LocalPostgres:
         user = self._os_user()
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
         if user is not None:
-            env["HOME"] = str(self.config.pg_dir)
+            env["HOME"] = str(self.home)
         result = subprocess.run(
             argv,
             capture_output=True,
             text=True,
             env=env,
-            cwd=self.config.pg_dir,
+            cwd=self.home,
             user=user.uid if user else None,
             group=user.gid if user else None,
             extra_groups=[] if user else None,
@@ -115,13 +145,24 @@ class LocalPostgres:
         return result
 
     def _prepare_dirs(self) -> None:
-        self.config.pg_dir.mkdir(parents=True, exist_ok=True)
-        self.config.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path.touch(exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
         user = self._os_user()
+        owner = self.home.stat().st_uid
+        if owner not in (os.geteuid(), user.uid if user else os.geteuid()):
+            raise LauncherError(
+                f"{self.home} belongs to uid {owner}, not to us or {self.config.pg_os_user}; "
+                "remove it, or set BANK_STATE_DIR to a directory the server's user can reach"
+            )
+        self.log_path.touch(exist_ok=True)
         if user is not None:
-            for path in (self.config.pg_dir, self.log_path):
+            for path in (self.home, self.log_path):
                 os.chown(path, user.uid, user.gid)
+        # The documented place of every log is logs/<name>.log; the server writes its own.
+        self.config.logs_dir.mkdir(parents=True, exist_ok=True)
+        link = self.config.log_file(self.name)
+        if not link.is_symlink() or link.resolve() != self.log_path.resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(self.log_path)
 
     # --- lifecycle ------------------------------------------------------------------------
     def initialised(self) -> bool:
@@ -130,7 +171,7 @@ class LocalPostgres:
     def init(self) -> None:
         bin_dir = find_bin_dir(self.config.pg_bin_dir)
         self._prepare_dirs()
-        pwfile = self.config.pg_dir / ".pwfile"
+        pwfile = self.home / ".pwfile"
         pwfile.write_text(self.config.pg.password + "\n")
         user = self._os_user()
         if user is not None:
@@ -154,7 +195,7 @@ class LocalPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write(SERVER_SETTINGS.format(socket_dir=self.config.pg_dir))
+            conf.write(SERVER_SETTINGS.format(socket_dir=self.home))
 
     def running(self) -> bool:
         if not self.initialised():
@@ -196,7 +237,11 @@ class LocalPostgres:
                     f"-p {pg.port} -c listen_addresses={pg.host}",
                 ]
             )
-        asyncio.run(create_databases(self.config.pg))
+        try:
+            asyncio.run(create_databases(self.config.pg))
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def stop(self) -> None:
         if not self.running():

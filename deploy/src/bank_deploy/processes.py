@@ -37,9 +37,17 @@ def is_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def running_pid(pid_file: Path) -> int | None:
+def running_pid(pid_file: Path, *, expect: str) -> int | None:
+    """The PID in `pid_file` if that process is alive and is the one we started (its command
+    line contains `expect`): after a reboot or a crash, the number may belong to another."""
     pid = read_pid(pid_file)
-    return pid if pid is not None and is_alive(pid) else None
+    if pid is None or not is_alive(pid):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    return pid if expect in cmdline else None
 
 
 def spawn(

@@ -12,7 +12,8 @@ from typing import Any, TypeAlias
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
-from faststream.kafka import KafkaMessage
+from faststream import AckPolicy
+from faststream.kafka import KafkaMessage, KafkaRouter
 
 from bank_shared.contracts.envelope import Envelope, Message, UnreadableMessageError, open_envelope
 from bank_shared.eventstore.store import ConcurrencyError
@@ -148,3 +149,34 @@ async def _apply(
         log.warning("batch of %d failed (%r); applying one at a time", len(items), error)
     for item in items:
         await _apply([item], handle, dead_letters)
+
+
+def subscribe_batches(
+    router: KafkaRouter,
+    topic: str,
+    *,
+    group_id: str,
+    handle: BatchHandler,
+    dead_letters: DeadLetters,
+    accepts: Callable[[Message], bool],
+    max_records: int = 100,
+) -> None:
+    """Register the one way this project consumes a topic: batches, offsets committed by
+    consume_batch after the effects (FastStream's automatic acknowledgement would commit them
+    before), headers made decodable first, and only committed records of the relays' Kafka
+    transactions read."""
+
+    async def on_batch(message: KafkaMessage) -> None:
+        await consume_batch(message, handle, dead_letters, accepts=accepts)
+
+    router.subscriber(
+        topic,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        ack_policy=AckPolicy.MANUAL,
+        parser=tolerant_batch_parser,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        title=f"{group_id}:{topic}",
+    )(on_batch)

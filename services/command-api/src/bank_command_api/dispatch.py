@@ -1,0 +1,108 @@
+"""Sending a command: record it and its outbox row atomically, then wait (bounded) for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from bank_command_api.idempotency import IdempotencyKey, claim
+from bank_command_api.ledger import CommandRecord, insert_command, load_command
+from bank_command_api.waiting import DecisionListener
+from bank_shared.contracts.envelope import Message, seal
+from bank_shared.eventstore.store import OutboxMessage, add_to_outbox
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A command and where it goes: its topic, and the stream it addresses (the Kafka key)."""
+
+    command: Message
+    topic: str
+    stream_id: str
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        listener: DecisionListener,
+        *,
+        decision_timeout: float,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.pool = pool
+        self.listener = listener
+        self.decision_timeout = decision_timeout
+        self.clock = clock
+
+    async def send(
+        self, outgoing: Outgoing, *, idempotency: IdempotencyKey | None, wait: bool
+    ) -> CommandRecord:
+        """The command's record: decided if the decision came within the timeout (and `wait`),
+        else pending. A repeated Idempotency-Key gets the first request's command instead,
+        waited for the same way; nothing is sent again."""
+        command_id = uuid4()
+        with self.listener.expect(command_id) as decision:
+            record = await self._record(command_id, outgoing, idempotency)
+            if record.command_id == command_id:
+                return await self._await(record, decision) if wait else record
+        with self.listener.expect(record.command_id) as decision:
+            # Read again now that we listen: it may have been decided since the claim.
+            record = await self.find(record.command_id) or record
+            return await self._await(record, decision) if wait else record
+
+    async def find(self, command_id: UUID) -> CommandRecord | None:
+        async with self.pool.acquire() as conn:
+            return await load_command(conn, command_id)
+
+    async def _record(
+        self, command_id: UUID, outgoing: Outgoing, idempotency: IdempotencyKey | None
+    ) -> CommandRecord:
+        # One transaction: key, command row and outbox row exist together or not at all, so a
+        # crash never leaves a command recorded but unsent, or sent but unknown here.
+        async with self.pool.acquire() as conn, conn.transaction():
+            if idempotency is not None:
+                earlier = await claim(conn, idempotency, command_id)
+                if earlier is not None:
+                    found = await load_command(conn, earlier)
+                    if found is None:  # the foreign key makes this impossible
+                        raise RuntimeError(f"idempotency key without its command {earlier}")
+                    return found
+            record = CommandRecord(
+                command_id=command_id,
+                command_type=outgoing.command.message_type(),
+                stream_id=outgoing.stream_id,
+            )
+            envelope = seal(
+                outgoing.command,
+                message_id=command_id,
+                correlation_id=uuid4(),
+                causation_id=None,
+                occurred_at=self.clock(),
+            )
+            await insert_command(conn, record)
+            await add_to_outbox(conn, [OutboxMessage(outgoing.topic, outgoing.stream_id, envelope)])
+        return record
+
+    async def _await(
+        self, record: CommandRecord, decision: asyncio.Future[CommandRecord]
+    ) -> CommandRecord:
+        if record.decided:
+            return record
+        try:
+            return await asyncio.wait_for(decision, self.decision_timeout)
+        except TimeoutError:
+            # The notification may have been lost while the listener reconnected.
+            return await self.find(record.command_id) or record

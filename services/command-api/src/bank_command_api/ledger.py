@@ -1,0 +1,152 @@
+"""The `commands` table: each command this API sent, and the decision the write side made."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, cast
+from uuid import UUID
+
+import asyncpg
+
+from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.db import Connection
+from bank_shared.money import format_money
+
+# Every API instance LISTENs here; the instance that consumes an outcome NOTIFYs all of them.
+DECIDED_CHANNEL = "bank_command_decided"
+
+Status = Literal["pending", "accepted", "rejected"]
+# NOTIFY payloads are limited to 8000 bytes; a rejection reason is a sentence, cut it anyway.
+MAX_REASON = 1000
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    command_id: UUID
+    command_type: str
+    stream_id: str
+    status: Status = "pending"
+    code: str | None = None
+    reason: str | None = None
+    version: int | None = None
+    balance: Decimal | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.status != "pending"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "command_id": str(self.command_id),
+                "command_type": self.command_type,
+                "stream_id": self.stream_id,
+                "status": self.status,
+                "code": self.code,
+                "reason": self.reason[:MAX_REASON] if self.reason else None,
+                "version": self.version,
+                "balance": None if self.balance is None else format_money(self.balance),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CommandRecord:
+        data = json.loads(text)
+        balance = data.get("balance")
+        return cls(
+            command_id=UUID(data["command_id"]),
+            command_type=data["command_type"],
+            stream_id=data["stream_id"],
+            status=data["status"],
+            code=data.get("code"),
+            reason=data.get("reason"),
+            version=data.get("version"),
+            balance=None if balance is None else Decimal(balance),
+        )
+
+
+def _record(row: asyncpg.Record) -> CommandRecord:
+    return CommandRecord(
+        command_id=row["command_id"],
+        command_type=row["command_type"],
+        stream_id=row["stream_id"],
+        status=cast(Status, row["status"]),
+        code=row["code"],
+        reason=row["reason"],
+        version=row["version"],
+        balance=row["balance"],
+    )
+
+
+async def insert_command(conn: Connection, record: CommandRecord) -> None:
+    await conn.execute(
+        "INSERT INTO commands (command_id, command_type, stream_id) VALUES ($1, $2, $3)",
+        record.command_id,
+        record.command_type,
+        record.stream_id,
+    )
+
+
+async def load_command(conn: Connection, command_id: UUID) -> CommandRecord | None:
+    row = await conn.fetchrow(
+        "SELECT command_id, command_type, stream_id, status, code, reason, version, balance"
+        " FROM commands WHERE command_id = $1",
+        command_id,
+    )
+    return None if row is None else _record(row)
+
+
+async def load_decided(conn: Connection, command_ids: Iterable[UUID]) -> list[CommandRecord]:
+    rows = await conn.fetch(
+        "SELECT command_id, command_type, stream_id, status, code, reason, version, balance"
+        " FROM commands"
+        " WHERE command_id = ANY($1::uuid[]) AND status <> 'pending'",
+        list(command_ids),
+    )
+    return [_record(r) for r in rows]
+
+
+async def record_decisions(
+    conn: Connection, outcomes: Sequence[CommandOutcome]
+) -> list[CommandRecord]:
+    """Store the outcomes of pending commands and NOTIFY each decision, in the caller's
+    transaction: the notifications go out only if the decisions commit.
+
+    Outcomes of commands this API did not send (the saga's steps) match no row; a redelivered
+    outcome finds its command decided already. Both change nothing and notify nobody.
+    """
+    first: dict[UUID, CommandOutcome] = {}
+    for outcome in outcomes:
+        first.setdefault(outcome.command_id, outcome)
+    if not first:
+        return []
+    chosen = list(first.values())
+    rows = await conn.fetch(
+        "UPDATE commands c SET status = d.status, code = d.code, reason = d.reason,"
+        " version = d.version, balance = d.balance, outcome = d.outcome::jsonb,"
+        " decided_at = now()"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[],"
+        " $6::numeric[], $7::text[])"
+        " AS d(command_id, status, code, reason, version, balance, outcome)"
+        " WHERE c.command_id = d.command_id AND c.status = 'pending'"
+        " RETURNING c.command_id, c.command_type, c.stream_id, c.status, c.code, c.reason,"
+        " c.version, c.balance",
+        [o.command_id for o in chosen],
+        [o.status for o in chosen],
+        [o.code for o in chosen],
+        [o.reason for o in chosen],
+        [o.version for o in chosen],
+        [o.balance for o in chosen],
+        [o.model_dump_json() for o in chosen],
+    )
+    decided = [_record(r) for r in rows]
+    if decided:
+        await conn.execute(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+            DECIDED_CHANNEL,
+            [record.to_json() for record in decided],
+        )
+    return decided

@@ -1,0 +1,37 @@
+"""The command API's settings, from BANK_COMMAND_API_* (and the shared BANK_* variables)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bank_shared.money import DEFAULT_MAX_AMOUNT
+from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.topics import TopicSettings
+
+
+class CommandApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BANK_COMMAND_API_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8001
+    # How long a POST waits for the write side's decision before answering 202 pending.
+    decision_timeout: float = 10.0
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT
+    max_body_bytes: int = 16_384
+    # Where clients read a transfer's progress (the Location of an accepted transfer).
+    query_api_url: str = "http://127.0.0.1:8002"
+    consumer_group: str = "command-api"
+    pool_size: int = 10
+    relay_lock_key: int = 7_345_100_003
+    relay_poll_interval: float = 1.0
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    pg: PostgresSettings = Field(default_factory=PostgresSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @property
+    def dsn(self) -> str:
+        return self.pg.dsn(self.pg.commands_db)

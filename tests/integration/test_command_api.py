@@ -1,0 +1,452 @@
+"""The command API over the real broker and database, with the accounts service deciding:
+answers, rejections, validation, waiting, timeouts and idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from bank_command_api.app import create_app
+from bank_command_api.ledger import record_decisions
+from bank_command_api.settings import CommandApiSettings
+from bank_command_api.waiting import APPLICATION_NAME
+from bank_deploy.providers import Endpoints
+from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.runtime import Runtime
+from bank_shared.topics import TopicSettings
+from tests.support import eventually, new_id
+
+pytestmark = pytest.mark.integration
+
+PROBLEM = "application/problem+json"
+QUERY_API = "http://query-api.test"
+
+
+def settings_for(infra: Endpoints, topics: TopicSettings, **overrides: Any) -> CommandApiSettings:
+    values: dict[str, Any] = {
+        "kafka": infra.kafka,
+        "pg": infra.pg,
+        "topics": topics,
+        "consumer_group": f"command-api-{uuid.uuid4().hex[:8]}",
+        "relay_poll_interval": 0.2,
+        # The first answers of a session also wait for the consumer groups to join.
+        "decision_timeout": 30.0,
+        "query_api_url": QUERY_API,
+    }
+    return CommandApiSettings(**{**values, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: CommandApiSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, and a client that talks to it in-process."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://command-api") as client:
+            yield client
+
+
+@pytest.fixture(scope="module")
+def api_settings(infra: Endpoints, topics: TopicSettings) -> CommandApiSettings:
+    return settings_for(infra, topics)
+
+
+@pytest.fixture(scope="module")
+async def api(
+    api_settings: CommandApiSettings, accounts: Runtime
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(api_settings) as client:
+        yield client
+
+
+async def open_account(api: httpx.AsyncClient, balance: str, owner: str = "Test") -> str:
+    account = new_id(owner.lower())
+    answer = await api.post(
+        "/accounts", json={"owner": owner, "initial_balance": balance, "account_id": account}
+    )
+    assert answer.status_code == 201, answer.text
+    return account
+
+
+async def sent_so_far(settings: CommandApiSettings) -> tuple[int, int]:
+    """Rows in `commands` and `outbox`: what this API has recorded and sent."""
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        commands: int = await conn.fetchval("SELECT count(*) FROM commands")
+        outbox: int = await conn.fetchval("SELECT count(*) FROM outbox")
+        return commands, outbox
+    finally:
+        await conn.close()
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+async def test_open_deposit_and_withdraw_answer_with_version_and_balance(
+    api: httpx.AsyncClient,
+) -> None:
+    alice = new_id("alice")
+    opened = await api.post(
+        "/accounts", json={"owner": "Alice", "initial_balance": "100.00", "account_id": alice}
+    )
+    assert opened.status_code == 201, opened.text
+    body = opened.json()
+    assert body == {
+        "account_id": alice,
+        "command_id": body["command_id"],
+        "status": "accepted",
+        "version": 1,
+        "balance": "100.00",
+    }
+    uuid.UUID(body["command_id"])
+
+    bob = await api.post("/accounts", json={"owner": "Bob", "initial_balance": 50})
+    assert bob.status_code == 201, bob.text
+    assert bob.json()["balance"] == "50.00"
+    uuid.UUID(bob.json()["account_id"])  # chosen for the client
+
+    deposited = await api.post(f"/accounts/{alice}/deposits", json={"amount": "25.5"})
+    assert deposited.status_code == 200, deposited.text
+    assert deposited.json()["status"] == "accepted"
+    assert (deposited.json()["version"], deposited.json()["balance"]) == (2, "125.50")
+
+    withdrawn = await api.post(f"/accounts/{alice}/withdrawals", json={"amount": 25})
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert (withdrawn.json()["version"], withdrawn.json()["balance"]) == (3, "100.50")
+
+
+async def test_withdrawing_more_than_the_balance_is_409_insufficient_funds(
+    api: httpx.AsyncClient,
+) -> None:
+    account = await open_account(api, "10.00")
+    answer = await api.post(f"/accounts/{account}/withdrawals", json={"amount": "10.01"})
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == PROBLEM
+    problem = answer.json()
+    assert problem["code"] == "insufficient_funds"
+    assert "at most its balance" in problem["message"]
+    assert problem["account_id"] == account
+    status = await api.get(f"/commands/{problem['command_id']}")
+    assert (status.json()["status"], status.json()["code"]) == ("rejected", "insufficient_funds")
+
+
+@pytest.mark.parametrize("operation", ["deposits", "withdrawals"])
+async def test_an_unknown_account_is_404_account_not_found(
+    api: httpx.AsyncClient, operation: str
+) -> None:
+    answer = await api.post(f"/accounts/{new_id('nobody')}/{operation}", json={"amount": "1"})
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "account_not_found"
+    assert "POST /accounts" in answer.json()["message"]
+
+
+async def test_opening_an_existing_account_id_is_409(api: httpx.AsyncClient) -> None:
+    account = await open_account(api, "1")
+    again = await api.post("/accounts", json={"owner": "Other", "account_id": account})
+    assert again.status_code == 409
+    assert again.json()["code"] == "account_already_exists"
+    assert "account_id" in again.json()["message"]
+
+
+# --- validation: refused here, nothing sent -----------------------------------------------------
+
+# Each is refused as an amount; all but the zeros are refused as an opening balance too.
+BAD_AMOUNTS = [
+    "10.5",  # a JSON float
+    "1e3",  # an exponent (a float to the JSON parser)
+    '"1e3"',
+    "NaN",
+    '"NaN"',
+    "Infinity",
+    '"-Infinity"',
+    '"-5.00"',
+    "-5",
+    "0",
+    '"0.00"',
+    '"10.505"',
+    '"1000000000.01"',  # above the configured maximum
+    "10000000000000000000000",  # far above any amount
+    "true",
+    "null",
+    '"ten"',
+    '""',
+]
+ZEROS = ("0", '"0.00"')
+
+
+@pytest.mark.parametrize("amount", BAD_AMOUNTS)
+async def test_a_bad_amount_is_422_says_what_to_send_and_sends_nothing(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings, amount: str
+) -> None:
+    before = await sent_so_far(api_settings)
+    requests = [
+        ("/accounts/alice/deposits", f'{{"amount": {amount}}}'),
+        ("/accounts/alice/withdrawals", f'{{"amount": {amount}}}'),
+        (
+            "/transfers",
+            f'{{"source_account_id": "a", "target_account_id": "b", "amount": {amount}}}',
+        ),
+    ]
+    if amount not in ZEROS:
+        requests.append(("/accounts", f'{{"owner": "Zed", "initial_balance": {amount}}}'))
+    for path, raw in requests:
+        answer = await api.post(path, content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 422, (path, raw, answer.text)
+        assert answer.headers["content-type"] == PROBLEM
+        problem = answer.json()
+        assert problem["code"] == "validation_error"
+        assert '"10.50"' in problem["message"], problem
+        [field] = problem["errors"]
+        assert field["field"] in ("amount", "initial_balance")
+        assert '"10.50"' in field["message"]
+    assert await sent_so_far(api_settings) == before
+
+
+async def test_an_opening_balance_may_be_zero_but_not_negative(api: httpx.AsyncClient) -> None:
+    zero = await api.post("/accounts", json={"owner": "Zero", "initial_balance": 0})
+    assert (zero.status_code, zero.json()["balance"]) == (201, "0.00")
+    negative = await api.post("/accounts", json={"owner": "Neg", "initial_balance": "-0.01"})
+    assert negative.status_code == 422
+    assert '"10.50"' in negative.json()["message"]
+
+
+async def test_a_transfer_between_one_account_is_422_and_sends_nothing(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    before = await sent_so_far(api_settings)
+    answer = await api.post(
+        "/transfers",
+        json={"source_account_id": "alice", "target_account_id": "alice", "amount": "5"},
+    )
+    assert answer.status_code == 422
+    assert answer.json()["code"] == "validation_error"
+    assert answer.json()["errors"][0]["field"] == "target_account_id"
+    assert await sent_so_far(api_settings) == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "invalid_json"),
+        (b'{"amount": "5"}', "text/plain", 415, "unsupported_media_type"),
+        (b"[1, 2]", "application/json", 422, "validation_error"),
+        (b'{"amount": "5", "ammount": "5"}', "application/json", 422, "validation_error"),
+        (b"", "application/json", 422, "validation_error"),
+    ],
+)
+async def test_bodies_that_are_not_the_expected_json_object_are_refused_clearly(
+    api: httpx.AsyncClient, raw: bytes, content_type: str, status: int, code: str
+) -> None:
+    answer = await api.post(
+        "/accounts/alice/deposits", content=raw, headers={"content-type": content_type}
+    )
+    assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
+    assert answer.json()["message"]
+
+
+async def test_a_body_over_the_limit_is_413(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    owner = "x" * (api_settings.max_body_bytes + 1)
+    answer = await api.post("/accounts", json={"owner": owner})
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["code"] == "request_too_large"
+
+
+# --- waiting ----------------------------------------------------------------------------------
+
+
+async def test_respond_async_answers_202_pending_and_the_command_is_decided_later(
+    api: httpx.AsyncClient,
+) -> None:
+    account = await open_account(api, "5")
+    answer = await api.post(
+        f"/accounts/{account}/deposits",
+        json={"amount": "1.25"},
+        headers={"Prefer": "respond-async"},
+    )
+    assert answer.status_code == 202
+    body = answer.json()
+    assert (body["status"], body["account_id"]) == ("pending", account)
+    assert answer.headers["location"] == f"/commands/{body['command_id']}"
+    assert answer.headers["preference-applied"] == "respond-async"
+
+    async def decided() -> bool:
+        status: str = (await api.get(answer.headers["location"])).json()["status"]
+        return status != "pending"
+
+    await eventually(decided, what="the deposit to be decided")
+    status = (await api.get(answer.headers["location"])).json()
+    assert status["command_id"] == body["command_id"]
+    assert (status["status"], status["code"]) == ("accepted", None)
+    assert (status["command_type"], status["stream_id"]) == ("DepositMoney", account)
+    assert (status["version"], status["balance"]) == (2, "6.25")
+
+
+async def test_an_unknown_command_is_404(api: httpx.AsyncClient) -> None:
+    answer = await api.get(f"/commands/{uuid.uuid4()}")
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "command_not_found"
+    assert "command_id" in answer.json()["message"]
+
+
+async def test_without_a_decision_in_time_a_post_is_202_pending_and_stays_pending(
+    infra: Endpoints, topics: TopicSettings, api: httpx.AsyncClient
+) -> None:
+    """A second instance whose transfer commands go to a topic nobody consumes."""
+    unconsumed = topics.model_copy(
+        update={"transfer_commands": f"test.{uuid.uuid4().hex[:8]}.unconsumed-transfers"}
+    )
+    settings = settings_for(infra, unconsumed, decision_timeout=1.0)
+    async with serving(settings) as slow:
+        transfer = {"source_account_id": "a", "target_account_id": "b", "amount": "1"}
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        answer = await slow.post("/transfers", json=transfer, headers=key)
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert body["status"] == "pending"
+        uuid.UUID(body["transfer_id"])
+        assert answer.headers["location"] == f"/commands/{body['command_id']}"
+        assert "preference-applied" not in answer.headers
+
+        # Retried with its key: the same command, waited for again, still pending.
+        again = await slow.post("/transfers", json=transfer, headers=key)
+        assert (again.status_code, again.json()) == (202, body)
+        # Any instance answers for any command: they share the commands database.
+        status = await api.get(answer.headers["location"])
+        assert status.status_code == 200
+        assert (status.json()["status"], status.json()["command_type"]) == (
+            "pending",
+            "StartTransfer",
+        )
+
+
+async def test_a_lost_listener_connection_comes_back_and_waiting_still_works(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    conn = await asyncpg.connect(api_settings.dsn)
+    try:
+        cut = await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            APPLICATION_NAME,
+        )
+        assert cut, "no listener connection found"
+    finally:
+        await conn.close()
+    account = await open_account(api, "1")
+    started = time.monotonic()
+    answer = await api.post(f"/accounts/{account}/deposits", json={"amount": "1"})
+    assert (answer.status_code, answer.json()["balance"]) == (200, "2.00")
+    # Well inside the decision timeout: the notification arrived, not the re-read after it.
+    assert time.monotonic() - started < api_settings.decision_timeout / 2
+
+
+# --- idempotency ------------------------------------------------------------------------------
+
+
+async def test_the_same_key_and_body_give_the_same_answer_and_one_effect(
+    api: httpx.AsyncClient,
+) -> None:
+    account = await open_account(api, "100")
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = await api.post(f"/accounts/{account}/deposits", json={"amount": "10"}, headers=key)
+    second = await api.post(f"/accounts/{account}/deposits", json={"amount": "10.00"}, headers=key)
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    assert (first.json()["version"], first.json()["balance"]) == (2, "110.00")
+
+    after = await api.post(f"/accounts/{account}/deposits", json={"amount": "1"})
+    assert (after.json()["version"], after.json()["balance"]) == (3, "111.00")
+
+
+async def test_two_concurrent_requests_with_one_key_make_one_command(
+    api: httpx.AsyncClient,
+) -> None:
+    account = await open_account(api, "100")
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    answers = await asyncio.gather(
+        *(
+            api.post(f"/accounts/{account}/withdrawals", json={"amount": "30"}, headers=key)
+            for _ in range(5)
+        )
+    )
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.text for a in answers}) == 1
+    after = await api.post(f"/accounts/{account}/withdrawals", json={"amount": "1"})
+    assert (after.json()["version"], after.json()["balance"]) == (3, "69.00")
+
+
+async def test_a_repeated_rejection_is_the_same_rejection(api: httpx.AsyncClient) -> None:
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    path = f"/accounts/{new_id('ghost')}/deposits"
+    first = await api.post(path, json={"amount": "1"}, headers=key)
+    second = await api.post(path, json={"amount": "1"}, headers=key)
+    assert first.status_code == second.status_code == 404
+    assert first.json() == second.json()
+
+
+async def test_a_key_reused_for_another_request_is_422(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    account = await open_account(api, "100")
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = await api.post(f"/accounts/{account}/deposits", json={"amount": "10"}, headers=key)
+    assert first.status_code == 200
+    before = await sent_so_far(api_settings)
+    for path, amount in [("deposits", "11"), ("withdrawals", "10")]:
+        reused = await api.post(f"/accounts/{account}/{path}", json={"amount": amount}, headers=key)
+        assert reused.status_code == 422
+        assert reused.json()["code"] == "idempotency_key_reused"
+        assert "new key" in reused.json()["message"]
+    assert await sent_so_far(api_settings) == before
+
+
+async def test_an_idempotency_key_with_spaces_is_422(api: httpx.AsyncClient) -> None:
+    answer = await api.post(
+        "/accounts/alice/deposits", json={"amount": "1"}, headers={"Idempotency-Key": "a b"}
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+# --- outcomes, operations ---------------------------------------------------------------------
+
+
+async def test_outcomes_of_commands_sent_by_others_change_nothing(
+    api_settings: CommandApiSettings, api: httpx.AsyncClient
+) -> None:
+    foreign = CommandOutcome(
+        command_id=uuid.uuid4(),
+        command_type="WithdrawMoney",
+        stream_id="someone",
+        status="accepted",
+        version=3,
+        balance=Decimal("1.00"),
+    )
+    conn = await asyncpg.connect(api_settings.dsn)
+    try:
+        async with conn.transaction():
+            assert await record_decisions(conn, [foreign, foreign]) == []
+    finally:
+        await conn.close()
+
+
+async def test_health_ready_and_the_openapi_document(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/health")).status_code == 200
+    ready = await api.get("/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["postgres"] == "ok"
+    document = (await api.get("/openapi.json")).json()
+    withdrawals = document["paths"]["/accounts/{account_id}/withdrawals"]["post"]["responses"]
+    assert {"200", "202", "404", "409", "413", "422"} <= set(withdrawals)
+    assert PROBLEM in withdrawals["409"]["content"]
