@@ -86,12 +86,7 @@ async def main() -> None:
 
     kafka, pg = KafkaSettings(), PostgresSettings()
     run = uuid.uuid4().hex[:8]
-    topics = TopicSettings(
-        account_commands=f"bench.{run}.account-commands",
-        account_events=f"bench.{run}.account-events",
-        command_outcomes=f"bench.{run}.command-outcomes",
-        dead_letters=f"bench.{run}.dead-letters",
-    )
+    topics = TopicSettings().prefixed(f"bench.{run}")
     await ensure_topics(kafka, account_topics(topics))
     env = {
         **os.environ,

@@ -190,16 +190,7 @@ async def records_in_topic(kafka: KafkaSettings, topic: str) -> int:
 
 def fresh_topics(prefix: str, partitions: int = 3) -> TopicSettings:
     """A set of topic names nobody else uses (topics are created by the services at start)."""
-    run = f"{prefix}.{uuid.uuid4().hex[:8]}"
-    return TopicSettings(
-        account_commands=f"test.{run}.account-commands",
-        account_events=f"test.{run}.account-events",
-        command_outcomes=f"test.{run}.command-outcomes",
-        dead_letters=f"test.{run}.dead-letters",
-        transfer_commands=f"test.{run}.transfer-commands",
-        transfer_events=f"test.{run}.transfer-events",
-        partitions=partitions,
-    )
+    return TopicSettings(partitions=partitions).prefixed(f"test.{prefix}.{uuid.uuid4().hex[:8]}")
 
 
 def service_env(

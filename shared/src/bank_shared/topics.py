@@ -18,6 +18,11 @@ class TopicSettings(BaseSettings):
     transfer_events: str = "bank.transfer-events"
     partitions: int = 6
 
+    def prefixed(self, prefix: str) -> TopicSettings:
+        """The same topics under `<prefix>.`: an isolated set for a test or a benchmark."""
+        names = {name: f"{prefix}.{value}" for name, value in self if isinstance(value, str)}
+        return self.model_copy(update=names)
+
 
 @dataclass(frozen=True)
 class TopicSpec:

@@ -1,0 +1,190 @@
+"""Transfer latency on the local stack: from POST /transfers to TransferCompleted on Kafka.
+
+Usage (against `make start`, or any cluster named by the BANK_* variables):
+    uv run python bench/transfer_latency.py --transfers 300 --concurrency 1
+
+It starts the accounts service, the transfers saga and the command API as their own processes
+on fresh topics, opens accounts through the API, then sends transfers (`--concurrency` at a
+time) and takes each completion time from a consumer of the transfer events topic, not by
+polling an API. Printed figures are for this machine and these settings only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import signal
+import statistics
+import sys
+import time
+import uuid
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from bank_deploy.config import LauncherConfig
+from bank_shared.contracts.envelope import Envelope
+from bank_shared.settings import KafkaSettings
+from bank_shared.topics import TopicSettings
+
+SERVICES = {  # module -> (port variable, port)
+    "bank_accounts": ("BANK_ACCOUNTS_HTTP_PORT", 8191),
+    "bank_transfers_saga": ("BANK_SAGA_HTTP_PORT", 8192),
+    "bank_command_api": ("BANK_COMMAND_API_HTTP_PORT", 8193),
+}
+
+
+async def wait_ready(port: int) -> None:
+    async with httpx.AsyncClient(timeout=2) as client:
+        for _ in range(600):
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"the service on port {port} did not become ready in 60 s")
+
+
+class Completions:
+    """When each transfer finished, as seen on the transfer events topic."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, asyncio.Future[float]] = {}
+
+    def future(self, transfer_id: str) -> asyncio.Future[float]:
+        return self._seen.setdefault(transfer_id, asyncio.get_running_loop().create_future())
+
+    def finished(self, transfer_id: str, at: float) -> None:
+        future = self.future(transfer_id)
+        if not future.done():
+            future.set_result(at)
+
+
+async def watch_completions(
+    kafka: KafkaSettings, topic: str, done: Completions, ready: asyncio.Event
+) -> None:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap,
+        group_id=f"bench-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    ready.set()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    envelope = Envelope.model_validate_json(record.value)
+                    if envelope.type in ("TransferCompleted", "TransferFailed"):
+                        done.finished(envelope.stream_id or "", now)
+    finally:
+        await consumer.stop()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transfers", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--accounts", type=int, default=20)
+    args = parser.parse_args()
+
+    kafka, run = KafkaSettings(), uuid.uuid4().hex[:8]
+    topics = TopicSettings().prefixed(f"bench.{run}")
+    env = {
+        **os.environ,
+        **{f"BANK_TOPIC_{n.upper()}": str(v) for n, v in topics},
+        "BANK_ACCOUNTS_CONSUMER_GROUP": f"bench-{run}-accounts",
+        "BANK_SAGA_COMMANDS_GROUP": f"bench-{run}-saga-commands",
+        "BANK_SAGA_ANSWERS_GROUP": f"bench-{run}-saga-answers",
+        "BANK_COMMAND_API_CONSUMER_GROUP": f"bench-{run}-api",
+    }
+    # Each service's output goes to .bank/logs/bench-<module>.log, beside the launcher's logs.
+    logs = LauncherConfig().logs_dir
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for module, (variable, port) in SERVICES.items():
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                module,
+                env=env | {variable: str(port)},
+                stdout=(logs / f"bench-{module}.log").open("wb"),
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        )
+        await wait_ready(port)  # one at a time: the first creates the topics
+    api = f"http://127.0.0.1:{SERVICES['bank_command_api'][1]}"
+    done = Completions()
+    ready = asyncio.Event()
+    watcher = asyncio.create_task(watch_completions(kafka, topics.transfer_events, done, ready))
+    latencies: list[float] = []
+    try:
+        await ready.wait()
+        async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+            accounts = []
+            for i in range(args.accounts):
+                answer = await client.post(
+                    "/accounts", json={"owner": f"Bench {i}", "initial_balance": "1000000"}
+                )
+                answer.raise_for_status()
+                accounts.append(answer.json()["account_id"])
+            rng = random.Random(7)
+
+            async def one_transfer() -> None:
+                source, target = rng.sample(accounts, 2)
+                sent = time.perf_counter()
+                answer = await client.post(
+                    "/transfers",
+                    json={
+                        "source_account_id": source,
+                        "target_account_id": target,
+                        "amount": "1.00",
+                    },
+                )
+                answer.raise_for_status()
+                finished = await asyncio.wait_for(done.future(answer.json()["transfer_id"]), 60)
+                latencies.append(finished - sent)
+
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    await one_transfer()
+
+            share, extra = divmod(args.transfers, args.concurrency)
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(share + (i < extra)) for i in range(args.concurrency)))
+            elapsed = time.perf_counter() - started
+    finally:
+        watcher.cancel()
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(p.wait() for p in processes))
+
+    ms = [value * 1000 for value in latencies]
+    print(
+        f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()};"
+        f" Kafka {kafka.bootstrap}; one process per service; fsync on"
+    )
+    print(
+        f"{len(ms)} transfers, concurrency {args.concurrency}, {len(ms) / elapsed:.1f}/s:"
+        f" POST -> TransferCompleted p50 {statistics.median(ms):.1f} ms,"
+        f" p90 {percentile(ms, 0.9):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms,"
+        f" max {max(ms):.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
