@@ -96,7 +96,9 @@ class OutboxRelay:
                 client_id=self.name,
                 transactional_id=self.name,
                 enable_idempotence=True,
-                linger_ms=5,
+                # Each round is already a batch read from the outbox: waiting for more only adds
+                # latency to every hop of a transfer.
+                linger_ms=0,
             )
             await producer.start()
             self.is_leader = True
