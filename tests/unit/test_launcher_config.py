@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
-from bank_deploy.kafka import min_heap, server_properties
+from bank_deploy.kafka import LocalKafka, min_heap, server_properties
 from bank_deploy.processes import LauncherError
 from bank_deploy.providers import chosen_provider, launcher_config_for_tests
 from bank_shared.settings import KafkaSettings
@@ -51,3 +53,25 @@ def test_unknown_provider_is_refused_with_the_valid_choices(
 def test_explicit_provider_wins_over_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BANK_TEST_INFRA", "External")
     assert chosen_provider() == "external"
+
+
+def test_storage_format_passes_the_cluster_id_as_one_argument(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Kafka's argument parser reads an id starting with "-" as an option; 1 in 64 random ids
+    does, so the id must travel glued to its flag."""
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xfb" + b"\x00" * 15))
+    kafka = LocalKafka(launcher_config_for_tests(state_dir=tmp_path))
+    monkeypatch.setattr(kafka, "_java_argv", lambda main, *args: [main, *args])
+
+    kafka._format_storage(tmp_path / "server.properties")
+
+    [argv] = seen
+    assert "--cluster-id=-wAAAAAAAAAAAAAAAAAAAA" in argv

@@ -168,8 +168,8 @@ class LocalKafka:
                 "kafka.tools.StorageTool",
                 "format",
                 "--ignore-formatted",
-                "-t",
-                cluster_id,
+                # One argument, not two: a random id may start with "-" and pass for an option.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(properties),
             ),
