@@ -2,15 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
+from bank_deploy.postgres import create_databases
 from bank_deploy.providers import Endpoints, provide_infra
+from bank_shared.settings import PostgresSettings
+
+
+def session_databases(pg: PostgresSettings) -> PostgresSettings:
+    """The bank's databases under names of this session's own: every run starts empty, so a
+    test may compare a whole read model with whole event stores."""
+    run = uuid.uuid4().hex[:8]
+    return pg.model_copy(
+        update={
+            "accounts_db": f"{pg.accounts_db}_{run}",
+            "transfers_db": f"{pg.transfers_db}_{run}",
+            "read_db": f"{pg.read_db}_{run}",
+            "commands_db": f"{pg.commands_db}_{run}",
+        }
+    )
+
+
+async def drop_databases(pg: PostgresSettings) -> None:
+    conn = await asyncpg.connect(pg.dsn("postgres"))
+    try:
+        for database in pg.databases:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Endpoints]:
     """Kafka and PostgreSQL for the whole session; see bank_deploy.providers for the choice."""
     with provide_infra() as endpoints:
-        yield endpoints
+        pg = session_databases(endpoints.pg)
+        asyncio.run(create_databases(pg))
+        try:
+            yield Endpoints(kafka=endpoints.kafka, pg=pg, provider=endpoints.provider)
+        finally:
+            asyncio.run(drop_databases(pg))

@@ -200,10 +200,7 @@ def service_env(
     return {
         **os.environ,
         "BANK_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "BANK_PG_HOST": pg.host,
-        "BANK_PG_PORT": str(pg.port),
-        "BANK_PG_USER": pg.user,
-        "BANK_PG_PASSWORD": pg.password,
+        **{f"BANK_PG_{name.upper()}": str(value) for name, value in pg},
         **{f"BANK_TOPIC_{name.upper()}": str(value) for name, value in topics},
     }
 

@@ -10,12 +10,16 @@ from aiokafka import AIOKafkaProducer
 
 from bank_accounts.app import run_accounts
 from bank_accounts.settings import AccountsSettings
+from bank_deploy.postgres import create_databases
 from bank_deploy.providers import Endpoints
+from bank_projector.app import run_projector
+from bank_projector.settings import ProjectorSettings
 from bank_shared.messaging.kafka import make_producer
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
 from bank_transfers_saga.app import run_saga
 from bank_transfers_saga.settings import SagaSettings
+from tests.conftest import drop_databases, session_databases
 from tests.support import TopicTap, fresh_topics
 
 
@@ -23,6 +27,16 @@ from tests.support import TopicTap, fresh_topics
 def topics() -> TopicSettings:
     """Fresh topic names per session: a rerun never reads an earlier run's messages."""
     return fresh_topics("session")
+
+
+@pytest.fixture
+async def isolated(infra: Endpoints) -> AsyncIterator[Endpoints]:
+    """The same servers, with databases of this test's own: for a test that runs services on
+    topics of its own, whose events the session's projector never sees."""
+    pg = session_databases(infra.pg)
+    await create_databases(pg)
+    yield Endpoints(kafka=infra.kafka, pg=pg, provider=infra.provider)
+    await drop_databases(pg)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +72,24 @@ def saga_settings(infra: Endpoints, topics: TopicSettings) -> SagaSettings:
 @pytest.fixture(scope="session")
 async def saga(saga_settings: SagaSettings, accounts: Runtime) -> AsyncIterator[Runtime]:
     async with run_saga(saga_settings) as runtime:
+        yield runtime
+
+
+@pytest.fixture(scope="session")
+def projector_settings(infra: Endpoints, topics: TopicSettings) -> ProjectorSettings:
+    run = uuid.uuid4().hex[:8]
+    return ProjectorSettings(
+        kafka=infra.kafka,
+        pg=infra.pg,
+        topics=topics,
+        accounts_group=f"projector-accounts-{run}",
+        transfers_group=f"projector-transfers-{run}",
+    )
+
+
+@pytest.fixture(scope="session")
+async def projector(projector_settings: ProjectorSettings) -> AsyncIterator[Runtime]:
+    async with run_projector(projector_settings) as runtime:
         yield runtime
 
 

@@ -71,15 +71,15 @@ def accounts_process(env: dict[str, str], *faults: str) -> ServiceProcess:
 
 
 async def test_killed_between_commit_and_offset_commit_redelivers_and_applies_once(
-    infra: Endpoints, producer: AIOKafkaProducer
+    isolated: Endpoints, producer: AIOKafkaProducer
 ) -> None:
     topics: TopicSettings = fresh_topics("ackcrash", partitions=1)
     group = f"{topics.account_commands}.accounts"
-    env = service_env(infra.kafka, infra.pg, topics) | {
+    env = service_env(isolated.kafka, isolated.pg, topics) | {
         "BANK_ACCOUNTS_CONSUMER_GROUP": group,
         "BANK_ACCOUNTS_RELAY_POLL_INTERVAL": "0.1",
     }
-    dsn = AccountsSettings(pg=infra.pg).dsn
+    dsn = AccountsSettings(pg=isolated.pg).dsn
     account = new_id("grace")
     opening = envelope_for(OpenAccount(account_id=account, owner="Grace", initial_balance="7"))
 
@@ -88,9 +88,9 @@ async def test_killed_between_commit_and_offset_commit_redelivers_and_applies_on
     await send(producer, topics.account_commands, account, opening)
     assert await doomed.wait_exit() == -signal.SIGKILL
     assert await effects(dsn, account) == (["AccountOpened"], 1)
-    assert await committed_offset(infra, group, topics.account_commands, 0) == 0
+    assert await committed_offset(isolated, group, topics.account_commands, 0) == 0
 
-    outcomes = await TopicTap(infra.kafka, topics.command_outcomes).start()
+    outcomes = await TopicTap(isolated.kafka, topics.command_outcomes).start()
     restarted = accounts_process(env)
     await restarted.start()
     try:
@@ -98,7 +98,7 @@ async def test_killed_between_commit_and_offset_commit_redelivers_and_applies_on
         answers = await outcomes.wait_for(caused_by(opening.message_id))
 
         async def offset_committed() -> bool:
-            return await committed_offset(infra, group, topics.account_commands, 0) == 1
+            return await committed_offset(isolated, group, topics.account_commands, 0) == 1
 
         await eventually(offset_committed, what="the redelivered batch's offset commit")
     finally:

@@ -19,6 +19,7 @@ from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.db import create_pool
 from bank_shared.domain.account import fold as fold_account
+from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.store import load_stream
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
@@ -208,14 +209,14 @@ async def test_a_second_start_with_the_same_transfer_id_is_rejected_and_a_redeli
 
 
 async def test_a_step_without_an_answer_is_sent_again_and_applied_once_when_answered(
-    infra: Endpoints, producer: AIOKafkaProducer
+    isolated: Endpoints, producer: AIOKafkaProducer
 ) -> None:
     """No accounts service listens at first: the withdrawal gets no answer and the saga sends
     it again with backoff. Once an accounts service starts, every copy arrives; one applies."""
     topics = fresh_topics("overdue")
     saga_settings = SagaSettings(
-        kafka=infra.kafka,
-        pg=infra.pg,
+        kafka=isolated.kafka,
+        pg=isolated.pg,
         topics=topics,
         step_timeout=0.3,
         resend_check_interval=0.1,
@@ -224,14 +225,16 @@ async def test_a_step_without_an_answer_is_sent_again_and_applied_once_when_answ
         answers_group=f"{topics.command_outcomes}.saga",
     )
     accounts_settings = AccountsSettings(
-        kafka=infra.kafka,
-        pg=infra.pg,
+        kafka=isolated.kafka,
+        pg=isolated.pg,
         topics=topics,
         relay_poll_interval=0.1,
         consumer_group=f"{topics.account_commands}.accounts",
     )
     pool = await create_pool(accounts_settings.dsn, size=2)
     try:
+        async with pool.acquire() as conn:  # no accounts service has run on this database yet
+            await migrate(conn, "bank_shared.eventstore.migrations")
         handler = AccountCommandHandler(pool, topics)
         alice, bob = new_id("alice"), new_id("bob")
         for account, opening in ((alice, "10.00"), (bob, "0")):

@@ -28,18 +28,18 @@ CRASH_POINT = "transfers-saga.after-debit-before-commit"
 
 
 async def test_a_saga_killed_between_debit_and_deposit_completes_after_restart_exactly_once(
-    infra: Endpoints, producer: AIOKafkaProducer
+    isolated: Endpoints, producer: AIOKafkaProducer
 ) -> None:
     topics = fresh_topics("crash")
     accounts_settings = AccountsSettings(
-        kafka=infra.kafka,
-        pg=infra.pg,
+        kafka=isolated.kafka,
+        pg=isolated.pg,
         topics=topics,
         relay_poll_interval=0.1,
         consumer_group=f"{topics.account_commands}.accounts",
     )
-    saga_dsn = SagaSettings(pg=infra.pg).dsn
-    env = service_env(infra.kafka, infra.pg, topics) | {
+    saga_dsn = SagaSettings(pg=isolated.pg).dsn
+    env = service_env(isolated.kafka, isolated.pg, topics) | {
         "BANK_SAGA_COMMANDS_GROUP": f"{topics.transfer_commands}.saga",
         "BANK_SAGA_ANSWERS_GROUP": f"{topics.command_outcomes}.saga",
         "BANK_SAGA_RELAY_POLL_INTERVAL": "0.1",

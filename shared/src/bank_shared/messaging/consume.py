@@ -26,8 +26,15 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[tuple[Envelope, Message]]], Awaitable[None]]
 Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
+
+class RetryLater(Exception):  # noqa: N818 (it is a request, not a description of a failure)
+    """Raised by a handler that cannot apply a batch *yet* (e.g. an event arrived before the
+    one it follows): the batch is redelivered after a pause, never dead-lettered."""
+
+
 # Failures that say nothing about the message: the same batch will succeed later.
 TRANSIENT = (
+    RetryLater,
     OSError,
     TimeoutError,
     KafkaError,

@@ -1,0 +1,56 @@
+"""Wiring: settings -> pool -> read-model migrations -> broker -> HTTP app (health only)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaRouter
+
+from bank_projector.handlers import build_router
+from bank_projector.settings import ProjectorSettings
+from bank_shared.messaging.consume import DeadLetters
+from bank_shared.runtime import Runtime, health_routes, run_runtime
+from bank_shared.topics import TopicSpec, transfer_topics
+
+
+@contextlib.asynccontextmanager
+async def run_projector(settings: ProjectorSettings) -> AsyncIterator[Runtime]:
+    def routers(runtime: Runtime) -> list[KafkaRouter]:
+        dead_letters = DeadLetters(runtime.producer, settings.topics.dead_letters)
+        return [build_router(settings, runtime.pool, dead_letters)]
+
+    # The projector writes no events: no outbox, no relay. It creates the topics it reads so
+    # it can start before the services that write them.
+    topics: list[TopicSpec] = transfer_topics(settings.topics)
+    async with run_runtime(
+        name="projector",
+        dsn=settings.dsn,
+        kafka=settings.kafka,
+        topics=topics,
+        migrations=["bank_projector.migrations"],
+        pool_size=settings.pool_size,
+        routers=routers,
+        relay=None,
+    ) as runtime:
+        yield runtime
+
+
+def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
+    settings = settings or ProjectorSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run_projector(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="Bank projector",
+        description="Builds the read database from the account and transfer events; this HTTP"
+        " side only reports health.",
+        lifespan=lifespan,
+    )
+    app.include_router(health_routes())
+    return app

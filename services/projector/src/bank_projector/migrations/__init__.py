@@ -1,0 +1,1 @@
+"""SQL migrations of the read model (applied in name order at projector start)."""

@@ -1,0 +1,244 @@
+"""Applying account and transfer events to the read tables, exactly once and in order.
+
+Each read row carries the version of the stream it reflects: that is the projection's
+checkpoint, updated in the same transaction as the row. An event at or below it was applied
+already (a redelivery) and changes nothing; the next one is applied; one further ahead means
+an event is missing, and the batch is retried later rather than skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from bank_shared.contracts.accounts import AccountOpened, MoneyDeposited, MoneyWithdrawn
+from bank_shared.contracts.envelope import Envelope, read_payload
+from bank_shared.contracts.transfers import (
+    TransferCompleted,
+    TransferCreditRefused,
+    TransferDebited,
+    TransferFailed,
+    TransferStarted,
+)
+from bank_shared.db import Connection
+from bank_shared.messaging.consume import RetryLater
+
+# Woken on commit: the query API waits on it for read-your-writes (min_version).
+READ_MODEL_CHANNEL = "bank_read_model"
+
+ACCOUNT_EVENT_TYPES = frozenset({"AccountOpened", "MoneyDeposited", "MoneyWithdrawn"})
+TRANSFER_EVENT_TYPES = frozenset(
+    {
+        "TransferStarted",
+        "TransferDebited",
+        "TransferCreditRefused",
+        "TransferCompleted",
+        "TransferFailed",
+    }
+)
+
+
+class StreamGapError(RetryLater):
+    """An event arrived before the one it follows."""
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    account_id: str
+    owner: str
+    balance: Decimal
+    version: int
+    opened_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TransferRow:
+    transfer_id: str
+    source_account_id: str
+    target_account_id: str
+    amount: Decimal
+    status: str
+    reason: str | None
+    refunded: bool
+    started_at: datetime
+    finished_at: datetime | None
+    version: int
+
+
+def _next(envelope: Envelope, version: int) -> bool:
+    """True if the event is the next one of its stream; False if already applied."""
+    assert envelope.stream_version is not None
+    if envelope.stream_version <= version:
+        return False
+    if envelope.stream_version > version + 1:
+        raise StreamGapError(
+            f"{envelope.stream_id}: got version {envelope.stream_version}, expected {version + 1}"
+        )
+    return True
+
+
+async def project(conn: Connection, events: Sequence[Envelope]) -> int:
+    """Apply a batch of events (any order across streams, version order within one) in the
+    caller's transaction; return how many were new."""
+    applied = await _project_accounts(
+        conn, [e for e in events if e.type in ACCOUNT_EVENT_TYPES]
+    ) + await _project_transfers(conn, [e for e in events if e.type in TRANSFER_EVENT_TYPES])
+    if applied:
+        await conn.execute("SELECT pg_notify($1, '')", READ_MODEL_CHANNEL)
+    return applied
+
+
+async def _project_accounts(conn: Connection, events: Sequence[Envelope]) -> int:
+    if not events:
+        return 0
+    # FOR UPDATE: two projector instances briefly sharing a partition (a rebalance) take
+    # turns on a stream; the second then sees the first one's version and skips.
+    rows = await conn.fetch(
+        "SELECT account_id, owner, balance, version, opened_at, updated_at FROM accounts"
+        " WHERE account_id = ANY($1::text[]) FOR UPDATE",
+        list({e.stream_id for e in events}),
+    )
+    accounts = {r["account_id"]: AccountRow(**dict(r)) for r in rows}
+    changed: set[str] = set()
+    activity = []
+    for envelope in events:
+        stream_id = envelope.stream_id or ""
+        current = accounts.get(stream_id)
+        if not _next(envelope, current.version if current else 0):
+            continue
+        event = read_payload(envelope)
+        at = envelope.occurred_at
+        match event:
+            case AccountOpened():
+                amount = event.initial_balance
+                accounts[stream_id] = AccountRow(
+                    stream_id, event.owner, event.balance_after, 1, at, at
+                )
+            case MoneyDeposited() | MoneyWithdrawn():
+                amount = event.amount
+                assert current is not None  # version 1 is always AccountOpened
+                accounts[stream_id] = replace(
+                    current, balance=event.balance_after, version=current.version + 1, updated_at=at
+                )
+            case _:
+                raise TypeError(f"{envelope.type} is not an account event")
+        changed.add(stream_id)
+        activity.append(
+            (
+                stream_id,
+                envelope.stream_version,
+                envelope.type,
+                amount,
+                event.balance_after,
+                getattr(event, "transfer_id", None),
+                at,
+            )
+        )
+    if not activity:
+        return 0
+    await conn.executemany(
+        "INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id) DO UPDATE SET"
+        " balance = EXCLUDED.balance, version = EXCLUDED.version,"
+        " updated_at = EXCLUDED.updated_at WHERE accounts.version < EXCLUDED.version",
+        [
+            (a.account_id, a.owner, a.balance, a.version, a.opened_at, a.updated_at)
+            for a in (accounts[i] for i in changed)
+        ],
+    )
+    # Activity rows are immutable facts keyed by (account, version): a row written by a
+    # concurrent instance is the same row.
+    await conn.executemany(
+        "INSERT INTO account_activity (account_id, version, type, amount, balance_after,"
+        " transfer_id, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT DO NOTHING",
+        activity,
+    )
+    return len(activity)
+
+
+async def _project_transfers(conn: Connection, events: Sequence[Envelope]) -> int:
+    if not events:
+        return 0
+    rows = await conn.fetch(
+        "SELECT transfer_id, source_account_id, target_account_id, amount, status, reason,"
+        " refunded, started_at, finished_at, version FROM transfers"
+        " WHERE transfer_id = ANY($1::text[]) FOR UPDATE",
+        list({e.stream_id for e in events}),
+    )
+    transfers = {r["transfer_id"]: TransferRow(**dict(r)) for r in rows}
+    changed: set[str] = set()
+    applied = 0
+    for envelope in events:
+        stream_id = envelope.stream_id or ""
+        current = transfers.get(stream_id)
+        if not _next(envelope, current.version if current else 0):
+            continue
+        event = read_payload(envelope)
+        at = envelope.occurred_at
+        if isinstance(event, TransferStarted):
+            transfers[stream_id] = TransferRow(
+                stream_id,
+                event.source_account_id,
+                event.target_account_id,
+                event.amount,
+                "started",
+                None,
+                False,
+                at,
+                None,
+                1,
+            )
+        else:
+            assert current is not None  # version 1 is always TransferStarted
+            bumped = replace(current, version=current.version + 1)
+            match event:
+                case TransferDebited():
+                    transfers[stream_id] = replace(bumped, status="debited")
+                case TransferCreditRefused():
+                    # Still debited for the reader: the money is out of the source until the
+                    # refund lands, and the transfer is not over.
+                    transfers[stream_id] = bumped
+                case TransferCompleted():
+                    transfers[stream_id] = replace(bumped, status="completed", finished_at=at)
+                case TransferFailed():
+                    transfers[stream_id] = replace(
+                        bumped,
+                        status="failed",
+                        reason=event.reason,
+                        refunded=event.refunded,
+                        finished_at=at,
+                    )
+                case _:
+                    raise TypeError(f"{envelope.type} is not a transfer event")
+        changed.add(stream_id)
+        applied += 1
+    if not applied:
+        return 0
+    await conn.executemany(
+        "INSERT INTO transfers (transfer_id, source_account_id, target_account_id, amount,"
+        " status, reason, refunded, started_at, finished_at, version)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (transfer_id) DO UPDATE"
+        " SET status = EXCLUDED.status, reason = EXCLUDED.reason,"
+        " refunded = EXCLUDED.refunded, finished_at = EXCLUDED.finished_at,"
+        " version = EXCLUDED.version WHERE transfers.version < EXCLUDED.version",
+        [
+            (
+                t.transfer_id,
+                t.source_account_id,
+                t.target_account_id,
+                t.amount,
+                t.status,
+                t.reason,
+                t.refunded,
+                t.started_at,
+                t.finished_at,
+                t.version,
+            )
+            for t in (transfers[i] for i in changed)
+        ],
+    )
+    return applied

@@ -1,0 +1,29 @@
+"""The projector's settings, from BANK_PROJECTOR_* (and the shared BANK_* variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.topics import TopicSettings
+
+
+class ProjectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BANK_PROJECTOR_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8013
+    accounts_group: str = "projector.accounts"
+    transfers_group: str = "projector.transfers"
+    max_records: int = 500
+    pool_size: int = 5
+    rebuild_batch: int = 5000
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    pg: PostgresSettings = Field(default_factory=PostgresSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @property
+    def dsn(self) -> str:
+        return self.pg.dsn(self.pg.read_db)

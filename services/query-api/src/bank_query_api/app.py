@@ -1,0 +1,90 @@
+"""Wiring: settings -> pool + read model listener -> HTTP app (no Kafka: it reads the read DB)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from bank_query_api import openapi, problems
+from bank_query_api.freshness import ReadModelChanges
+from bank_query_api.health import health_routes
+from bank_query_api.routes import Reader, query_routes
+from bank_query_api.settings import QueryApiSettings
+from bank_shared.db import create_pool
+
+# A `min_version` request that arrives before the listener first connected would only be
+# woken by the periodic re-read; the start waits this long for it instead.
+LISTENER_START_TIMEOUT = 30.0
+
+
+@contextlib.asynccontextmanager
+async def run_query_api(settings: QueryApiSettings) -> AsyncIterator[Reader]:
+    pool = await create_pool(settings.dsn, size=settings.pool_size)
+    try:
+        changes = ReadModelChanges(settings.dsn)
+        listening = asyncio.create_task(changes.run(), name="read model listener")
+        try:
+            await asyncio.wait_for(changes.connected.wait(), LISTENER_START_TIMEOUT)
+            yield Reader(pool, changes)
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+    finally:
+        await pool.close()
+
+
+DESCRIPTION = """\
+Read the bank: balances, account histories and transfer progress, from the read model the
+projector builds out of the write side's events. Writes go to the command API.
+
+* The read model follows the write side by a moment. To read your own write, pass the
+  `version` the command API answered as `?min_version=`: the answer waits (bounded) until the
+  read model has it, else 503 `not_yet_projected` with `Retry-After`.
+* Money: euros as strings with exactly two decimals, e.g. `"10.50"`. Times: ISO 8601, UTC.
+* Lists: `limit` (default 50) and `offset`; `total` counts every match.
+* Errors: `application/problem+json` with `code` and `message`.
+"""
+
+
+def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
+    settings = settings or QueryApiSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run_query_api(settings) as reader:
+            app.state.reader = reader
+            app.state.pool = reader.pool
+            try:
+                yield
+            finally:
+                app.state.reader = None
+                app.state.pool = None
+
+    app = FastAPI(
+        title="Bank query API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "accounts", "description": "Balances and account histories."},
+            {"name": "transfers", "description": "Transfers and how far each got."},
+            {"name": "operations", "description": "Health and readiness."},
+        ],
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET"],
+        allow_headers=["*"],
+        # A browser client needs it to honour a 503's back-off.
+        expose_headers=["Retry-After"],
+    )
+    problems.install(app)
+    openapi.install(app)
+    app.include_router(query_routes(settings))
+    app.include_router(health_routes())
+    return app

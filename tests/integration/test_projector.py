@@ -1,0 +1,230 @@
+"""The projector over the real broker and databases: the read model follows the event
+stores, ignores redelivered events, and a rebuild gives it back row for row."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bank_accounts.account import AccountCommandHandler
+from bank_deploy.providers import Endpoints
+from bank_projector.rebuild import rebuild
+from bank_projector.settings import ProjectorSettings
+from bank_shared.contracts.accounts import DepositMoney, OpenAccount, WithdrawMoney
+from bank_shared.contracts.envelope import Envelope, Message, to_bytes
+from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.runtime import Runtime
+from bank_shared.topics import TopicSettings
+from tests.read_model import dump_read_model, expected_read_model, history
+from tests.support import envelope_for, eventually, new_id, send
+
+pytestmark = pytest.mark.integration
+
+
+async def read_model_settles(infra: Endpoints, within: float = 60) -> None:
+    """Wait until the read model is exactly the fold of both event stores."""
+
+    async def equal() -> bool:
+        return await dump_read_model(infra.pg) == await expected_read_model(infra.pg)
+
+    await eventually(equal, within=within, what="the read model to match the event stores")
+
+
+async def account_row(infra: Endpoints, account_id: str) -> asyncpg.Record | None:
+    conn = await asyncpg.connect(infra.pg.dsn(infra.pg.read_db))
+    try:
+        return await conn.fetchrow("SELECT * FROM accounts WHERE account_id = $1", account_id)
+    finally:
+        await conn.close()
+
+
+async def test_the_read_model_shows_balances_history_and_transfer_statuses(
+    infra: Endpoints,
+    accounts: Runtime,
+    saga: Runtime,
+    projector: Runtime,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+) -> None:
+    handler = AccountCommandHandler(accounts.pool, topics)
+    alice, bob = new_id("alice"), new_id("bob")
+    for command in (
+        OpenAccount(account_id=alice, owner="Alice", initial_balance="100.00"),
+        OpenAccount(account_id=bob, owner="Bob", initial_balance="50.00"),
+        DepositMoney(account_id=alice, amount="10.00"),
+        WithdrawMoney(account_id=bob, amount="5.00"),
+    ):
+        await handler.handle(envelope_for(command), command)
+    transfer_id = new_id("transfer")
+    await send(
+        producer,
+        topics.transfer_commands,
+        transfer_id,
+        envelope_for(
+            StartTransfer(
+                transfer_id=transfer_id, source_account_id=alice, target_account_id=bob, amount="30"
+            )
+        ),
+    )
+
+    async def transfer_projected() -> bool:
+        # Account and transfer events are separate topics, projected independently.
+        row = await account_row(infra, bob)
+        conn = await asyncpg.connect(infra.pg.dsn(infra.pg.read_db))
+        try:
+            status = await conn.fetchval(
+                "SELECT status FROM transfers WHERE transfer_id = $1", transfer_id
+            )
+        finally:
+            await conn.close()
+        return row is not None and row["version"] == 3 and status == "completed"
+
+    await eventually(transfer_projected, what="the credit to reach the read model")
+    alice_row, bob_row = await account_row(infra, alice), await account_row(infra, bob)
+    assert alice_row is not None
+    assert bob_row is not None
+    assert (alice_row["owner"], alice_row["balance"], alice_row["version"]) == (
+        "Alice",
+        Decimal("80.00"),
+        3,
+    )
+    assert bob_row["balance"] == Decimal("75.00")
+    conn = await asyncpg.connect(infra.pg.dsn(infra.pg.read_db))
+    try:
+        activity = await conn.fetch(
+            "SELECT version, type, amount::text, balance_after::text, transfer_id"
+            " FROM account_activity WHERE account_id = $1 ORDER BY version DESC",
+            alice,
+        )
+        transfer = await conn.fetchrow(
+            "SELECT * FROM transfers WHERE transfer_id = $1", transfer_id
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in activity] == [
+        (3, "MoneyWithdrawn", "30.00", "80.00", transfer_id),
+        (2, "MoneyDeposited", "10.00", "110.00", None),
+        (1, "AccountOpened", "100.00", "100.00", None),
+    ]
+    assert transfer is not None
+    assert (transfer["status"], transfer["finished_at"] is not None) == ("completed", True)
+
+
+async def test_every_event_delivered_twice_leaves_the_read_model_unchanged(
+    infra: Endpoints,
+    accounts: Runtime,
+    saga: Runtime,
+    projector: Runtime,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+) -> None:
+    await read_model_settles(infra)
+    before = await dump_read_model(infra.pg)
+    # Deliver the whole history of both stores again, in stream order, as a relay that died
+    # before marking its rows would.
+    for database, topic in (
+        (infra.pg.accounts_db, topics.account_events),
+        (infra.pg.transfers_db, topics.transfer_events),
+    ):
+        for stream_id, events in (await history(infra.pg, database)).items():
+            for envelope in events:
+                await producer.send(topic, value=to_bytes(envelope), key=stream_id.encode())
+    await producer.flush()
+    # A barrier behind the duplicates on every partition: when they are projected, so are the
+    # duplicates before them.
+    handler = AccountCommandHandler(accounts.pool, topics)
+    probes = [new_id("probe") for _ in range(12)]
+    for probe in probes:
+        command = OpenAccount(account_id=probe, owner="Probe")
+        await handler.handle(envelope_for(command), command)
+
+    async def probes_projected() -> bool:
+        return all([await account_row(infra, p) is not None for p in probes])
+
+    await eventually(probes_projected, what="the probes behind the duplicates")
+    after = await dump_read_model(infra.pg)
+    assert {
+        k: [r for r in rows if not str(r[0]).startswith("probe")] for k, rows in after.items()
+    } == before
+
+
+async def test_after_200_random_commands_the_read_model_equals_the_fold_of_the_stores(
+    infra: Endpoints,
+    accounts: Runtime,
+    saga: Runtime,
+    projector: Runtime,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+) -> None:
+    rng = random.Random(20261126)
+    names = [new_id(f"r{i}") for i in range(8)]
+    commands: list[tuple[str, str, Message]] = [
+        (topics.account_commands, n, OpenAccount(account_id=n, owner=n, initial_balance="100"))
+        for n in names[:6]  # two names are never opened: operations on them are refused
+    ]
+    while len(commands) < 200:
+        kind = rng.choice(["deposit", "withdraw", "transfer"])
+        amount = f"{rng.randint(1, 6000) / 100:.2f}"
+        source, target = rng.sample(names, 2)
+        if kind == "deposit":
+            commands.append(
+                (topics.account_commands, source, DepositMoney(account_id=source, amount=amount))
+            )
+        elif kind == "withdraw":
+            commands.append(
+                (topics.account_commands, source, WithdrawMoney(account_id=source, amount=amount))
+            )
+        else:
+            transfer_id = new_id("t")
+            commands.append(
+                (
+                    topics.transfer_commands,
+                    transfer_id,
+                    StartTransfer(
+                        transfer_id=transfer_id,
+                        source_account_id=source,
+                        target_account_id=target,
+                        amount=amount,
+                    ),
+                )
+            )
+    sent: list[Envelope] = []
+    for topic, key, command in commands:
+        envelope = envelope_for(command)
+        sent.append(envelope)
+        await producer.send(topic, value=to_bytes(envelope), key=key.encode())
+    await producer.flush()
+
+    async def all_transfers_finished() -> bool:
+        streams = await history(infra.pg, infra.pg.transfers_db)
+        started = [e for e in sent if e.type == "StartTransfer"]
+        return all(
+            (events := streams.get(str(e.payload["transfer_id"])))
+            and events[-1].type in ("TransferCompleted", "TransferFailed")
+            for e in started
+        )
+
+    await eventually(all_transfers_finished, within=120, what="every transfer to finish")
+    await read_model_settles(infra)
+
+
+async def test_a_rebuild_while_the_system_runs_gives_back_the_same_read_model(
+    infra: Endpoints,
+    accounts: Runtime,
+    projector: Runtime,
+    projector_settings: ProjectorSettings,
+) -> None:
+    await read_model_settles(infra)
+    before = await dump_read_model(infra.pg)
+    assert before["accounts"], "nothing to rebuild: the test would prove nothing"
+
+    report = await rebuild(projector_settings)
+
+    assert report.events == len(before["account_activity"]) + sum(
+        row[-1] for row in before["transfers"]
+    )
+    assert await dump_read_model(infra.pg) == before
