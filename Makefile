@@ -6,7 +6,8 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: help install run start stop status test test-unit lint format kafka-jars clean
+.PHONY: help install run start stop status test test-unit lint format kafka-jars clean \
+	rebuild-read-model
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +45,9 @@ format: install ## Apply ruff's fixes and formatting
 	$(UV) run ruff format .
 
 kafka-jars: install ## Fetch the Apache Kafka jars into the cache (~/.cache/bank)
+
+rebuild-read-model: install ## Empty the read tables and replay the event stores (system may run)
+	$(UV) run python -m bank_projector.rebuild
 
 clean: stop ## Stop everything and delete local state (.bank, .bank-test)
 	rm -rf .bank .bank-test
