@@ -1,0 +1,105 @@
+"""Replay speed of a read-model rebuild: events/s from the event stores into the read tables.
+
+Usage (against `make start`, or any PostgreSQL named by the BANK_PG_* variables):
+    uv run python bench/projector_replay.py --accounts 1000 --deposits 100
+
+It writes a history into scratch databases of its own (accounts opened, then deposits,
+through the accounts service's command handler, no Kafka needed), then times
+`bank_projector.rebuild` over it, and drops the scratch databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import time
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+
+from bank_accounts.account import AccountCommandHandler
+from bank_deploy.postgres import create_databases
+from bank_projector.rebuild import rebuild
+from bank_projector.settings import ProjectorSettings
+from bank_shared.contracts.accounts import AccountCommand, DepositMoney, OpenAccount
+from bank_shared.contracts.envelope import Envelope, seal
+from bank_shared.db import create_pool
+from bank_shared.eventstore.migrate import migrate
+from bank_shared.settings import PostgresSettings
+from bank_shared.topics import TopicSettings
+
+
+def sealed(command: AccountCommand) -> tuple[Envelope, AccountCommand]:
+    envelope = seal(
+        command,
+        message_id=uuid.uuid4(),
+        correlation_id=uuid.uuid4(),
+        causation_id=None,
+        occurred_at=datetime.now(UTC),
+    )
+    return envelope, command
+
+
+async def write_history(pg: PostgresSettings, accounts: int, deposits: int) -> int:
+    pool = await create_pool(pg.dsn(pg.accounts_db), size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, "bank_shared.eventstore.migrations")
+        handler = AccountCommandHandler(pool, TopicSettings())
+        ids = [f"replay-{i}" for i in range(accounts)]
+        await handler.handle_batch([sealed(OpenAccount(account_id=a, owner=a)) for a in ids])
+        for _ in range(deposits):
+            await handler.handle_batch(
+                [sealed(DepositMoney(account_id=a, amount="1.00")) for a in ids]
+            )
+    finally:
+        await pool.close()
+    transfers = await asyncpg.connect(pg.dsn(pg.transfers_db))
+    try:
+        await migrate(transfers, "bank_shared.eventstore.migrations")
+    finally:
+        await transfers.close()
+    return accounts * (deposits + 1)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--deposits", type=int, default=100)
+    args = parser.parse_args()
+
+    base, run = PostgresSettings(), uuid.uuid4().hex[:8]
+    pg = base.model_copy(
+        update={
+            name: f"bench_{name}_{run}"
+            for name in ("accounts_db", "transfers_db", "read_db", "commands_db")
+        }
+    )
+    await create_databases(pg)
+    try:
+        written_at = time.perf_counter()
+        events = await write_history(pg, args.accounts, args.deposits)
+        written = time.perf_counter() - written_at
+        report = await rebuild(ProjectorSettings(pg=pg))
+    finally:
+        conn = await asyncpg.connect(base.dsn("postgres"))
+        for database in pg.databases:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await conn.close()
+
+    print(
+        f"machine: {platform.node()}, {os.cpu_count()} cores; PostgreSQL {pg.host}:{pg.port}"
+        " (fsync on)"
+    )
+    print(f"history: {events} events in {args.accounts} accounts, written in {written:.1f} s")
+    print(
+        f"rebuild: {report.events} events replayed in {report.seconds:.2f} s:"
+        f" {report.events_per_second:,.0f} events/s"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
