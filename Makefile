@@ -6,8 +6,8 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: help install run start stop status test test-unit lint format kafka-jars clean \
-	rebuild-read-model
+.PHONY: help install run start stop restart status test test-unit lint format kafka-jars clean \
+	rebuild-read-model demo
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -17,16 +17,19 @@ install: ## Install the Python dependencies (uv, from the lockfile) and the Kafk
 	$(UV) sync --frozen
 	$(UV) run bank-infra fetch
 
-run: install ## Start PostgreSQL and Kafka in the foreground; Ctrl-C stops everything
+run: install ## Start Kafka, PostgreSQL and the five services; follow their logs; Ctrl-C stops
 	$(UV) run bank-infra run
 
-start: install ## Start PostgreSQL and Kafka in the background
+start: install ## The same in the background
 	$(UV) run bank-infra start
 
-stop: ## Stop what `make start` started
+stop: ## Stop what `make start` or `make run` started
 	$(UV) run bank-infra stop
 
-status: ## Show what is running, with PIDs
+restart: ## Restart one service: make restart SERVICE=accounts
+	$(UV) run bank-infra restart $(SERVICE)
+
+status: ## Show what is running, with PIDs and readiness
 	$(UV) run bank-infra status
 
 test: install ## Run the whole test suite against a real Kafka and PostgreSQL
@@ -45,6 +48,9 @@ format: install ## Apply ruff's fixes and formatting
 	$(UV) run ruff format .
 
 kafka-jars: install ## Fetch the Apache Kafka jars into the cache (~/.cache/bank)
+
+demo: ## Tell the tutorial's story through the REST APIs of a running bank (make run first)
+	$(UV) run python -m bank_deploy.demo
 
 rebuild-read-model: install ## Empty the read tables and replay the event stores (system may run)
 	$(UV) run python -m bank_projector.rebuild

@@ -233,8 +233,8 @@ async def test_a_step_without_an_answer_is_sent_again_and_applied_once_when_answ
     )
     pool = await create_pool(accounts_settings.dsn, size=2)
     try:
-        async with pool.acquire() as conn:  # no accounts service has run on this database yet
-            await migrate(conn, "bank_shared.eventstore.migrations")
+        async with pool.acquire() as setup:  # no accounts service ran on this database yet
+            await migrate(setup, "bank_shared.eventstore.migrations")
         handler = AccountCommandHandler(pool, topics)
         alice, bob = new_id("alice"), new_id("bob")
         for account, opening in ((alice, "10.00"), (bob, "0")):

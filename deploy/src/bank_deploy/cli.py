@@ -1,4 +1,12 @@
-"""`bank-infra start|stop|status|run|fetch`: the local launcher's command line (make uses it)."""
+"""`bank-infra`: the local launcher's command line (make uses it).
+
+start [--infra-only]   Kafka, PostgreSQL and the five services, in the background
+run                    the same in the foreground, with the services' logs; Ctrl-C stops
+stop                   everything that start or run started
+restart SERVICE        one service (all its instances)
+status                 what runs, with PIDs and readiness
+fetch                  only download the Kafka jars
+"""
 
 from __future__ import annotations
 
@@ -7,44 +15,12 @@ import contextlib
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from bank_deploy.cluster import LocalInfra
 from bank_deploy.processes import LauncherError
-
-
-def print_addresses(infra: LocalInfra) -> None:
-    config = infra.config
-    print("Infrastructure is up:")
-    for name, address in infra.addresses().items():
-        print(f"  {name:<9} {address}")
-    print(f"  logs      {config.logs_dir}/<name>.log")
-    print(f"  pids      {config.run_dir}/<name>.pid")
-    print(f"            postgres: {infra.postgres.data_dir}/postmaster.pid")
-
-
-def run_in_foreground(infra: LocalInfra) -> None:
-    """Start, print the addresses, and stop everything on Ctrl-C or SIGTERM."""
-    stopping = False
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    # SIGHUP too: a closed terminal must not leave Kafka and PostgreSQL behind.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, request_stop)
-    infra.start()
-    print_addresses(infra)
-    print("Press Ctrl-C to stop.", flush=True)
-    try:
-        while not stopping:
-            time.sleep(0.5)
-    finally:
-        # The terminal (or a pipe reading us) may be gone by now: stopping comes first.
-        say("\nStopping Kafka and PostgreSQL...")
-        infra.stop()
-        say("Stopped.")
+from bank_deploy.services import LocalServices
 
 
 def say(text: str) -> None:
@@ -52,25 +28,119 @@ def say(text: str) -> None:
         print(text, flush=True)
 
 
+def print_addresses(infra: LocalInfra, services: LocalServices | None) -> None:
+    config = infra.config
+    say("The bank is up:" if services else "Infrastructure is up:")
+    for name, address in infra.addresses().items():
+        say(f"  {name:<15} {address}")
+    if services:
+        for instance in services.instances:
+            say(f"  {instance.name:<15} {instance.url}")
+        say("")
+        say("  Command API      http://127.0.0.1:8001/docs   (POST accounts, deposits, transfers)")
+        say("  Query API        http://127.0.0.1:8002/docs   (GET accounts, history, transfers)")
+    say(f"  logs             {config.logs_dir}/<name>.log")
+    say(f"  pids             {config.run_dir}/<name>.pid")
+
+
+class LogFollower:
+    """Prints what the services write to their logs, each line prefixed with its name."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.files = files
+        self.offsets = {
+            name: path.stat().st_size if path.exists() else 0 for name, path in files.items()
+        }
+        self.width = max(len(name) for name in files)
+
+    def poll(self) -> None:
+        for name, path in self.files.items():
+            try:
+                with path.open("rb") as log:
+                    log.seek(self.offsets[name])
+                    chunk = log.read()
+            except FileNotFoundError:
+                continue
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self.offsets[name] += len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                say(f"{name:>{self.width}} | {line}")
+
+
+def run_in_foreground(infra: LocalInfra, services: LocalServices) -> None:
+    """Start everything, print the addresses, follow the logs; stop on Ctrl-C or SIGTERM."""
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    # SIGHUP too: a closed terminal must not leave the cluster behind.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
+    logs = LogFollower({i.name: infra.config.log_file(i.name) for i in services.instances})
+    try:
+        infra.start()
+        services.start()
+        print_addresses(infra, services)
+        say("Following the services' logs. Press Ctrl-C to stop everything.")
+        while not stopping:
+            logs.poll()
+            time.sleep(0.2)
+    finally:
+        # The terminal (or a pipe reading us) may be gone by now: stopping comes first.
+        say("\nStopping the services, Kafka and PostgreSQL...")
+        try:
+            services.stop()
+        finally:
+            infra.stop()
+        say("Stopped.")
+
+
+def print_status(infra: LocalInfra, services: LocalServices) -> None:
+    for name, pid in infra.status().items():
+        say(f"{name:<15} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    for instance in services.instances:
+        pid = services.pid(instance)
+        state = "stopped"
+        if pid:
+            state = f"running, pid {pid}, " + ("ready" if services.ready(instance) else "not ready")
+        say(f"{instance.name:<15} {state}  {instance.url}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bank-infra", description=__doc__)
-    parser.add_argument("action", choices=["start", "stop", "status", "run", "fetch"])
+    parser = argparse.ArgumentParser(
+        prog="bank-infra", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("action", choices=["start", "stop", "status", "run", "restart", "fetch"])
+    parser.add_argument("service", nargs="?", help="for restart: which service")
+    parser.add_argument("--infra-only", action="store_true", help="start only Kafka and PostgreSQL")
     args = parser.parse_args(argv)
     infra = LocalInfra()
     try:
+        services = LocalServices(infra.config)
         if args.action == "start":
             infra.start()
-            print_addresses(infra)
+            if not args.infra_only:
+                services.start()
+            print_addresses(infra, None if args.infra_only else services)
         elif args.action == "stop":
-            infra.stop()
-            print("Kafka and PostgreSQL stopped.")
+            try:
+                services.stop()
+            finally:
+                infra.stop()
+            say("The services, Kafka and PostgreSQL are stopped.")
+        elif args.action == "restart":
+            if not args.service:
+                parser.error("restart needs a service, e.g. `bank-infra restart accounts`")
+            services.restart(args.service)
+            say(f"{args.service} restarted and ready.")
         elif args.action == "fetch":
-            print(f"Apache Kafka jars: {infra.kafka.ensure_jars()}")
+            say(f"Apache Kafka jars: {infra.kafka.ensure_jars()}")
         elif args.action == "status":
-            for name, pid in infra.status().items():
-                print(f"{name:<9} {'running, pid ' + str(pid) if pid else 'stopped'}")
+            print_status(infra, services)
         else:
-            run_in_foreground(infra)
+            run_in_foreground(infra, services)
     except LauncherError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,0 +1,189 @@
+"""`make demo`: the tutorial's story told through the two REST APIs of a running bank.
+
+Alice and Bob open accounts, Alice deposits, sends Bob money, tries a transfer she cannot
+afford and one to an account that does not exist (refunded), and their histories are shown.
+Each step checks what it sees; the demo exits with status 1 at the first surprise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+COMMANDS = os.environ.get("BANK_DEMO_COMMAND_API", "http://127.0.0.1:8001")
+QUERIES = os.environ.get("BANK_DEMO_QUERY_API", "http://127.0.0.1:8002")
+
+
+class StoryBroken(Exception):  # noqa: N818 (a story is broken, not an error type name)
+    """The bank did not behave as the story says."""
+
+
+def step(text: str) -> None:
+    print(f"\n▶ {text}", flush=True)
+
+
+def show(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+def expect(answer: httpx.Response, status: int) -> dict[str, Any]:
+    if answer.status_code != status:
+        raise StoryBroken(
+            f"{answer.request.method} {answer.request.url} answered {answer.status_code}, "
+            f"expected {status}: {answer.text}"
+        )
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def check(condition: bool, what: str) -> None:
+    if not condition:
+        raise StoryBroken(what)
+
+
+class Bank:
+    def __init__(self, commands: httpx.Client, queries: httpx.Client) -> None:
+        self.commands = commands
+        self.queries = queries
+
+    def account(self, account_id: str, version: int) -> dict[str, Any]:
+        # Read-your-writes: answered once the read model has applied `version`.
+        return expect(
+            self.queries.get(f"/accounts/{account_id}", params={"min_version": version}), 200
+        )
+
+    def open(self, owner: str, balance: str, suffix: str) -> str:
+        account_id = f"{owner.lower()}-{suffix}"
+        body = expect(
+            self.commands.post(
+                "/accounts",
+                json={"owner": owner, "initial_balance": balance, "account_id": account_id},
+            ),
+            201,
+        )
+        seen = self.account(account_id, body["version"])
+        show(f"{owner}: account {account_id}, balance {seen['balance']} EUR")
+        check(seen["balance"] == body["balance"], f"{owner}'s read balance differs")
+        return account_id
+
+    def transfer(self, source: str, target: str, amount: str) -> dict[str, Any]:
+        body = expect(
+            self.commands.post(
+                "/transfers",
+                json={"source_account_id": source, "target_account_id": target, "amount": amount},
+            ),
+            202,
+        )
+        transfer_id = body["transfer_id"]
+        show(f"transfer {transfer_id} accepted; following it in the query API:")
+        statuses: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answer = self.queries.get(f"/transfers/{transfer_id}")
+            if answer.status_code == 200:
+                transfer: dict[str, Any] = answer.json()
+                if not statuses or statuses[-1] != transfer["status"]:
+                    statuses.append(transfer["status"])
+                    show(
+                        f"  ... {transfer['status']}"
+                        + (f" ({transfer['reason']})" if transfer.get("reason") else "")
+                    )
+                if transfer["status"] in ("completed", "failed"):
+                    return transfer
+            time.sleep(0.02)
+        raise StoryBroken(f"transfer {transfer_id} did not finish within 30 s: {statuses}")
+
+    def history(self, account_id: str) -> None:
+        items = expect(self.queries.get(f"/accounts/{account_id}/events"), 200)["items"]
+        for item in items:
+            via = f"  (transfer {item['transfer_id']})" if item["transfer_id"] else ""
+            show(
+                f"v{item['version']:<3} {item['type']:<15} {item['amount']:>8}"
+                f"  -> {item['balance_after']:>8}{via}"
+            )
+
+
+def story(bank: Bank) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    step("Alice opens an account with 100.00 EUR, Bob with 50.00 EUR")
+    alice = bank.open("Alice", "100.00", suffix)
+    bob = bank.open("Bob", "50.00", suffix)
+
+    step("Alice deposits 25.00 EUR")
+    deposit = expect(
+        bank.commands.post(f"/accounts/{alice}/deposits", json={"amount": "25.00"}), 200
+    )
+    show(f"accepted: version {deposit['version']}, balance {deposit['balance']} EUR")
+    check(bank.account(alice, deposit["version"])["balance"] == "125.00", "Alice should hold 125")
+
+    step("Alice sends Bob 30.00 EUR: withdraw from Alice, deposit to Bob, complete")
+    done = bank.transfer(alice, bob, "30.00")
+    check(done["status"] == "completed", f"the transfer should complete: {done}")
+    show(
+        f"Alice now {bank.account(alice, 3)['balance']} EUR, Bob {bank.account(bob, 2)['balance']}"
+    )
+    check(bank.account(alice, 3)["balance"] == "95.00", "Alice should hold 95.00")
+    check(bank.account(bob, 2)["balance"] == "80.00", "Bob should hold 80.00")
+
+    step("Bob tries to send Alice 1000.00 EUR: he has 80.00")
+    refused = bank.transfer(bob, alice, "1000.00")
+    check(
+        (refused["status"], refused["reason"]) == ("failed", "insufficient_funds"),
+        f"the transfer should fail for insufficient funds: {refused}",
+    )
+    show("no money moved")
+
+    step("Alice sends 10.00 EUR to an account that does not exist")
+    nowhere = bank.transfer(alice, f"nobody-{suffix}", "10.00")
+    check(
+        (nowhere["status"], nowhere["reason"], nowhere.get("refunded"))
+        == ("failed", "target_account_not_found", True),
+        f"the transfer should fail and refund Alice: {nowhere}",
+    )
+    alice_now = bank.account(alice, 5)
+    show(f"Alice was debited, then refunded: she holds {alice_now['balance']} EUR again")
+    check(alice_now["balance"] == "95.00", "Alice should be back at 95.00")
+
+    step("Overdrafts are refused at once: Bob withdraws 500.00 EUR")
+    overdraft = bank.commands.post(f"/accounts/{bob}/withdrawals", json={"amount": "500.00"})
+    problem = expect(overdraft, 409)
+    show(f"409 {problem['code']}: {problem['message']}")
+
+    step("Alice's history, newest first")
+    bank.history(alice)
+    step("Bob's history, newest first")
+    bank.history(bob)
+    print("\n✔ The story went as told.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
+    parser.add_argument("--command-api", default=COMMANDS)
+    parser.add_argument("--query-api", default=QUERIES)
+    args = parser.parse_args(argv)
+    try:
+        with (
+            httpx.Client(base_url=args.command_api, timeout=30) as commands,
+            httpx.Client(base_url=args.query_api, timeout=30) as queries,
+        ):
+            story(Bank(commands, queries))
+    except httpx.TransportError as error:
+        print(
+            f"\n✘ Cannot reach the bank ({error}). Start it first: make run (or make start).",
+            file=sys.stderr,
+        )
+        return 1
+    except StoryBroken as broken:
+        print(f"\n✘ The story broke: {broken}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

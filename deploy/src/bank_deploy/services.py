@@ -1,0 +1,145 @@
+"""The five bank services as local processes: start, wait until /ready, restart one, stop.
+
+Each service instance runs `python -m <module>` with its own port; its PID file is
+`<state>/run/<name>.pid` and its log `<state>/logs/<name>.log` (a second instance of a service
+is `<name>-2`). Everything else comes from the BANK_* environment, as the services read it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bank_deploy.config import LauncherConfig
+from bank_deploy.processes import LauncherError, running_pid, spawn, stop_pid, tail
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    port_variable: str
+    port: int
+
+    def instance(self, number: int) -> ServiceInstance:
+        """Instance 1 keeps the service's port; others take the next free ones above it."""
+        name = self.name if number == 1 else f"{self.name}-{number}"
+        port = int(os.environ.get(self.port_variable, self.port)) + (number - 1) * 100
+        return ServiceInstance(self, name, port)
+
+
+# Start order matters only for the first start on an empty Kafka (each creates the topics it
+# needs, so any order works); readers come last so the URLs printed are ready to use.
+SERVICES = (
+    Service("accounts", "bank_accounts", "BANK_ACCOUNTS_HTTP_PORT", 8011),
+    Service("transfers-saga", "bank_transfers_saga", "BANK_SAGA_HTTP_PORT", 8012),
+    Service("projector", "bank_projector", "BANK_PROJECTOR_HTTP_PORT", 8013),
+    Service("command-api", "bank_command_api", "BANK_COMMAND_API_HTTP_PORT", 8001),
+    Service("query-api", "bank_query_api", "BANK_QUERY_API_HTTP_PORT", 8002),
+)
+BY_NAME = {s.name: s for s in SERVICES}
+
+
+@dataclass(frozen=True)
+class ServiceInstance:
+    service: Service
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def instance_counts(spec: str) -> dict[str, int]:
+    """`BANK_INSTANCES="accounts=2,transfers-saga=2"`: more than one process of a service
+    (they share its consumer groups; Kafka spreads the partitions among them)."""
+    counts = {s.name: 1 for s in SERVICES}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, count = item.partition("=")
+        if name not in BY_NAME or not count.isdigit() or int(count) < 1:
+            raise LauncherError(
+                f"BANK_INSTANCES item {item!r} is not <service>=<count>; services are "
+                f"{', '.join(BY_NAME)}"
+            )
+        counts[name] = int(count)
+    return counts
+
+
+class LocalServices:
+    def __init__(self, config: LauncherConfig, counts: dict[str, int] | None = None) -> None:
+        self.config = config
+        counts = counts or instance_counts(os.environ.get("BANK_INSTANCES", ""))
+        self.instances = [
+            s.instance(n) for s in SERVICES for n in range(1, counts.get(s.name, 1) + 1)
+        ]
+
+    def named(self, name: str) -> list[ServiceInstance]:
+        found = [i for i in self.instances if name in (i.name, i.service.name)]
+        if not found:
+            raise LauncherError(
+                f"no service called {name!r}; choose one of "
+                f"{', '.join(i.name for i in self.instances)}"
+            )
+        return found
+
+    def pid(self, instance: ServiceInstance) -> int | None:
+        return running_pid(self.config.pid_file(instance.name), expect=instance.service.module)
+
+    def start(self, instances: Iterable[ServiceInstance] | None = None) -> None:
+        chosen = list(instances or self.instances)
+        for instance in chosen:
+            if self.pid(instance) is None:
+                env = {
+                    **os.environ,
+                    instance.service.port_variable: str(instance.port),
+                    "PYTHONUNBUFFERED": "1",
+                }
+                spawn(
+                    [sys.executable, "-m", instance.service.module],
+                    pid_file=self.config.pid_file(instance.name),
+                    log_file=self.config.log_file(instance.name),
+                    env=env,
+                )
+        for instance in chosen:
+            self.wait_ready(instance)
+
+    def wait_ready(self, instance: ServiceInstance, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready(instance):
+            log = self.config.log_file(instance.name)
+            if self.pid(instance) is None:
+                raise LauncherError(
+                    f"{instance.name} exited during start. Its log ({log}):\n{tail(log)}"
+                )
+            if time.monotonic() > deadline:
+                raise LauncherError(
+                    f"{instance.name} not ready after {timeout:.0f}s; its log ({log}):\n{tail(log)}"
+                )
+            time.sleep(0.2)
+
+    @staticmethod
+    def ready(instance: ServiceInstance) -> bool:
+        try:
+            with urllib.request.urlopen(f"{instance.url}/ready", timeout=2) as answer:  # noqa: S310 (a fixed local http URL)
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, instances: Iterable[ServiceInstance] | None = None) -> None:
+        # Readers first, then the writers: nothing half-done is asked of a stopped service.
+        for instance in reversed(list(instances or self.instances)):
+            pid = self.pid(instance)
+            if pid is not None:
+                stop_pid(pid, grace_seconds=30, name=instance.name)
+            self.config.pid_file(instance.name).unlink(missing_ok=True)
+
+    def restart(self, name: str) -> None:
+        chosen = self.named(name)
+        self.stop(chosen)
+        self.start(chosen)
