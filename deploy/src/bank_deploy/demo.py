@@ -125,11 +125,10 @@ def story(bank: Bank) -> None:
     step("Alice sends Bob 30.00 EUR: withdraw from Alice, deposit to Bob, complete")
     done = bank.transfer(alice, bob, "30.00")
     check(done["status"] == "completed", f"the transfer should complete: {done}")
-    show(
-        f"Alice now {bank.account(alice, 3)['balance']} EUR, Bob {bank.account(bob, 2)['balance']}"
-    )
-    check(bank.account(alice, 3)["balance"] == "95.00", "Alice should hold 95.00")
-    check(bank.account(bob, 2)["balance"] == "80.00", "Bob should hold 80.00")
+    alice_after, bob_after = bank.account(alice, 3), bank.account(bob, 2)
+    show(f"Alice now holds {alice_after['balance']} EUR, Bob {bob_after['balance']} EUR")
+    check(alice_after["balance"] == "95.00", "Alice should hold 95.00")
+    check(bob_after["balance"] == "80.00", "Bob should hold 80.00")
 
     step("Bob tries to send Alice 1000.00 EUR: he has 80.00")
     refused = bank.transfer(bob, alice, "1000.00")

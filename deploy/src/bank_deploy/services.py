@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bank_deploy.config import LauncherConfig
@@ -26,10 +26,10 @@ class Service:
     port_variable: str
     port: int
 
-    def instance(self, number: int) -> ServiceInstance:
-        """Instance 1 keeps the service's port; others take the next free ones above it."""
+    def instance(self, number: int, env: Mapping[str, str]) -> ServiceInstance:
+        """Instance 1 keeps the service's port; others take the ones 100, 200... above it."""
         name = self.name if number == 1 else f"{self.name}-{number}"
-        port = int(os.environ.get(self.port_variable, self.port)) + (number - 1) * 100
+        port = int(env.get(self.port_variable, self.port)) + (number - 1) * 100
         return ServiceInstance(self, name, port)
 
 
@@ -72,11 +72,18 @@ def instance_counts(spec: str) -> dict[str, int]:
 
 
 class LocalServices:
-    def __init__(self, config: LauncherConfig, counts: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        config: LauncherConfig,
+        counts: dict[str, int] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
-        counts = counts or instance_counts(os.environ.get("BANK_INSTANCES", ""))
+        # What the services read: BANK_* addresses, ports, topics (the caller's by default).
+        self.env = dict(env if env is not None else os.environ)
+        counts = counts or instance_counts(self.env.get("BANK_INSTANCES", ""))
         self.instances = [
-            s.instance(n) for s in SERVICES for n in range(1, counts.get(s.name, 1) + 1)
+            s.instance(n, self.env) for s in SERVICES for n in range(1, counts.get(s.name, 1) + 1)
         ]
 
     def named(self, name: str) -> list[ServiceInstance]:
@@ -96,7 +103,7 @@ class LocalServices:
         for instance in chosen:
             if self.pid(instance) is None:
                 env = {
-                    **os.environ,
+                    **self.env,
                     instance.service.port_variable: str(instance.port),
                     "PYTHONUNBUFFERED": "1",
                 }
