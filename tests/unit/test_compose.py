@@ -1,0 +1,136 @@
+"""docker-compose.yml checked without a Docker engine: every service is there, is built from
+the shared Dockerfile with a real package and module, sets only variables the code reads, and
+sets the ones a container cannot leave at their local defaults; ports match the docs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from bank_accounts.settings import AccountsSettings
+from bank_command_api.settings import CommandApiSettings
+from bank_projector.settings import ProjectorSettings
+from bank_query_api.settings import QueryApiSettings
+from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.topics import TopicSettings
+from bank_transfers_saga.settings import SagaSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, type[BaseSettings]] = {
+    "accounts": AccountsSettings,
+    "transfers-saga": SagaSettings,
+    "projector": ProjectorSettings,
+    "command-api": CommandApiSettings,
+    "query-api": QueryApiSettings,
+}
+SHARED = (KafkaSettings, PostgresSettings, TopicSettings)
+# Published to the host, as README and DESIGN §3 say.
+PUBLISHED = {"command-api": 8001, "query-api": 8002}
+
+
+def variables(settings: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class (and the shared ones it nests) reads."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names = set()
+    for name, field in settings.model_fields.items():
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseSettings):
+            names |= variables(nested)
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in COMPOSE["services"][service]["environment"].items()}
+
+
+def test_the_infrastructure_and_all_five_services_are_defined() -> None:
+    assert set(COMPOSE["services"]) == {"kafka", "postgres", *SERVICES}
+    assert COMPOSE["services"]["kafka"]["image"].startswith("apache/kafka:")
+    assert COMPOSE["services"]["postgres"]["image"].startswith("postgres:")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_is_built_from_the_shared_dockerfile_with_a_real_package(
+    service: str,
+) -> None:
+    build = COMPOSE["services"][service]["build"]
+    assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+    package, module = build["args"]["PACKAGE"], build["args"]["MODULE"]
+    assert package == f"bank-{service}"
+    assert importlib.util.find_spec(f"{module}.__main__") is not None
+    assert (ROOT / "services" / service / "pyproject.toml").read_text().count(
+        f'name = "{package}"'
+    ) == 1
+
+
+@pytest.mark.parametrize(("service", "settings"), SERVICES.items())
+def test_each_service_sets_only_variables_it_reads(
+    service: str, settings: type[BaseSettings]
+) -> None:
+    unknown = set(environment(service)) - variables(settings)
+    # The compose-wide block also carries variables of the other services' shared settings.
+    unknown -= set().union(*(variables(s) for s in SHARED))
+    assert unknown == set()
+
+
+@pytest.mark.parametrize(("service", "settings"), SERVICES.items())
+def test_each_service_sets_what_a_container_cannot_leave_at_its_local_default(
+    service: str, settings: type[BaseSettings]
+) -> None:
+    prefix = str(settings.model_config["env_prefix"])
+    needed = {
+        f"{prefix}HTTP_HOST",
+        f"{prefix}HTTP_PORT",
+        "BANK_PG_HOST",
+        "BANK_PG_PORT",
+        "BANK_PG_USER",
+        "BANK_PG_PASSWORD",
+    }
+    if "BANK_KAFKA_BOOTSTRAP_SERVERS" in variables(settings):
+        needed.add("BANK_KAFKA_BOOTSTRAP_SERVERS")
+    env = environment(service)
+    assert needed <= set(env)
+    assert env[f"{prefix}HTTP_HOST"] == "0.0.0.0"
+    assert env["BANK_PG_HOST"] == "postgres"
+    if "BANK_KAFKA_BOOTSTRAP_SERVERS" in env:
+        assert env["BANK_KAFKA_BOOTSTRAP_SERVERS"].startswith("kafka:")
+
+
+@pytest.mark.parametrize(("service", "settings"), SERVICES.items())
+def test_each_service_listens_where_the_docs_say_and_reports_its_health_there(
+    service: str, settings: type[BaseSettings]
+) -> None:
+    definition = COMPOSE["services"][service]
+    prefix = str(settings.model_config["env_prefix"])
+    port = int(environment(service)[f"{prefix}HTTP_PORT"])
+    assert port == settings.model_fields["http_port"].default
+    assert f"127.0.0.1:{port}/ready" in " ".join(definition["healthcheck"]["test"])
+    assert definition["depends_on"] == {
+        "kafka": {"condition": "service_healthy"},
+        "postgres": {"condition": "service_healthy"},
+    }
+    published = [str(p) for p in definition.get("ports", [])]
+    if service in PUBLISHED:
+        assert published == [f"127.0.0.1:{PUBLISHED[service]}:{PUBLISHED[service]}"]
+    else:
+        assert published == [], "only the two APIs are published (others scale freely)"
+
+
+def test_the_database_names_match_the_init_script() -> None:
+    init = (ROOT / "deploy" / "postgres" / "init.sql").read_text()
+    env = environment("accounts")
+    for variable in (
+        "BANK_PG_ACCOUNTS_DB",
+        "BANK_PG_TRANSFERS_DB",
+        "BANK_PG_READ_DB",
+        "BANK_PG_COMMANDS_DB",
+    ):
+        assert f"CREATE DATABASE {env[variable]};" in init
