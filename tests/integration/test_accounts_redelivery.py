@@ -45,7 +45,7 @@ class FailsOnceHandler(AccountCommandHandler):
             self.failures += 1
             raise ConnectionResetError("simulated: connection to PostgreSQL lost")
         if any(e.message_id == self.broken for e, _ in commands):
-            raise ValueError("simulated: a bug this command always triggers")
+            raise TypeError("simulated: a bug this command always triggers")
         return await super().handle_batch(commands)
 
 

@@ -441,10 +441,8 @@ async def test_min_version_never_reached_is_a_503_to_retry_after_the_bound(
     assert "retry" in body["message"]
     assert 0.5 <= elapsed < 3.0
 
-    body = assert_problem(absent, 503, "not_yet_projected")
-    assert absent.headers["retry-after"] == "1"
-    assert "version" not in body
-    assert "not in the read model yet" in body["message"]
+    # Still absent after the bound: the contract's 404, not an endless invitation to retry.
+    assert_problem(absent, 404, "account_not_found")
 
 
 async def test_after_the_listener_connection_is_lost_notifications_wake_requests_again(

@@ -52,7 +52,7 @@ def test_each_bad_amount_says_why_and_what_to_send(amount: Any, says: str) -> No
     assert SEND in message
 
 
-@pytest.mark.parametrize("amount", ["10.50", "10.5", "10", 10, " 7.25 ", "0.01"])
+@pytest.mark.parametrize("amount", ["10.50", "10.5", "10", 10, "7.25", "0.01"])
 def test_good_amounts_become_two_decimal_euros(amount: Any) -> None:
     parsed = AmountRequest.model_validate({"amount": amount}).amount
     assert parsed == Decimal(str(amount).strip())

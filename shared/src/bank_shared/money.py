@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ ZERO = Decimal("0.00")
 DEFAULT_MAX_AMOUNT = Decimal("1000000000.00")
 # No amount or balance reaches this; it keeps every value far inside Decimal's 28 digits.
 CEILING = Decimal("1000000000000000")
+AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 SEND_INSTEAD = 'send euros as a string with at most two decimals, e.g. "10.50" (or an integer)'
 
 
@@ -27,8 +29,10 @@ def parse_money(value: Any) -> Decimal:
     if isinstance(value, int):
         amount = Decimal(value)
     elif isinstance(value, str):
-        text = value.strip()
-        if not text or any(c not in "0123456789.-+" for c in text) or text.count(".") > 1:
+        text = value
+        # Exactly the published shape: digits, optionally a point and digits; a leading minus
+        # is read so the rules can say "positive" rather than "malformed".
+        if not AMOUNT_TEXT.fullmatch(text):
             raise ValueError(f"{value!r} is not an amount; {SEND_INSTEAD}")
         try:
             amount = Decimal(text)

@@ -85,7 +85,12 @@ async def run_runtime(
                 broker.include_router(router)
             try:
                 if relay is not None:
-                    runtime.relay = OutboxRelay(dsn, kafka, relay, name=f"{name}-outbox-relay")
+                    # One transactional id per database: instances of one deployment share it
+                    # (a new leader fences the old), other deployments on the cluster do not.
+                    database = dsn.rsplit("/", 1)[-1]
+                    runtime.relay = OutboxRelay(
+                        dsn, kafka, relay, name=f"{name}-outbox-relay-{database}"
+                    )
                     runtime.tasks.append(
                         asyncio.create_task(runtime.relay.run(), name="outbox relay")
                     )

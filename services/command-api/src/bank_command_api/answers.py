@@ -17,7 +17,7 @@ from bank_command_api.schemas import (
     Problem,
     TransferAccepted,
 )
-from bank_shared.money import SEND_INSTEAD, ZERO
+from bank_shared.money import ZERO
 
 ACCEPTED_STATUS = {"OpenAccount": 201, "DepositMoney": 200, "WithdrawMoney": 200}
 TRANSFER = "StartTransfer"
@@ -69,7 +69,16 @@ def answer_for(
         body = CommandPending(
             command_id=record.command_id, **{stream_field(record.command_type): record.stream_id}
         )
-        headers = {"Location": f"/commands/{record.command_id}"}
+        # A transfer's Location is always the transfer in the query API (DESIGN §3); the
+        # command's own status is where any other pending command can be followed.
+        headers = (
+            {
+                "Location": f"{query_api_url.rstrip('/')}/transfers/{record.stream_id}",
+                "Content-Location": f"/commands/{record.command_id}",
+            }
+            if record.command_type == TRANSFER
+            else {"Location": f"/commands/{record.command_id}"}
+        )
         if async_requested:
             headers["Preference-Applied"] = "respond-async"
         return HttpAnswer(202, dump(body), headers)
@@ -133,7 +142,10 @@ def rejection_message(code: str, stream_id: str, query_api_url: str) -> str:
         case "same_account":
             return "A transfer needs two different accounts; change source or target."
         case "invalid_amount":
-            return f"The amount was refused; {SEND_INSTEAD}, more than zero."
+            return (
+                "The amount was refused (detail says why): send a positive amount that keeps"
+                " the balance below the limit."
+            )
         case _:
             return f"The command was refused ({code}); see detail, change the request, retry."
 

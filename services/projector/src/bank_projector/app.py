@@ -10,7 +10,6 @@ from faststream.kafka import KafkaRouter
 
 from bank_projector.handlers import build_router
 from bank_projector.settings import ProjectorSettings
-from bank_shared.messaging.consume import DeadLetters
 from bank_shared.runtime import Runtime, health_routes, run_runtime
 from bank_shared.topics import TopicSpec, transfer_topics
 
@@ -18,8 +17,7 @@ from bank_shared.topics import TopicSpec, transfer_topics
 @contextlib.asynccontextmanager
 async def run_projector(settings: ProjectorSettings) -> AsyncIterator[Runtime]:
     def routers(runtime: Runtime) -> list[KafkaRouter]:
-        dead_letters = DeadLetters(runtime.producer, settings.topics.dead_letters)
-        return [build_router(settings, runtime.pool, dead_letters)]
+        return [build_router(settings, runtime.pool)]
 
     # The projector writes no events: no outbox, no relay. It creates the topics it reads so
     # it can start before the services that write them.

@@ -169,7 +169,8 @@ def query_routes(settings: QueryApiSettings) -> APIRouter:
                 description="Wait (at most the configured bound, default 5 s) until the read"
                 " model has applied this version of the account: pass the `version` the"
                 " command API answered to read your own write. Not reached in time: 503"
-                " `not_yet_projected` with `Retry-After`.",
+                " `not_yet_projected` with `Retry-After` (404 if the account is still not"
+                " there at all).",
                 examples=[3],
             ),
         ] = None,
@@ -194,6 +195,10 @@ def query_routes(settings: QueryApiSettings) -> APIRouter:
             recheck=settings.min_version_recheck,
         )
         if not fresh.reached:
+            if fresh.row is None:
+                # Still nowhere after the bound: answer as the contract says for an unknown
+                # account, not with a retry that a mistyped id would make endless.
+                raise account_not_found(account_id)
             raise not_yet_projected(account_id, min_version, fresh.row, settings.min_version_wait)
         assert fresh.row is not None
         return JSONResponse(dump(fresh.row))

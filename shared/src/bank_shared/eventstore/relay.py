@@ -143,7 +143,10 @@ class OutboxRelay:
                 await producer.send(r["topic"], value=r["value"], key=r["key"].encode())
                 for r in rows
             ]
-            await asyncio.gather(*deliveries)
+            results = await asyncio.gather(*deliveries, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]  # aborts the round: none of it becomes visible
             if self.fault:
                 await self.fault("sent-uncommitted")
         if self.fault:

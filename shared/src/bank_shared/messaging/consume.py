@@ -11,12 +11,11 @@ from typing import Any, TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage, KafkaRouter
+from pydantic import ValidationError
 
 from bank_shared.contracts.envelope import Envelope, Message, UnreadableMessageError, open_envelope
-from bank_shared.eventstore.store import ConcurrencyError
 from bank_shared.faults import crash_point
 
 log = logging.getLogger(__name__)
@@ -32,21 +31,22 @@ class RetryLater(Exception):  # noqa: N818 (it is a request, not a description o
     one it follows): the batch is redelivered after a pause, never dead-lettered."""
 
 
-# Failures that say nothing about the message: the same batch will succeed later.
-TRANSIENT = (
-    RetryLater,
-    OSError,
-    TimeoutError,
-    KafkaError,
-    ConcurrencyError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.OperatorInterventionError,
+# Failures that are about the message itself: applying it again can only fail again. Anything
+# else (a lost connection, a failover, a missing table, a conflict) is retried, never skipped:
+# a stalled partition is loud, a dropped message is not.
+POISON = (
+    ValidationError,
+    TypeError,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
 )
+
+
+def is_poison(error: BaseException) -> bool:
+    # A unique violation means someone else wrote first: a fresh attempt sees their write.
+    return isinstance(error, POISON) and not isinstance(
+        error, (asyncpg.UniqueViolationError, RetryLater)
+    )
 
 
 class DeadLetters:
@@ -97,7 +97,7 @@ def batch_records(message: KafkaMessage) -> Sequence[Record]:
 async def consume_batch(
     message: KafkaMessage,
     handle: BatchHandler,
-    dead_letters: DeadLetters,
+    dead_letters: DeadLetters | None,
     *,
     accepts: Callable[[Message], bool] = lambda _: True,
     failure_backoff: float = 0.5,
@@ -105,12 +105,14 @@ async def consume_batch(
     """Process a FastStream batch (subscriber with `batch=True, ack_policy=AckPolicy.MANUAL,
     parser=tolerant_batch_parser`).
 
-    Unreadable records go to the dead-letter topic (at least once: a redelivered batch sends
-    them again). A batch that fails for a reason of its own (not a transient one) is applied
-    again one message at a time, and the message that still fails is dead-lettered, so one
-    bad message cannot block its partition. On success the offsets are committed (ack). On a
-    transient failure the consumer is rewound to the batch's first record (nack) and the error
-    propagates: the batch comes again, and what was applied is recognised by its message id.
+    With `dead_letters`, a record that cannot be read goes to the dead-letter topic (at least
+    once: a redelivered batch sends it again), and a batch that fails because of a message
+    (`is_poison`) is applied again one message at a time, the one that still fails being
+    dead-lettered: one bad command cannot block its partition. Without `dead_letters` (a
+    consumer for which skipping a message corrupts what it builds, like the projector), every
+    failure is retried. On success the offsets are committed (ack). On failure the consumer is
+    rewound to the batch's first record (nack) and the error propagates: the batch comes
+    again, and what was applied is recognised by its message id.
     """
     records = batch_records(message)
     try:
@@ -123,14 +125,22 @@ async def consume_batch(
                         f"{envelope.type} does not belong on topic {record.topic}"
                     )
             except UnreadableMessageError as error:
+                if dead_letters is None:
+                    raise RetryLater(f"{record.topic}@{record.offset}: {error}") from error
                 await dead_letters.send(record, str(error))
                 continue
             readable.append((record, envelope, payload))
         if readable:
             await _apply(readable, handle, dead_letters)
         crash_point("consume.after-commit-before-ack")
-    except Exception:
+    except Exception as error:
         await message.nack()
+        log.warning(
+            "batch of %d from %s failed, will come again: %r",
+            len(records),
+            records[0].topic if records else "?",
+            error,
+        )
         # Pause before the batch comes again: a database that is down is not back in 1 ms.
         await asyncio.sleep(failure_backoff)
         raise
@@ -142,14 +152,16 @@ async def consume_batch(
 
 
 async def _apply(
-    items: list[tuple[Record, Envelope, Message]], handle: BatchHandler, dead_letters: DeadLetters
+    items: list[tuple[Record, Envelope, Message]],
+    handle: BatchHandler,
+    dead_letters: DeadLetters | None,
 ) -> None:
     try:
         await handle([(envelope, payload) for _, envelope, payload in items])
         return
-    except TRANSIENT:
-        raise
     except Exception as error:
+        if dead_letters is None or not is_poison(error):
+            raise
         if len(items) == 1:
             await dead_letters.send(items[0][0], f"processing failed: {error!r}")
             return
@@ -164,7 +176,7 @@ def subscribe_batches(
     *,
     group_id: str,
     handle: BatchHandler,
-    dead_letters: DeadLetters,
+    dead_letters: DeadLetters | None,
     accepts: Callable[[Message], bool],
     max_records: int = 100,
 ) -> None:
