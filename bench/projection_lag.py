@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 
 from bank_deploy.config import LauncherConfig
 from bank_deploy.postgres import create_databases
-from bank_projector.projections import READ_MODEL_CHANNEL
+from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
 from bank_shared.contracts.envelope import Message, seal, to_bytes
 from bank_shared.settings import KafkaSettings, PostgresSettings

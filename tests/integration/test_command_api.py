@@ -316,14 +316,17 @@ async def test_without_a_decision_in_time_a_post_is_202_pending_and_stays_pendin
         body = answer.json()
         assert body["status"] == "pending"
         uuid.UUID(body["transfer_id"])
-        assert answer.headers["location"] == f"/commands/{body['command_id']}"
+        # The transfer's Location is the transfer in the query API, pending or not (§3); the
+        # command's status is its Content-Location.
+        assert answer.headers["location"] == f"{QUERY_API}/transfers/{body['transfer_id']}"
+        assert answer.headers["content-location"] == f"/commands/{body['command_id']}"
         assert "preference-applied" not in answer.headers
 
         # Retried with its key: the same command, waited for again, still pending.
         again = await slow.post("/transfers", json=transfer, headers=key)
         assert (again.status_code, again.json()) == (202, body)
         # Any instance answers for any command: they share the commands database.
-        status = await api.get(answer.headers["location"])
+        status = await api.get(answer.headers["content-location"])
         assert status.status_code == 200
         assert (status.json()["status"], status.json()["command_type"]) == (
             "pending",

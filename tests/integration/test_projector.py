@@ -9,6 +9,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
@@ -134,22 +135,48 @@ async def test_every_event_delivered_twice_leaves_the_read_model_unchanged(
             for envelope in events:
                 await producer.send(topic, value=to_bytes(envelope), key=stream_id.encode())
     await producer.flush()
-    # A barrier behind the duplicates on every partition: when they are projected, so are the
-    # duplicates before them.
+    # A barrier behind the duplicates on every partition of both topics: once the probes are
+    # projected, so are the duplicates before them.
+    account_probes = keys_for_every_partition("probe", topics.partitions)
+    transfer_probes = keys_for_every_partition("probe-t", topics.partitions)
     handler = AccountCommandHandler(accounts.pool, topics)
-    probes = [new_id("probe") for _ in range(12)]
-    for probe in probes:
+    for probe in account_probes:
         command = OpenAccount(account_id=probe, owner="Probe")
         await handler.handle(envelope_for(command), command)
+    for probe in transfer_probes:  # between accounts that do not exist: fails at once
+        await send(
+            producer,
+            topics.transfer_commands,
+            probe,
+            envelope_for(
+                StartTransfer(
+                    transfer_id=probe,
+                    source_account_id="nobody-a",
+                    target_account_id="nobody-b",
+                    amount="1",
+                )
+            ),
+        )
 
     async def probes_projected() -> bool:
-        return all([await account_row(infra, p) is not None for p in probes])
+        after = await dump_read_model(infra.pg)
+        accounts_seen = {row[0] for row in after["accounts"]}
+        failed = {row[0] for row in after["transfers"] if row[4] == "failed"}
+        return set(account_probes) <= accounts_seen and set(transfer_probes) <= failed
 
     await eventually(probes_projected, what="the probes behind the duplicates")
     after = await dump_read_model(infra.pg)
-    assert {
-        k: [r for r in rows if not str(r[0]).startswith("probe")] for k, rows in after.items()
-    } == before
+    probes = {*account_probes, *transfer_probes}
+    assert {k: [r for r in rows if r[0] not in probes] for k, rows in after.items()} == before
+
+
+def keys_for_every_partition(prefix: str, partitions: int) -> list[str]:
+    """One key per partition, by the producer's default partitioner (murmur2)."""
+    found: dict[int, str] = {}
+    while len(found) < partitions:
+        key = new_id(prefix)
+        found.setdefault((murmur2(key.encode()) & 0x7FFFFFFF) % partitions, key)
+    return list(found.values())
 
 
 async def test_after_200_random_commands_the_read_model_equals_the_fold_of_the_stores(

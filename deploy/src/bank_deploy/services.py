@@ -81,7 +81,13 @@ class LocalServices:
         self.config = config
         # What the services read: BANK_* addresses, ports, topics (the caller's by default).
         self.env = dict(env if env is not None else os.environ)
-        counts = counts or instance_counts(self.env.get("BANK_INSTANCES", ""))
+        # `make start` remembers how many instances it started, so `make status` and
+        # `make stop` find them without being told again.
+        self.remembered = config.run_dir / "instances"
+        spec = self.env.get("BANK_INSTANCES")
+        if spec is None and self.remembered.exists():
+            spec = self.remembered.read_text()
+        counts = counts or instance_counts(spec or "")
         self.instances = [
             s.instance(n, self.env) for s in SERVICES for n in range(1, counts.get(s.name, 1) + 1)
         ]
@@ -100,6 +106,11 @@ class LocalServices:
 
     def start(self, instances: Iterable[ServiceInstance] | None = None) -> None:
         chosen = list(instances or self.instances)
+        self.remembered.parent.mkdir(parents=True, exist_ok=True)
+        counts: dict[str, int] = {}
+        for instance in self.instances:
+            counts[instance.service.name] = counts.get(instance.service.name, 0) + 1
+        self.remembered.write_text(",".join(f"{name}={n}" for name, n in counts.items()))
         for instance in chosen:
             if self.pid(instance) is None:
                 env = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
+from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.contracts.accounts import AccountOpened, MoneyDeposited, MoneyWithdrawn
 from bank_shared.contracts.envelope import Envelope, read_payload
 from bank_shared.contracts.transfers import (
@@ -24,9 +25,6 @@ from bank_shared.contracts.transfers import (
 )
 from bank_shared.db import Connection
 from bank_shared.messaging.consume import RetryLater
-
-# Woken on commit: the query API waits on it for read-your-writes (min_version).
-READ_MODEL_CHANNEL = "bank_read_model"
 
 ACCOUNT_EVENT_TYPES = frozenset({"AccountOpened", "MoneyDeposited", "MoneyWithdrawn"})
 TRANSFER_EVENT_TYPES = frozenset(

@@ -13,13 +13,14 @@ from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
+from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.db import KEEPALIVES, Connection
 
 log = logging.getLogger(__name__)
 
 # The projector runs `SELECT pg_notify(CHANNEL, '')` in every batch transaction: the NOTIFY is
 # delivered only when the batch commits, so a re-read after it sees the batch.
-CHANNEL = "bank_read_model"
+CHANNEL = READ_MODEL_CHANNEL
 # Names the connection in pg_stat_activity (and lets tests cut it).
 APPLICATION_NAME = "bank-query-api-changes"
 
