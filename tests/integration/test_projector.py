@@ -4,6 +4,8 @@ stores, ignores redelivered events, and a rebuild gives it back row for row."""
 from __future__ import annotations
 
 import random
+import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -13,10 +15,17 @@ from aiokafka.partitioner import murmur2
 
 from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
+from bank_projector.projections import StreamGapError, project
 from bank_projector.rebuild import rebuild
 from bank_projector.settings import ProjectorSettings
-from bank_shared.contracts.accounts import DepositMoney, OpenAccount, WithdrawMoney
-from bank_shared.contracts.envelope import Envelope, Message, to_bytes
+from bank_shared.contracts.accounts import (
+    AccountOpened,
+    DepositMoney,
+    MoneyDeposited,
+    OpenAccount,
+    WithdrawMoney,
+)
+from bank_shared.contracts.envelope import Envelope, Message, seal_events, to_bytes
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
@@ -255,3 +264,37 @@ async def test_a_rebuild_while_the_system_runs_gives_back_the_same_read_model(
         row[-1] for row in before["transfers"]
     )
     assert await dump_read_model(infra.pg) == before
+
+
+async def test_an_event_ahead_of_its_stream_is_refused_not_skipped(
+    infra: Endpoints, projector: Runtime
+) -> None:
+    """A gap (version 3 after version 1) must never be applied as if 2 had happened: the
+    batch is refused (and will come again), not silently half-applied."""
+    account = new_id("gap")
+    opened = seal_events(
+        [AccountOpened(account_id=account, owner="Gap", initial_balance="1", balance_after="1")],
+        cause=uuid.uuid4(),
+        correlation_id=uuid.uuid4(),
+        stream_id=account,
+        after_version=0,
+        occurred_at=datetime.now(UTC),
+    )
+    ahead = seal_events(
+        [MoneyDeposited(account_id=account, amount="1", balance_after="3")],
+        cause=uuid.uuid4(),
+        correlation_id=uuid.uuid4(),
+        stream_id=account,
+        after_version=2,
+        occurred_at=datetime.now(UTC),
+    )
+    conn = await asyncpg.connect(infra.pg.dsn(infra.pg.read_db))
+    try:
+        with pytest.raises(StreamGapError, match="expected 2"):
+            async with conn.transaction():
+                await project(conn, [*opened, *ahead])
+        assert (
+            await conn.fetchval("SELECT count(*) FROM accounts WHERE account_id = $1", account) == 0
+        )
+    finally:
+        await conn.close()

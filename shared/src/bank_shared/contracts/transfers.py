@@ -63,7 +63,9 @@ class TransferCompleted(Message):
 @register
 class TransferFailed(Message):
     """The transfer is over without moving money; `refunded` when the source was debited
-    and has been given the money back."""
+    and has been given the money back. The one exception is `refund_refused` (the source
+    would pass the balance ceiling of 10^15 EUR): the money is then out of the source and
+    needs an operator; see docs/transfers.md."""
 
     transfer_id: StreamName
     reason: TransferFailureReason
