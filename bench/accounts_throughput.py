@@ -1,7 +1,7 @@
 """Quick throughput check of the accounts service: deposits/s through Kafka, end to end.
 
 Usage (against `make start`, or any cluster named by the BANK_* variables):
-    uv run python bench/accounts_throughput.py --commands 5000 --accounts 50
+    uv run python -m bench.accounts_throughput --commands 5000 --accounts 50
 
 It starts `python -m bank_accounts` as its own process on fresh topics, opens the accounts,
 publishes the deposits as fast as the producer takes them, and times until every outcome is
@@ -14,13 +14,10 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
@@ -28,6 +25,7 @@ from bank_shared.contracts.envelope import Message, seal, to_bytes
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.settings import KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSettings, account_topics
+from bench.cluster import running
 
 
 def envelope_bytes(command: Message) -> bytes:
@@ -40,20 +38,6 @@ def envelope_bytes(command: Message) -> bytes:
             occurred_at=datetime.now(UTC),
         )
     )
-
-
-async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
-    async with httpx.AsyncClient(timeout=2) as client:
-        for _ in range(600):
-            if process.returncode is not None:
-                raise SystemExit("the accounts service exited during start")
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit("the accounts service did not become ready in 60 s")
 
 
 async def count_outcomes(kafka: KafkaSettings, topic: str, expected: int) -> float:
@@ -97,19 +81,23 @@ async def main() -> None:
         "BANK_TOPIC_COMMAND_OUTCOMES": topics.command_outcomes,
         "BANK_TOPIC_DEAD_LETTERS": topics.dead_letters,
     }
-    service = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bank_accounts",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap, enable_idempotence=True, linger_ms=5
     )
+    async with running({"accounts"}, env, run):
+        started, finished = await measure(args, kafka, topics, producer, run)
+    report(args, kafka, pg, topics, started, finished)
+
+
+async def measure(
+    args: argparse.Namespace,
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    run: str,
+) -> tuple[float, float]:
+    """Open the accounts, then send the deposits; return when they started and finished."""
     try:
-        await wait_ready(args.port, service)
         await producer.start()
         accounts = [f"bench-{run}-{i}" for i in range(args.accounts)]
         for account in accounts:
@@ -136,9 +124,17 @@ async def main() -> None:
         finished = await counter
     finally:
         await producer.stop()
-        service.send_signal(signal.SIGTERM)
-        await service.wait()
+    return started, finished
 
+
+def report(
+    args: argparse.Namespace,
+    kafka: KafkaSettings,
+    pg: PostgresSettings,
+    topics: TopicSettings,
+    started: float,
+    finished: float,
+) -> None:
     seconds = finished - started
     print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
     print(

@@ -1,7 +1,7 @@
 """Projection lag: from an account event's commit to its row being visible in the read model.
 
 Usage (against `make start`, or any cluster named by the BANK_* variables):
-    uv run python bench/projection_lag.py --rate 200 --seconds 15
+    uv run python -m bench.projection_lag --rate 200 --seconds 15
 
 It starts the accounts service and the projector as their own processes, on fresh topics and
 scratch databases, sends deposits to Kafka at a fixed rate, and listens to the read model's
@@ -16,29 +16,21 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
 import statistics
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 from aiokafka import AIOKafkaProducer
 
-from bank_deploy.config import LauncherConfig
 from bank_deploy.postgres import create_databases
 from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
 from bank_shared.contracts.envelope import Message, seal, to_bytes
 from bank_shared.settings import KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSettings
-
-SERVICES = {
-    "bank_accounts": ("BANK_ACCOUNTS_HTTP_PORT", 8291),
-    "bank_projector": ("BANK_PROJECTOR_HTTP_PORT", 8292),
-}
+from bench.cluster import running
 
 
 def command(message: Message) -> bytes:
@@ -51,18 +43,6 @@ def command(message: Message) -> bytes:
             occurred_at=datetime.now(UTC),
         )
     )
-
-
-async def wait_ready(port: int) -> None:
-    async with httpx.AsyncClient(timeout=2) as client:
-        for _ in range(600):
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"the service on port {port} did not become ready in 60 s")
 
 
 class Visibility:
@@ -112,21 +92,20 @@ async def main() -> None:
         "BANK_PROJECTOR_ACCOUNTS_GROUP": f"bench-{run}-projector-accounts",
         "BANK_PROJECTOR_TRANSFERS_GROUP": f"bench-{run}-projector-transfers",
     }
-    logs = LauncherConfig().logs_dir
-    logs.mkdir(parents=True, exist_ok=True)
-    processes = []
-    for module, (variable, port) in SERVICES.items():
-        processes.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                module,
-                env=env | {variable: str(port)},
-                stdout=(logs / f"bench-{module}.log").open("wb"),
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        )
-        await wait_ready(port)
+    env |= {"BANK_ACCOUNTS_HTTP_PORT": "8291", "BANK_PROJECTOR_HTTP_PORT": "8292"}
+    async with running({"accounts", "projector"}, env, run):
+        sent, lags = await measure(args, kafka, pg, topics)
+    conn = await asyncpg.connect(pg.dsn("postgres"))
+    for database in (pg.accounts_db, pg.transfers_db, pg.read_db):
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    await conn.close()
+    report(args, sent, lags)
+
+
+async def measure(
+    args: argparse.Namespace, kafka: KafkaSettings, pg: PostgresSettings, topics: TopicSettings
+) -> tuple[int, list[float]]:
+    """Send deposits on schedule; return how many, and each visible row's lag in ms."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True)
     await producer.start()
     read = await asyncpg.connect(pg.dsn(pg.read_db))
@@ -164,15 +143,10 @@ async def main() -> None:
         watcher.cancel()
         await producer.stop()
         await read.close()
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        await asyncio.gather(*(p.wait() for p in processes))
-        conn = await asyncpg.connect(pg.dsn("postgres"))
-        for database in (pg.accounts_db, pg.transfers_db, pg.read_db):
-            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await conn.close()
+    return sent, sorted(value * 1000 for value in visibility.lags.values())
 
-    lags = sorted(value * 1000 for value in visibility.lags.values())
+
+def report(args: argparse.Namespace, sent: int, lags: list[float]) -> None:
     print(
         f"machine: {platform.node()}, {os.cpu_count()} cores; accounts service + projector,"
         f" one process each; fsync on"

@@ -1,7 +1,7 @@
 """Replay speed of a read-model rebuild: events/s from the event stores into the read tables.
 
 Usage (against `make start`, or any PostgreSQL named by the BANK_PG_* variables):
-    uv run python bench/projector_replay.py --accounts 1000 --deposits 100
+    uv run python -m bench.projector_replay --accounts 1000 --deposits 100
 
 It writes a history into scratch databases of its own (accounts opened, then deposits,
 through the accounts service's command handler, no Kafka needed), then times

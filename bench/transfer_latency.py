@@ -1,7 +1,7 @@
 """Transfer latency on the local stack: from POST /transfers to TransferCompleted on Kafka.
 
 Usage (against `make start`, or any cluster named by the BANK_* variables):
-    uv run python bench/transfer_latency.py --transfers 300 --concurrency 1
+    uv run python -m bench.transfer_latency --transfers 300 --concurrency 1
 
 It starts the accounts service, the transfers saga and the command API as their own processes
 on fresh topics, opens accounts through the API, then sends transfers (`--concurrency` at a
@@ -16,37 +16,17 @@ import asyncio
 import os
 import platform
 import random
-import signal
 import statistics
-import sys
 import time
 import uuid
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from bank_deploy.config import LauncherConfig
 from bank_shared.contracts.envelope import Envelope
 from bank_shared.settings import KafkaSettings
 from bank_shared.topics import TopicSettings
-
-SERVICES = {  # module -> (port variable, port)
-    "bank_accounts": ("BANK_ACCOUNTS_HTTP_PORT", 8191),
-    "bank_transfers_saga": ("BANK_SAGA_HTTP_PORT", 8192),
-    "bank_command_api": ("BANK_COMMAND_API_HTTP_PORT", 8193),
-}
-
-
-async def wait_ready(port: int) -> None:
-    async with httpx.AsyncClient(timeout=2) as client:
-        for _ in range(600):
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"the service on port {port} did not become ready in 60 s")
+from bench.cluster import running
 
 
 class Completions:
@@ -110,69 +90,70 @@ async def main() -> None:
         "BANK_SAGA_COMMANDS_GROUP": f"bench-{run}-saga-commands",
         "BANK_SAGA_ANSWERS_GROUP": f"bench-{run}-saga-answers",
         "BANK_COMMAND_API_CONSUMER_GROUP": f"bench-{run}-api",
+        "BANK_ACCOUNTS_HTTP_PORT": "8191",
+        "BANK_SAGA_HTTP_PORT": "8192",
+        "BANK_COMMAND_API_HTTP_PORT": "8193",
     }
-    # Each service's output goes to .bank/logs/bench-<module>.log, beside the launcher's logs.
-    logs = LauncherConfig().logs_dir
-    logs.mkdir(parents=True, exist_ok=True)
-    processes = []
-    for module, (variable, port) in SERVICES.items():
-        processes.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                module,
-                env=env | {variable: str(port)},
-                stdout=(logs / f"bench-{module}.log").open("wb"),
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        )
-        await wait_ready(port)  # one at a time: the first creates the topics
-    api = f"http://127.0.0.1:{SERVICES['bank_command_api'][1]}"
-    done = Completions()
-    ready = asyncio.Event()
-    watcher = asyncio.create_task(watch_completions(kafka, topics.transfer_events, done, ready))
+    api = "http://127.0.0.1:8193"
     latencies: list[float] = []
-    try:
-        await ready.wait()
-        async with httpx.AsyncClient(base_url=api, timeout=30) as client:
-            accounts = []
-            for i in range(args.accounts):
-                answer = await client.post(
-                    "/accounts", json={"owner": f"Bench {i}", "initial_balance": "1000000"}
-                )
-                answer.raise_for_status()
-                accounts.append(answer.json()["account_id"])
-            rng = random.Random(7)
+    async with running({"accounts", "transfers-saga", "command-api"}, env, run):
+        done = Completions()
+        ready = asyncio.Event()
+        watcher = asyncio.create_task(watch_completions(kafka, topics.transfer_events, done, ready))
+        try:
+            elapsed = await measure(args, api, done, ready, latencies)
+        finally:
+            watcher.cancel()
+    report(args, kafka, latencies, elapsed)
 
-            async def one_transfer() -> None:
-                source, target = rng.sample(accounts, 2)
-                sent = time.perf_counter()
-                answer = await client.post(
-                    "/transfers",
-                    json={
-                        "source_account_id": source,
-                        "target_account_id": target,
-                        "amount": "1.00",
-                    },
-                )
-                answer.raise_for_status()
-                finished = await asyncio.wait_for(done.future(answer.json()["transfer_id"]), 60)
-                latencies.append(finished - sent)
 
-            async def worker(count: int) -> None:
-                for _ in range(count):
-                    await one_transfer()
+async def measure(
+    args: argparse.Namespace,
+    api: str,
+    done: Completions,
+    ready: asyncio.Event,
+    latencies: list[float],
+) -> float:
+    """Open the accounts, send the transfers; return how long the transfers took."""
+    await ready.wait()
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        accounts = []
+        for i in range(args.accounts):
+            answer = await client.post(
+                "/accounts", json={"owner": f"Bench {i}", "initial_balance": "1000000"}
+            )
+            answer.raise_for_status()
+            accounts.append(answer.json()["account_id"])
+        rng = random.Random(7)
 
-            share, extra = divmod(args.transfers, args.concurrency)
-            started = time.perf_counter()
-            await asyncio.gather(*(worker(share + (i < extra)) for i in range(args.concurrency)))
-            elapsed = time.perf_counter() - started
-    finally:
-        watcher.cancel()
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        await asyncio.gather(*(p.wait() for p in processes))
+        async def one_transfer() -> None:
+            source, target = rng.sample(accounts, 2)
+            sent = time.perf_counter()
+            answer = await client.post(
+                "/transfers",
+                json={
+                    "source_account_id": source,
+                    "target_account_id": target,
+                    "amount": "1.00",
+                },
+            )
+            answer.raise_for_status()
+            finished = await asyncio.wait_for(done.future(answer.json()["transfer_id"]), 60)
+            latencies.append(finished - sent)
 
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await one_transfer()
+
+        share, extra = divmod(args.transfers, args.concurrency)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(share + (i < extra)) for i in range(args.concurrency)))
+        return time.perf_counter() - started
+
+
+def report(
+    args: argparse.Namespace, kafka: KafkaSettings, latencies: list[float], elapsed: float
+) -> None:
     ms = [value * 1000 for value in latencies]
     print(
         f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()};"

@@ -8,12 +8,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from bank_shared.db import create_pool
@@ -134,3 +135,20 @@ def health_routes() -> APIRouter:
         return {"status": "ready" if healthy else "not_ready", "checks": checks}
 
     return router
+
+
+def kafka_service_app(
+    title: str, description: str, run: Callable[[], AbstractAsyncContextManager[Runtime]]
+) -> FastAPI:
+    """The HTTP face of a Kafka-only service: the runtime lives for the app's lifespan, and
+    the app answers /health and /ready (and keeps /docs, like every service)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run() as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    app.include_router(health_routes())
+    return app

@@ -13,7 +13,7 @@ from bank_accounts.handlers import build_router
 from bank_accounts.settings import AccountsSettings
 from bank_shared.eventstore.relay import RelaySettings
 from bank_shared.messaging.consume import DeadLetters
-from bank_shared.runtime import Runtime, health_routes, run_runtime
+from bank_shared.runtime import Runtime, kafka_service_app, run_runtime
 from bank_shared.topics import account_topics
 
 
@@ -44,18 +44,9 @@ async def run_accounts(settings: AccountsSettings) -> AsyncIterator[Runtime]:
 
 
 def create_app(settings: AccountsSettings | None = None) -> FastAPI:
-    settings = settings or AccountsSettings()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with run_accounts(settings) as runtime:
-            app.state.runtime = runtime
-            yield
-
-    app = FastAPI(
-        title="Bank accounts service",
-        description="Consumes account commands from Kafka; this HTTP side only reports health.",
-        lifespan=lifespan,
+    chosen = settings or AccountsSettings()
+    return kafka_service_app(
+        "Bank accounts service",
+        "Consumes account commands from Kafka; this HTTP side only reports health.",
+        lambda: run_accounts(chosen),
     )
-    app.include_router(health_routes())
-    return app

@@ -10,7 +10,7 @@ from faststream.kafka import KafkaRouter
 
 from bank_projector.handlers import build_router
 from bank_projector.settings import ProjectorSettings
-from bank_shared.runtime import Runtime, health_routes, run_runtime
+from bank_shared.runtime import Runtime, kafka_service_app, run_runtime
 from bank_shared.topics import TopicSpec, transfer_topics
 
 
@@ -36,19 +36,10 @@ async def run_projector(settings: ProjectorSettings) -> AsyncIterator[Runtime]:
 
 
 def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
-    settings = settings or ProjectorSettings()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with run_projector(settings) as runtime:
-            app.state.runtime = runtime
-            yield
-
-    app = FastAPI(
-        title="Bank projector",
-        description="Builds the read database from the account and transfer events; this HTTP"
-        " side only reports health.",
-        lifespan=lifespan,
+    chosen = settings or ProjectorSettings()
+    return kafka_service_app(
+        "Bank projector",
+        "Builds the read database from the account and transfer events; this HTTP side only"
+        " reports health.",
+        lambda: run_projector(chosen),
     )
-    app.include_router(health_routes())
-    return app

@@ -11,7 +11,7 @@ from faststream.kafka import KafkaRouter
 
 from bank_shared.eventstore.relay import RelaySettings
 from bank_shared.messaging.consume import DeadLetters
-from bank_shared.runtime import Runtime, health_routes, run_runtime
+from bank_shared.runtime import Runtime, kafka_service_app, run_runtime
 from bank_shared.topics import transfer_topics
 from bank_transfers_saga.handlers import build_router
 from bank_transfers_saga.saga import TransferSaga
@@ -60,19 +60,10 @@ async def run_saga(settings: SagaSettings) -> AsyncIterator[Runtime]:
 
 
 def create_app(settings: SagaSettings | None = None) -> FastAPI:
-    settings = settings or SagaSettings()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with run_saga(settings) as runtime:
-            app.state.runtime = runtime
-            yield
-
-    app = FastAPI(
-        title="Bank transfers saga",
-        description="Runs transfers (withdraw, deposit, refund) over Kafka; this HTTP side only"
-        " reports health.",
-        lifespan=lifespan,
+    chosen = settings or SagaSettings()
+    return kafka_service_app(
+        "Bank transfers saga",
+        "Runs transfers (withdraw, deposit, refund) over Kafka; this HTTP side only reports"
+        " health.",
+        lambda: run_saga(chosen),
     )
-    app.include_router(health_routes())
-    return app
