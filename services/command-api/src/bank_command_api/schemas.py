@@ -17,6 +17,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from bank_shared.http.problems import FieldLocation
 from bank_shared.ids import StreamName
 from bank_shared.money import SEND_INSTEAD, ZERO, Money, format_money, parse_money
 
@@ -226,7 +227,7 @@ class CommandStatus(BaseModel):
 
 class FieldProblem(BaseModel):
     field: str = Field(description="The field, header or path parameter.", examples=["amount"])
-    location: Literal["body", "path", "query", "header", "cookie"]
+    location: FieldLocation
     message: str = Field(description="What is wrong and what to send instead.")
     type: str = Field(description="The validator's error type.", examples=["value_error"])
 

@@ -8,10 +8,9 @@ import logging
 from collections.abc import Iterator
 from uuid import UUID
 
-import asyncpg
-
 from bank_command_api.ledger import DECIDED_CHANNEL, CommandRecord, load_decided
-from bank_shared.db import Connection
+from bank_shared.db import KEEPALIVES, Connection
+from bank_shared.http.listen import Listener
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +19,22 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "bank-command-api-decisions"
 
 
-class DecisionListener:
+class DecisionListener(Listener):
     """Resolves the futures of waiting requests from NOTIFYs on DECIDED_CHANNEL. Whichever
     instance consumed an outcome notifies; every instance hears it."""
 
     def __init__(self, dsn: str, *, retry_interval: float = 1.0, keepalive: float = 5.0) -> None:
-        self.dsn = dsn
-        self.retry_interval = retry_interval
-        self.keepalive = keepalive
-        self.connected = asyncio.Event()
+        super().__init__(
+            dsn,
+            DECIDED_CHANNEL,
+            name="decision listener",
+            application_name=APPLICATION_NAME,
+            log=log,
+            retry_interval=retry_interval,
+            keepalive=keepalive,
+            # The server notices a vanished listener quickly, like every other connection.
+            server_settings=KEEPALIVES,
+        )
         self._waiting: dict[UUID, set[asyncio.Future[CommandRecord]]] = {}
 
     @contextlib.contextmanager
@@ -51,50 +57,15 @@ class DecisionListener:
             if not future.done():
                 future.set_result(record)
 
-    async def run(self) -> None:
-        """Listen until cancelled; reconnect after the connection is lost."""
-        while True:
-            try:
-                await self._listen()
-            except asyncio.CancelledError:
-                raise
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning(
-                    "decision listener: %s; reconnecting in %.1fs", error, self.retry_interval
-                )
-            except Exception:
-                log.exception("decision listener failed; reconnecting")
-            await asyncio.sleep(self.retry_interval)
+    async def caught_up(self, conn: Connection) -> None:
+        # Decisions notified while we were not listening: the requests still waiting for them
+        # would otherwise sit out their whole timeout.
+        for record in await load_decided(conn, list(self._waiting)):
+            self.resolve(record)
 
-    async def _listen(self) -> None:
-        conn = await asyncpg.connect(
-            self.dsn, server_settings={"application_name": APPLICATION_NAME}
-        )
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _: lost.set())
+    def notified(self, payload: str) -> None:
         try:
-            await conn.add_listener(DECIDED_CHANNEL, self._on_notify)
-            # Decisions notified while we were not listening: the requests still waiting for
-            # them would otherwise sit out their whole timeout.
-            for record in await load_decided(conn, list(self._waiting)):
-                self.resolve(record)
-            self.connected.set()
-            while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), self.keepalive)
-                if not lost.is_set():
-                    # A silent network failure only shows when we talk.
-                    async with asyncio.timeout(self.keepalive):
-                        await conn.fetchval("SELECT 1")
-            raise ConnectionResetError("the LISTEN connection was closed")
-        finally:
-            self.connected.clear()
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
-
-    def _on_notify(self, _conn: Connection, _pid: int, _channel: str, payload: object) -> None:
-        try:
-            record = CommandRecord.from_json(str(payload))
+            record = CommandRecord.from_json(payload)
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring an unreadable decision notification: %.200s", payload)
             return

@@ -11,10 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-import asyncpg
-
 from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.db import KEEPALIVES, Connection
+from bank_shared.http.listen import Listener
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +24,20 @@ CHANNEL = READ_MODEL_CHANNEL
 APPLICATION_NAME = "bank-query-api-changes"
 
 
-class ReadModelChanges:
+class ReadModelChanges(Listener):
     """One LISTEN connection per instance; every notification wakes every waiting request."""
 
     def __init__(self, dsn: str, *, retry_interval: float = 1.0, keepalive: float = 5.0) -> None:
-        self.dsn = dsn
-        self.retry_interval = retry_interval
-        self.keepalive = keepalive
-        self.connected = asyncio.Event()
+        super().__init__(
+            dsn,
+            CHANNEL,
+            name="read model listener",
+            application_name=APPLICATION_NAME,
+            log=log,
+            server_settings=KEEPALIVES,
+            retry_interval=retry_interval,
+            keepalive=keepalive,
+        )
         self._next = asyncio.Event()
 
     def next_change(self) -> asyncio.Event:
@@ -44,47 +49,12 @@ class ReadModelChanges:
         current, self._next = self._next, asyncio.Event()
         current.set()
 
-    async def run(self) -> None:
-        """Listen until cancelled; reconnect after the connection is lost."""
-        while True:
-            try:
-                await self._listen()
-            except asyncio.CancelledError:
-                raise
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning(
-                    "read model listener: %s; reconnecting in %.1fs", error, self.retry_interval
-                )
-            except Exception:
-                log.exception("read model listener failed; reconnecting")
-            await asyncio.sleep(self.retry_interval)
+    async def caught_up(self, _conn: Connection) -> None:
+        # Batches committed while nobody listened: the waiters re-read now, not at their next
+        # periodic re-read.
+        self.changed()
 
-    async def _listen(self) -> None:
-        conn = await asyncpg.connect(
-            self.dsn, server_settings={"application_name": APPLICATION_NAME, **KEEPALIVES}
-        )
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _: lost.set())
-        try:
-            await conn.add_listener(CHANNEL, self._on_notify)
-            # Batches committed while nobody listened: the waiters re-read now, not at their
-            # next periodic re-read.
-            self.changed()
-            self.connected.set()
-            while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), self.keepalive)
-                if not lost.is_set():
-                    # A silent network failure only shows when we talk.
-                    async with asyncio.timeout(self.keepalive):
-                        await conn.fetchval("SELECT 1")
-            raise ConnectionResetError("the LISTEN connection was closed")
-        finally:
-            self.connected.clear()
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
-
-    def _on_notify(self, _conn: Connection, _pid: int, _channel: str, _payload: object) -> None:
+    def notified(self, _payload: str) -> None:
         self.changed()
 
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
 
-from bank_query_api.problems import PROBLEM_JSON
 from bank_query_api.schemas import Problem
+from bank_shared.http.openapi import Responses, by_status, problem_answer, problem_media_type
 
-Responses = dict[int | str, dict[str, Any]]
-
-PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 RETRY_AFTER = {
     "description": "Seconds to wait before asking again.",
     "schema": {"type": "integer", "example": 1},
@@ -22,31 +18,8 @@ RETRY_AFTER = {
 def problem(description: str, *examples: tuple[str, str], retry: bool = False) -> dict[str, Any]:
     """A documented problem answer (`description` starts with its status) with one example per
     code."""
-    status = int(description.split()[0])
-    answer: dict[str, Any] = {
-        "model": Problem,
-        "description": description,
-        "content": {
-            "application/json": {
-                "examples": {
-                    code: {
-                        "summary": code,
-                        "value": {
-                            "type": "about:blank",
-                            "title": HTTPStatus(status).phrase,
-                            "status": status,
-                            "code": code,
-                            "message": message,
-                        },
-                    }
-                    for code, message in examples
-                }
-            }
-        },
-    }
-    if retry:
-        answer["headers"] = {"Retry-After": RETRY_AFTER}
-    return answer
+    headers = {"Retry-After": RETRY_AFTER} if retry else None
+    return problem_answer(Problem, description, examples, typed=True, headers=headers)
 
 
 INVALID_PARAMETERS = (
@@ -68,22 +41,9 @@ def responses(*problems: dict[str, Any]) -> Responses:
             "503 The read database is unreachable (or not created yet)", UNAVAILABLE, retry=True
         ),
     ]
-    return {int(p["description"].split()[0]): p for p in (*common, *problems)}
+    return by_status(*common, *problems)
 
 
 def install(app: FastAPI) -> None:
     """Problems are served as application/problem+json: say so in the document too."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()  # FastAPI's own, cached on the app; adjusted in place once
-            for path in schema.get("paths", {}).values():
-                for operation in path.values():
-                    for answer in operation.get("responses", {}).values():
-                        content = answer.get("content", {})
-                        if content.get("application/json", {}).get("schema") == PROBLEM_REF:
-                            content[PROBLEM_JSON] = content.pop("application/json")
-        return app.openapi_schema or generate()
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    problem_media_type(app, Problem)

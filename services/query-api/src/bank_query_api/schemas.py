@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from bank_shared.http.problems import FieldLocation
 from bank_shared.money import format_money
 
 ID_RULE = "1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit"
@@ -233,9 +234,7 @@ class FieldProblem(BaseModel):
     """One invalid parameter of a request."""
 
     field: str = Field(description="The query or path parameter.", examples=["limit"])
-    location: Literal["body", "path", "query", "header", "cookie"] = Field(
-        description="Where the parameter was sent.", examples=["query"]
-    )
+    location: FieldLocation = Field(description="Where the parameter was sent.", examples=["query"])
     message: str = Field(
         description="What is wrong and what to send instead.",
         examples=["must be at most 500; ask for fewer and page with offset"],

@@ -1,0 +1,1 @@
+"""What the REST services share: problem answers, their OpenAPI, and LISTEN connections."""
