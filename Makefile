@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
 .PHONY: help install run start stop restart status test test-unit lint format kafka-jars clean \
-	rebuild-read-model demo
+	rebuild-read-model demo chaos
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ format: install ## Apply ruff's fixes and formatting
 	$(UV) run ruff format .
 
 kafka-jars: install ## Fetch the Apache Kafka jars into the cache (~/.cache/bank)
+
+DURATION ?= 600
+SEED ?= 1
+chaos: install ## Long run of the bank under faults: make chaos DURATION=600 SEED=1
+	$(UV) run python -m tests.reliability.chaos --duration $(DURATION) --seed $(SEED)
 
 demo: ## Tell the tutorial's story through the REST APIs of a running bank (make run first)
 	$(UV) run python -m bank_deploy.demo

@@ -1,0 +1,33 @@
+"""The bank keeps every promise of DESIGN §2 while its processes die: a short run of the
+Jepsen-style workload (`make chaos` runs a long one)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bank_deploy.kafka import LocalKafka
+from bank_deploy.providers import Endpoints, launcher_config_for_tests
+from tests.reliability.workload import run_workload
+
+pytestmark = pytest.mark.reliability
+
+
+async def test_money_is_conserved_and_nothing_is_lost_or_doubled_under_faults(
+    infra: Endpoints,
+) -> None:
+    # Restarting the broker needs the local launcher's handle on it.
+    kafka = LocalKafka(launcher_config_for_tests()) if infra.provider == "local" else None
+    report = await run_workload(
+        infra,
+        kafka,
+        duration=float(os.environ.get("BANK_CHAOS_DURATION", "75")),
+        seed=int(os.environ.get("BANK_CHAOS_SEED", "1")),
+    )
+    print(report.summary())
+    assert report.violations == []
+    assert report.converged_after is not None
+    assert sum(report.faults.values()) >= 5, "too few faults to prove anything"
+    assert report.outcomes["completed"] > 0
+    assert any(k.startswith("failed:") for k in report.outcomes)
