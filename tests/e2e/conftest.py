@@ -22,6 +22,7 @@ class Cluster:
     services: LocalServices
     command_api: str
     query_api: str
+    commands_dsn: str
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +53,7 @@ def cluster(infra: Endpoints) -> Iterator[Cluster]:
             services=services,
             command_api=f"http://127.0.0.1:{env['BANK_COMMAND_API_HTTP_PORT']}",
             query_api=f"http://127.0.0.1:{env['BANK_QUERY_API_HTTP_PORT']}",
+            commands_dsn=pg.dsn(pg.commands_db),
         )
     finally:
         services.stop()

@@ -22,6 +22,7 @@ from bank_command_api.problems import ProblemError
 from bank_command_api.schemas import (
     AccountCommandAccepted,
     AmountRequest,
+    CommandPending,
     CommandRequest,
     CommandStatus,
     OpenAccountRequest,
@@ -200,7 +201,8 @@ def command_routes(settings: CommandApiSettings) -> APIRouter:
         tags=["transfers"],
         summary="Start a transfer",
         status_code=202,
-        response_model=TransferAccepted,
+        # 202 is both answers: started (accepted) and not decided yet (pending).
+        response_model=TransferAccepted | CommandPending,
         responses={
             **responses(
                 problem(
@@ -217,7 +219,8 @@ def command_routes(settings: CommandApiSettings) -> APIRouter:
             202: {
                 "description": "Started (status `accepted`, Location: the transfer in the query"
                 " API), or not decided in time or `Prefer: respond-async` (status `pending`,"
-                " Location: /commands/{command_id}).",
+                " Location: the transfer in the query API; Content-Location:"
+                " /commands/{command_id}).",
                 "headers": PENDING[202]["headers"],
                 "content": {
                     "application/json": {
