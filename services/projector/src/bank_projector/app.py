@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from faststream.kafka import KafkaRouter
 
-from bank_projector.handlers import build_router
+from bank_projector.handlers import ParkingDeadLetters, build_router
 from bank_projector.settings import ProjectorSettings
 from bank_shared.runtime import Runtime, kafka_service_app, run_runtime
 from bank_shared.topics import TopicSpec, transfer_topics
@@ -17,7 +17,10 @@ from bank_shared.topics import TopicSpec, transfer_topics
 @contextlib.asynccontextmanager
 async def run_projector(settings: ProjectorSettings) -> AsyncIterator[Runtime]:
     def routers(runtime: Runtime) -> list[KafkaRouter]:
-        return [build_router(settings, runtime.pool)]
+        dead_letters = ParkingDeadLetters(
+            runtime.producer, settings.topics.dead_letters, runtime.pool
+        )
+        return [build_router(settings, runtime.pool, dead_letters)]
 
     # The projector writes no events: no outbox, no relay. It creates the topics it reads so
     # it can start before the services that write them.

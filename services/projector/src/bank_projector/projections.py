@@ -8,6 +8,7 @@ an event is missing, and the batch is retried later rather than skipped.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,6 +27,8 @@ from bank_shared.contracts.transfers import (
 from bank_shared.db import Connection
 from bank_shared.messaging.consume import RetryLater
 
+log = logging.getLogger(__name__)
+
 ACCOUNT_EVENT_TYPES = frozenset({"AccountOpened", "MoneyDeposited", "MoneyWithdrawn"})
 TRANSFER_EVENT_TYPES = frozenset(
     {
@@ -36,6 +39,23 @@ TRANSFER_EVENT_TYPES = frozenset(
         "TransferFailed",
     }
 )
+
+
+async def park(conn: Connection, envelope: Envelope | None, reason: str) -> None:
+    """Stop following the stream of an event that cannot be applied (it went to the
+    dead-letter topic): skipping it would make every later event of the stream a gap."""
+    if envelope is None or envelope.stream_id is None:
+        return  # not an event of any stream: nothing to stop
+    await conn.execute(
+        "INSERT INTO parked_streams (stream_id, version, reason) VALUES ($1, $2, $3)"
+        " ON CONFLICT (stream_id) DO NOTHING",
+        envelope.stream_id,
+        envelope.stream_version,
+        reason[:2000],
+    )
+    log.error(
+        "parked stream %s at version %s: %s", envelope.stream_id, envelope.stream_version, reason
+    )
 
 
 class StreamGapError(RetryLater):
@@ -80,7 +100,17 @@ def _next(envelope: Envelope, version: int) -> bool:
 
 async def project(conn: Connection, events: Sequence[Envelope]) -> int:
     """Apply a batch of events (any order across streams, version order within one) in the
-    caller's transaction; return how many were new."""
+    caller's transaction; return how many were new. Events of parked streams are skipped."""
+    parked = {
+        r["stream_id"]
+        for r in await conn.fetch(
+            "SELECT stream_id FROM parked_streams WHERE stream_id = ANY($1::text[])",
+            list({e.stream_id for e in events}),
+        )
+    }
+    if parked:
+        log.warning("skipping events of parked streams %s", sorted(parked))
+        events = [e for e in events if e.stream_id not in parked]
     applied = await _project_accounts(
         conn, [e for e in events if e.type in ACCOUNT_EVENT_TYPES]
     ) + await _project_transfers(conn, [e for e in events if e.type in TRANSFER_EVENT_TYPES])

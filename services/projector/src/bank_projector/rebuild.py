@@ -27,7 +27,7 @@ from bank_shared.contracts.envelope import Envelope
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
 
-READ_TABLES = "accounts, account_activity, transfers"
+READ_TABLES = "accounts, account_activity, transfers, parked_streams"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
@@ -16,6 +16,10 @@ class Message(BaseModel):
     """Base of every command, event and outcome: immutable, no unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The payload shape this code reads and writes; a message of another version is refused
+    # (dead-lettered) rather than misread.
+    SCHEMA_VERSION: ClassVar[int] = 1
 
     # The wire name; the class name unless a subclass sets it.
     @classmethod
@@ -70,6 +74,7 @@ def seal(
         causation_id=causation_id,
         occurred_at=occurred_at,
         type=message.message_type(),
+        schema_version=message.SCHEMA_VERSION,
         stream_id=stream_id,
         stream_version=stream_version,
         payload=message.model_dump(mode="json"),
@@ -120,6 +125,11 @@ def read_payload(envelope: Envelope) -> Message:
     model = REGISTRY.get(envelope.type)
     if model is None:
         raise UnreadableMessageError(f"unknown message type {envelope.type!r}")
+    if envelope.schema_version != model.SCHEMA_VERSION:
+        raise UnreadableMessageError(
+            f"{envelope.type} schema version {envelope.schema_version} is not the one this"
+            f" service reads ({model.SCHEMA_VERSION}); upgrade the consumer or re-send it"
+        )
     try:
         return model.model_validate(envelope.payload)
     except ValidationError as error:
