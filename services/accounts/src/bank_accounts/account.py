@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.accounts import (
     ACCOUNT_EVENTS,
     AccountCommand,
@@ -32,12 +32,6 @@ from bank_shared.ids import derived_id
 from bank_shared.topics import TopicSettings
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class AccountCommandHandler:

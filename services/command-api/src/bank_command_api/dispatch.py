@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,14 +12,9 @@ import asyncpg
 from bank_command_api.idempotency import IdempotencyKey, claim
 from bank_command_api.ledger import CommandRecord, insert_command, load_command
 from bank_command_api.waiting import DecisionListener
+from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
 from bank_shared.eventstore.store import OutboxMessage, add_to_outbox
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 
+from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Envelope, read_payload, seal, seal_events
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import TRANSFER_EVENTS, StartTransfer, TransferEvent
@@ -50,10 +51,6 @@ from bank_shared.topics import TopicSettings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def step_command_id(transfer_id: str, step: Step) -> UUID:
@@ -98,7 +95,7 @@ class TransferSaga:
         step_timeout: float = 10.0,
         max_step_backoff: float = 300.0,
         max_conflict_retries: int = 10,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.pool = pool
         self.topics = topics
