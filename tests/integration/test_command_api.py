@@ -4,18 +4,15 @@ answers, rejections, validation, waiting, timeouts and idempotency."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from bank_command_api.app import create_app
 from bank_command_api.ledger import record_decisions
 from bank_command_api.settings import CommandApiSettings
 from bank_command_api.waiting import APPLICATION_NAME
@@ -23,36 +20,12 @@ from bank_deploy.providers import Endpoints
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
+from tests.command_api_client import QUERY_API, open_account, serving, settings_for
 from tests.support import eventually, new_id
 
 pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
-QUERY_API = "http://query-api.test"
-
-
-def settings_for(infra: Endpoints, topics: TopicSettings, **overrides: Any) -> CommandApiSettings:
-    values: dict[str, Any] = {
-        "kafka": infra.kafka,
-        "pg": infra.pg,
-        "topics": topics,
-        "consumer_group": f"command-api-{uuid.uuid4().hex[:8]}",
-        "relay_poll_interval": 0.2,
-        # The first answers of a session also wait for the consumer groups to join.
-        "decision_timeout": 30.0,
-        "query_api_url": QUERY_API,
-    }
-    return CommandApiSettings(**{**values, **overrides})
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: CommandApiSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan running, and a client that talks to it in-process."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://command-api") as client:
-            yield client
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +39,6 @@ async def api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(api_settings) as client:
         yield client
-
-
-async def open_account(api: httpx.AsyncClient, balance: str, owner: str = "Test") -> str:
-    account = new_id(owner.lower())
-    answer = await api.post(
-        "/accounts", json={"owner": owner, "initial_balance": balance, "account_id": account}
-    )
-    assert answer.status_code == 201, answer.text
-    return account
 
 
 async def sent_so_far(settings: CommandApiSettings) -> tuple[int, int]:

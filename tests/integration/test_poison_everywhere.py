@@ -21,7 +21,7 @@ from bank_shared.contracts.envelope import Envelope, seal_events, to_bytes
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
-from tests.integration.test_command_api import serving, settings_for
+from tests.command_api_client import serving, settings_for
 from tests.read_model import dump_read_model
 from tests.support import Record, TopicTap, envelope_for, eventually, fresh_topics, new_id
 

@@ -4,13 +4,11 @@ here): lists, pages, filters, 404s, money and time formats, and read-your-writes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,14 +16,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from bank_deploy.providers import Endpoints, free_port
-from bank_query_api.app import create_app
 from bank_query_api.freshness import APPLICATION_NAME, CHANNEL
-from bank_query_api.routes import Reader
-from bank_query_api.settings import QueryApiSettings
 from bank_shared.eventstore.migrate import migrate
+from tests.query_api_client import serving, settings_for
 from tests.support import ServiceProcess, eventually
 
 pytestmark = pytest.mark.integration
@@ -115,32 +110,6 @@ async def read_db(infra: Endpoints) -> AsyncIterator[str]:
         await conn.close()
     yield name
     await drop_database(infra, name)
-
-
-def settings_for(infra: Endpoints, database: str, **overrides: Any) -> QueryApiSettings:
-    pg = infra.pg.model_copy(update={"read_db": database})
-    return QueryApiSettings(pg=pg, **overrides)
-
-
-@dataclass
-class Serving:
-    client: httpx.AsyncClient
-    app: FastAPI
-
-    @property
-    def reader(self) -> Reader:
-        reader: Reader = self.app.state.reader
-        return reader
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: QueryApiSettings) -> AsyncIterator[Serving]:
-    """The app with its lifespan running, and a client that talks to it in-process."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://query-api") as client:
-            yield Serving(client, app)
 
 
 @pytest.fixture(scope="module")

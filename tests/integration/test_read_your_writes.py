@@ -12,10 +12,10 @@ import pytest
 from bank_deploy.providers import Endpoints
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
-from tests.integration.test_command_api import serving as serving_commands
-from tests.integration.test_command_api import settings_for as command_settings
-from tests.integration.test_query_api import serving as serving_queries
-from tests.integration.test_query_api import settings_for as query_settings
+from tests.command_api_client import serving as serving_commands
+from tests.command_api_client import settings_for as command_settings
+from tests.query_api_client import serving as serving_queries
+from tests.query_api_client import settings_for as query_settings
 from tests.support import eventually, new_id
 
 pytestmark = pytest.mark.integration

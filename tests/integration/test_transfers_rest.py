@@ -15,9 +15,9 @@ from bank_deploy.providers import Endpoints
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
 from bank_transfers_saga.settings import SagaSettings
-from tests.integration.test_command_api import QUERY_API, open_account, serving, settings_for
-from tests.integration.test_transfers_saga import balance, finished_transfer, history
+from tests.command_api_client import QUERY_API, open_account, serving, settings_for
 from tests.support import new_id
+from tests.transfers_client import balance, finished_transfer, history
 
 pytestmark = pytest.mark.integration
 

@@ -13,14 +13,14 @@ from bank_accounts.app import run_accounts
 from bank_accounts.settings import AccountsSettings
 from bank_deploy.providers import Endpoints, free_port
 from bank_transfers_saga.settings import SagaSettings
-from tests.integration.test_transfers_saga import (
+from tests.support import ServiceProcess, eventually, fresh_topics, service_env
+from tests.transfers_client import (
     balance,
     finished_transfer,
     history,
     open_accounts,
     start_transfer,
 )
-from tests.support import ServiceProcess, eventually, fresh_topics, service_env
 
 pytestmark = pytest.mark.integration
 

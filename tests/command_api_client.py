@@ -1,0 +1,51 @@
+"""The command API in-process for tests: its settings on the session's infra, a client."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from bank_command_api.app import create_app
+from bank_command_api.settings import CommandApiSettings
+from bank_deploy.providers import Endpoints
+from bank_shared.topics import TopicSettings
+from tests.support import new_id
+
+QUERY_API = "http://query-api.test"
+
+
+def settings_for(infra: Endpoints, topics: TopicSettings, **overrides: Any) -> CommandApiSettings:
+    values: dict[str, Any] = {
+        "kafka": infra.kafka,
+        "pg": infra.pg,
+        "topics": topics,
+        "consumer_group": f"command-api-{uuid.uuid4().hex[:8]}",
+        "relay_poll_interval": 0.2,
+        # The first answers of a session also wait for the consumer groups to join.
+        "decision_timeout": 30.0,
+        "query_api_url": QUERY_API,
+    }
+    return CommandApiSettings(**{**values, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: CommandApiSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, and a client that talks to it in-process."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://command-api") as client:
+            yield client
+
+
+async def open_account(api: httpx.AsyncClient, balance: str, owner: str = "Test") -> str:
+    account = new_id(owner.lower())
+    answer = await api.post(
+        "/accounts", json={"owner": owner, "initial_balance": balance, "account_id": account}
+    )
+    assert answer.status_code == 201, answer.text
+    return account
