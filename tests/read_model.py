@@ -9,7 +9,7 @@ import asyncpg
 
 from bank_shared.contracts.accounts import ACCOUNT_EVENTS, AccountOpened
 from bank_shared.contracts.envelope import Envelope, read_payload
-from bank_shared.contracts.transfers import TRANSFER_EVENTS, TransferFailed
+from bank_shared.contracts.transfers import TRANSFER_EVENTS, TransferDebited, TransferFailed
 from bank_shared.domain.transfer import INITIAL as NEW_TRANSFER
 from bank_shared.domain.transfer import evolve as evolve_transfer
 from bank_shared.settings import PostgresSettings
@@ -42,7 +42,8 @@ async def dump_read_model(pg: PostgresSettings) -> Rows:
                 tuple(r)
                 for r in await conn.fetch(
                     "SELECT transfer_id, source_account_id, target_account_id, amount::text,"
-                    " status, reason, refunded, started_at, finished_at, version FROM transfers"
+                    " status, reason, refunded, started_at, finished_at, version, debited_at"
+                    " FROM transfers"
                     " ORDER BY transfer_id"
                 )
             ],
@@ -101,13 +102,15 @@ async def expected_read_model(pg: PostgresSettings) -> Rows:
     for transfer_id, events in (await history(pg, pg.transfers_db)).items():
         state = NEW_TRANSFER
         failed: TransferFailed | None = None
-        finished = None
+        finished = debited = None
         for envelope in events:
             event = read_payload(envelope)
             assert isinstance(event, TRANSFER_EVENTS)
             state = evolve_transfer(state, event)
             if isinstance(event, TransferFailed):
                 failed = event
+            if isinstance(event, TransferDebited):
+                debited = envelope.occurred_at
             if state.finished:
                 finished = envelope.occurred_at
         transfers.append(
@@ -122,6 +125,7 @@ async def expected_read_model(pg: PostgresSettings) -> Rows:
                 events[0].occurred_at,
                 finished,
                 len(events),
+                debited,
             )
         )
     return {

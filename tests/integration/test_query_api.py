@@ -291,6 +291,7 @@ async def test_one_transfer_and_its_failure_reason(api: httpx.AsyncClient) -> No
         "reason": "target_account_not_found",
         "refunded": True,
         "started_at": "2026-01-15T09:36:00Z",
+        "debited_at": None,
         "finished_at": "2026-01-15T09:36:12Z",
     }
     running = (await api.get("/transfers/t-3")).json()

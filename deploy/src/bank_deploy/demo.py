@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -95,6 +96,7 @@ class Bank:
                         + (f" ({transfer['reason']})" if transfer.get("reason") else "")
                     )
                 if transfer["status"] in ("completed", "failed"):
+                    show(f"  timeline: {timeline(transfer)}")
                     return transfer
             time.sleep(0.02)
         raise StoryBroken(f"transfer {transfer_id} did not finish within 30 s: {statuses}")
@@ -107,6 +109,18 @@ class Bank:
                 f"v{item['version']:<3} {item['type']:<15} {item['amount']:>8}"
                 f"  -> {item['balance_after']:>8}{via}"
             )
+
+
+def timeline(transfer: dict[str, Any]) -> str:
+    """started -> debited -> completed/failed, in milliseconds from the start: the steps the
+    saga took, even when they were too quick to be seen between two polls."""
+    started = datetime.fromisoformat(transfer["started_at"])
+    steps = ["started"]
+    for label, key in (("debited", "debited_at"), (transfer["status"], "finished_at")):
+        if transfer.get(key):
+            elapsed = (datetime.fromisoformat(transfer[key]) - started).total_seconds() * 1000
+            steps.append(f"{label} (+{elapsed:.0f} ms)")
+    return " -> ".join(steps)
 
 
 def story(bank: Bank) -> None:
@@ -125,6 +139,7 @@ def story(bank: Bank) -> None:
     step("Alice sends Bob 30.00 EUR: withdraw from Alice, deposit to Bob, complete")
     done = bank.transfer(alice, bob, "30.00")
     check(done["status"] == "completed", f"the transfer should complete: {done}")
+    check(done.get("debited_at") is not None, f"a completed transfer was debited first: {done}")
     alice_after, bob_after = bank.account(alice, 3), bank.account(bob, 2)
     show(f"Alice now holds {alice_after['balance']} EUR, Bob {bob_after['balance']} EUR")
     check(alice_after["balance"] == "95.00", "Alice should hold 95.00")

@@ -84,6 +84,7 @@ class TransferRow:
     started_at: datetime
     finished_at: datetime | None
     version: int
+    debited_at: datetime | None = None
 
 
 def _next(envelope: Envelope, version: int) -> bool:
@@ -193,7 +194,7 @@ async def _project_transfers(conn: Connection, events: Sequence[Envelope]) -> in
         return 0
     rows = await conn.fetch(
         "SELECT transfer_id, source_account_id, target_account_id, amount, status, reason,"
-        " refunded, started_at, finished_at, version FROM transfers"
+        " refunded, started_at, finished_at, version, debited_at FROM transfers"
         " WHERE transfer_id = ANY($1::text[]) FOR UPDATE",
         list({e.stream_id for e in events}),
     )
@@ -225,7 +226,7 @@ async def _project_transfers(conn: Connection, events: Sequence[Envelope]) -> in
             bumped = replace(current, version=current.version + 1)
             match event:
                 case TransferDebited():
-                    transfers[stream_id] = replace(bumped, status="debited")
+                    transfers[stream_id] = replace(bumped, status="debited", debited_at=at)
                 case TransferCreditRefused():
                     # Still debited for the reader: the money is out of the source until the
                     # refund lands, and the transfer is not over.
@@ -248,11 +249,13 @@ async def _project_transfers(conn: Connection, events: Sequence[Envelope]) -> in
         return 0
     await conn.executemany(
         "INSERT INTO transfers (transfer_id, source_account_id, target_account_id, amount,"
-        " status, reason, refunded, started_at, finished_at, version)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (transfer_id) DO UPDATE"
+        " status, reason, refunded, started_at, finished_at, version, debited_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " ON CONFLICT (transfer_id) DO UPDATE"
         " SET status = EXCLUDED.status, reason = EXCLUDED.reason,"
         " refunded = EXCLUDED.refunded, finished_at = EXCLUDED.finished_at,"
-        " version = EXCLUDED.version WHERE transfers.version < EXCLUDED.version",
+        " version = EXCLUDED.version, debited_at = EXCLUDED.debited_at"
+        " WHERE transfers.version < EXCLUDED.version",
         [
             (
                 t.transfer_id,
@@ -265,6 +268,7 @@ async def _project_transfers(conn: Connection, events: Sequence[Envelope]) -> in
                 t.started_at,
                 t.finished_at,
                 t.version,
+                t.debited_at,
             )
             for t in (transfers[i] for i in changed)
         ],

@@ -23,7 +23,7 @@ ACCOUNT_COLUMNS = "account_id, owner, balance, version, opened_at, updated_at"
 ACTIVITY_COLUMNS = "version, type, amount, balance_after, transfer_id, occurred_at"
 TRANSFER_COLUMNS = (
     "transfer_id, source_account_id, target_account_id, amount, status, reason, refunded,"
-    " started_at, finished_at"
+    " started_at, debited_at, finished_at"
 )
 
 Pool: TypeAlias = "asyncpg.Pool[Any]"

@@ -161,6 +161,7 @@ class Transfer(BaseModel):
                     "reason": None,
                     "refunded": False,
                     "started_at": "2026-01-15T10:02:11Z",
+                    "debited_at": "2026-01-15T10:02:11.2Z",
                     "finished_at": "2026-01-15T10:02:11.4Z",
                 },
                 {
@@ -172,6 +173,7 @@ class Transfer(BaseModel):
                     "reason": "target_account_not_found",
                     "refunded": True,
                     "started_at": "2026-01-15T10:05:00Z",
+                    "debited_at": "2026-01-15T10:05:00.2Z",
                     "finished_at": "2026-01-15T10:05:00.6Z",
                 },
             ]
@@ -199,6 +201,11 @@ class Transfer(BaseModel):
         examples=[False],
     )
     started_at: Timestamp = Field(description="When the transfer started (UTC).")
+    debited_at: Timestamp | None = Field(
+        default=None,
+        description="When the source was debited (UTC); null if it never was. With"
+        " `started_at` and `finished_at` it is the transfer's timeline.",
+    )
     finished_at: Timestamp | None = Field(
         description="When it completed or failed (UTC); null while it is in progress."
     )
