@@ -261,7 +261,8 @@ async def test_a_rebuild_while_the_system_runs_gives_back_the_same_read_model(
     report = await rebuild(projector_settings)
 
     assert report.events == len(before["account_activity"]) + sum(
-        row[9] for row in before["transfers"]  # the version column
+        row[9]
+        for row in before["transfers"]  # the version column
     )
     assert await dump_read_model(infra.pg) == before
 
