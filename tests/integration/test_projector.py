@@ -25,7 +25,7 @@ from bank_shared.contracts.accounts import (
     OpenAccount,
     WithdrawMoney,
 )
-from bank_shared.contracts.envelope import Envelope, Message, seal_events, to_bytes
+from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal_events, to_bytes
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
@@ -293,7 +293,7 @@ async def test_an_event_ahead_of_its_stream_is_refused_not_skipped(
     try:
         with pytest.raises(StreamGapError, match="expected 2"):
             async with conn.transaction():
-                await project(conn, [*opened, *ahead])
+                await project(conn, [(e, read_payload(e)) for e in (*opened, *ahead)])
         assert (
             await conn.fetchval("SELECT count(*) FROM accounts WHERE account_id = $1", account) == 0
         )

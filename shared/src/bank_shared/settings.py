@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bank_shared.topics import TopicSettings
+
 
 class KafkaSettings(BaseSettings):
     """Where the Kafka broker listens. `bootstrap_servers` wins when it is set."""
@@ -41,3 +43,12 @@ class PostgresSettings(BaseSettings):
 
     def dsn(self, database: str) -> str:
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+
+class ServiceSettings(BaseSettings):
+    """What every Kafka-connected service reads besides its own settings (subclasses add
+    those under their own BANK_<SERVICE>_ prefix)."""
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    pg: PostgresSettings = Field(default_factory=PostgresSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)

@@ -20,10 +20,10 @@ from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
 from bank_shared.eventstore.store import (
-    ConcurrencyError,
     OutboxMessage,
     add_to_outbox,
     append_events,
+    decide_in_transaction,
     find_processed,
     last_events,
     remember_processed,
@@ -65,16 +65,12 @@ class AccountCommandHandler:
         to the savepoint and decides the batch again from a fresh load. Any other failure
         rolls everything back; the caller then has Kafka redeliver the batch.
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            for attempt in range(1, self.max_conflict_retries + 1):
-                try:
-                    async with conn.transaction():  # savepoint
-                        return await self._apply(conn, commands)
-                except ConcurrencyError as conflict:
-                    log.info("batch of %d: retry %d after %s", len(commands), attempt, conflict)
-        raise ConcurrencyError(
-            f"a batch of {len(commands)} commands still conflicted after "
-            f"{self.max_conflict_retries} attempts"
+        return await decide_in_transaction(
+            self.pool,
+            lambda conn: self._apply(conn, commands),
+            attempts=self.max_conflict_retries,
+            log=log,
+            what=f"batch of {len(commands)} account commands",
         )
 
     async def _apply(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from bank_shared.settings import KafkaSettings, PostgresSettings
-from bank_shared.topics import TopicSettings
+from bank_shared.settings import ServiceSettings
 
 
-class AccountsSettings(BaseSettings):
+class AccountsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BANK_ACCOUNTS_", extra="ignore")
 
     http_host: str = "127.0.0.1"
@@ -21,10 +19,6 @@ class AccountsSettings(BaseSettings):
     pool_size: int = 10
     relay_lock_key: int = 7_345_100_001
     relay_poll_interval: float = 1.0
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    pg: PostgresSettings = Field(default_factory=PostgresSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
 
     @property
     def dsn(self) -> str:

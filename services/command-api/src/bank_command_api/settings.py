@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from bank_shared.money import DEFAULT_MAX_AMOUNT
-from bank_shared.settings import KafkaSettings, PostgresSettings
-from bank_shared.topics import TopicSettings
+from bank_shared.settings import ServiceSettings
 
 
-class CommandApiSettings(BaseSettings):
+class CommandApiSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BANK_COMMAND_API_", extra="ignore")
 
     http_host: str = "127.0.0.1"
@@ -27,10 +25,6 @@ class CommandApiSettings(BaseSettings):
     pool_size: int = 10
     relay_lock_key: int = 7_345_100_003
     relay_poll_interval: float = 1.0
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    pg: PostgresSettings = Field(default_factory=PostgresSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
 
     @property
     def dsn(self) -> str:

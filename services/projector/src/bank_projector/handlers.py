@@ -10,9 +10,11 @@ from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaRouter
 from pydantic import ValidationError
 
-from bank_projector.projections import ACCOUNT_EVENT_TYPES, TRANSFER_EVENT_TYPES, park, project
+from bank_projector.projections import park, project
 from bank_projector.settings import ProjectorSettings
+from bank_shared.contracts.accounts import ACCOUNT_EVENTS
 from bank_shared.contracts.envelope import Envelope, Message
+from bank_shared.contracts.transfers import TRANSFER_EVENTS
 from bank_shared.messaging.consume import DeadLetters, Record, subscribe_batches
 
 
@@ -42,7 +44,7 @@ def build_router(
 
     async def on_events(batch: list[tuple[Envelope, Message]]) -> None:
         async with pool.acquire() as conn, conn.transaction():
-            await project(conn, [envelope for envelope, _ in batch])
+            await project(conn, batch)
 
     topics = settings.topics
     subscribe_batches(
@@ -52,7 +54,7 @@ def build_router(
         handle=on_events,
         dead_letters=dead_letters,
         max_records=settings.max_records,
-        accepts=lambda m: type(m).__name__ in ACCOUNT_EVENT_TYPES,
+        accepts=lambda m: isinstance(m, ACCOUNT_EVENTS),
     )
     subscribe_batches(
         router,
@@ -61,6 +63,6 @@ def build_router(
         handle=on_events,
         dead_letters=dead_letters,
         max_records=settings.max_records,
-        accepts=lambda m: type(m).__name__ in TRANSFER_EVENT_TYPES,
+        accepts=lambda m: isinstance(m, TRANSFER_EVENTS),
     )
     return router

@@ -15,9 +15,15 @@ from datetime import datetime
 from decimal import Decimal
 
 from bank_shared.channels import READ_MODEL_CHANNEL
-from bank_shared.contracts.accounts import AccountOpened, MoneyDeposited, MoneyWithdrawn
-from bank_shared.contracts.envelope import Envelope, read_payload
+from bank_shared.contracts.accounts import (
+    ACCOUNT_EVENTS,
+    AccountOpened,
+    MoneyDeposited,
+    MoneyWithdrawn,
+)
+from bank_shared.contracts.envelope import Envelope, Message
 from bank_shared.contracts.transfers import (
+    TRANSFER_EVENTS,
     TransferCompleted,
     TransferCreditRefused,
     TransferDebited,
@@ -29,16 +35,8 @@ from bank_shared.messaging.consume import RetryLater
 
 log = logging.getLogger(__name__)
 
-ACCOUNT_EVENT_TYPES = frozenset({"AccountOpened", "MoneyDeposited", "MoneyWithdrawn"})
-TRANSFER_EVENT_TYPES = frozenset(
-    {
-        "TransferStarted",
-        "TransferDebited",
-        "TransferCreditRefused",
-        "TransferCompleted",
-        "TransferFailed",
-    }
-)
+# What the projector gets: each event with its payload, read once by the consumer.
+Events = Sequence[tuple[Envelope, Message]]
 
 
 async def park(conn: Connection, envelope: Envelope | None, reason: str) -> None:
@@ -99,28 +97,28 @@ def _next(envelope: Envelope, version: int) -> bool:
     return True
 
 
-async def project(conn: Connection, events: Sequence[Envelope]) -> int:
+async def project(conn: Connection, events: Events) -> int:
     """Apply a batch of events (any order across streams, version order within one) in the
     caller's transaction; return how many were new. Events of parked streams are skipped."""
     parked = {
         r["stream_id"]
         for r in await conn.fetch(
             "SELECT stream_id FROM parked_streams WHERE stream_id = ANY($1::text[])",
-            list({e.stream_id for e in events}),
+            list({e.stream_id for e, _ in events}),
         )
     }
     if parked:
         log.warning("skipping events of parked streams %s", sorted(parked))
-        events = [e for e in events if e.stream_id not in parked]
-    applied = await _project_accounts(
-        conn, [e for e in events if e.type in ACCOUNT_EVENT_TYPES]
-    ) + await _project_transfers(conn, [e for e in events if e.type in TRANSFER_EVENT_TYPES])
+        events = [(e, m) for e, m in events if e.stream_id not in parked]
+    accounts = [(e, m) for e, m in events if isinstance(m, ACCOUNT_EVENTS)]
+    transfers = [(e, m) for e, m in events if isinstance(m, TRANSFER_EVENTS)]
+    applied = await _project_accounts(conn, accounts) + await _project_transfers(conn, transfers)
     if applied:
         await conn.execute("SELECT pg_notify($1, '')", READ_MODEL_CHANNEL)
     return applied
 
 
-async def _project_accounts(conn: Connection, events: Sequence[Envelope]) -> int:
+async def _project_accounts(conn: Connection, events: Events) -> int:
     if not events:
         return 0
     # FOR UPDATE: two projector instances briefly sharing a partition (a rebalance) take
@@ -128,17 +126,16 @@ async def _project_accounts(conn: Connection, events: Sequence[Envelope]) -> int
     rows = await conn.fetch(
         "SELECT account_id, owner, balance, version, opened_at, updated_at FROM accounts"
         " WHERE account_id = ANY($1::text[]) FOR UPDATE",
-        list({e.stream_id for e in events}),
+        list({e.stream_id for e, _ in events}),
     )
     accounts = {r["account_id"]: AccountRow(**dict(r)) for r in rows}
     changed: set[str] = set()
     activity = []
-    for envelope in events:
+    for envelope, event in events:
         stream_id = envelope.stream_id or ""
         current = accounts.get(stream_id)
         if not _next(envelope, current.version if current else 0):
             continue
-        event = read_payload(envelope)
         at = envelope.occurred_at
         match event:
             case AccountOpened():
@@ -189,24 +186,23 @@ async def _project_accounts(conn: Connection, events: Sequence[Envelope]) -> int
     return len(activity)
 
 
-async def _project_transfers(conn: Connection, events: Sequence[Envelope]) -> int:
+async def _project_transfers(conn: Connection, events: Events) -> int:
     if not events:
         return 0
     rows = await conn.fetch(
         "SELECT transfer_id, source_account_id, target_account_id, amount, status, reason,"
         " refunded, started_at, finished_at, version, debited_at FROM transfers"
         " WHERE transfer_id = ANY($1::text[]) FOR UPDATE",
-        list({e.stream_id for e in events}),
+        list({e.stream_id for e, _ in events}),
     )
     transfers = {r["transfer_id"]: TransferRow(**dict(r)) for r in rows}
     changed: set[str] = set()
     applied = 0
-    for envelope in events:
+    for envelope, event in events:
         stream_id = envelope.stream_id or ""
         current = transfers.get(stream_id)
         if not _next(envelope, current.version if current else 0):
             continue
-        event = read_payload(envelope)
         at = envelope.occurred_at
         if isinstance(event, TransferStarted):
             transfers[stream_id] = TransferRow(

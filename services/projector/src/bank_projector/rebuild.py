@@ -23,7 +23,7 @@ import asyncpg
 
 from bank_projector.projections import project
 from bank_projector.settings import ProjectorSettings
-from bank_shared.contracts.envelope import Envelope
+from bank_shared.contracts.envelope import Envelope, read_payload
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
 
@@ -48,9 +48,8 @@ async def replay(read: Connection, source_dsn: str, batch: int) -> int:
             cursor = await source.cursor("SELECT envelope FROM events ORDER BY global_position")
             replayed = 0
             while rows := await cursor.fetch(batch):
-                replayed += await project(
-                    read, [Envelope.model_validate_json(r["envelope"]) for r in rows]
-                )
+                envelopes = [Envelope.model_validate_json(r["envelope"]) for r in rows]
+                replayed += await project(read, [(e, read_payload(e)) for e in envelopes])
             return replayed
     finally:
         await source.close()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from bank_shared.settings import KafkaSettings, PostgresSettings
-from bank_shared.topics import TopicSettings
+from bank_shared.settings import ServiceSettings
 
 
-class ProjectorSettings(BaseSettings):
+class ProjectorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BANK_PROJECTOR_", extra="ignore")
 
     http_host: str = "127.0.0.1"
@@ -19,10 +17,6 @@ class ProjectorSettings(BaseSettings):
     max_records: int = 500
     pool_size: int = 5
     rebuild_batch: int = 5000
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    pg: PostgresSettings = Field(default_factory=PostgresSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
 
     @property
     def dsn(self) -> str:

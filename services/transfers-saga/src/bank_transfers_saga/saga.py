@@ -35,11 +35,11 @@ from bank_shared.domain.transfer import (
     on_step_answer,
 )
 from bank_shared.eventstore.store import (
-    ConcurrencyError,
     OutboxMessage,
     RecordedEvent,
     add_to_outbox,
     append_events,
+    decide_in_transaction,
     find_processed,
     load_streams,
     remember_processed,
@@ -104,17 +104,10 @@ class TransferSaga:
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
 
-    # --- transactions with conflict retry -----------------------------------------------------
-
-    async def _in_transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
-        async with self.pool.acquire() as conn, conn.transaction():
-            for attempt in range(1, self.max_conflict_retries + 1):
-                try:
-                    async with conn.transaction():  # savepoint: a conflict redoes only this
-                        return await work(conn)
-                except ConcurrencyError as conflict:
-                    log.info("saga batch: retry %d after %s", attempt, conflict)
-        raise ConcurrencyError(f"still conflicting after {self.max_conflict_retries} attempts")
+    async def _in_transaction(self, work: Callable[[Connection], Awaitable[T]], what: str) -> T:
+        return await decide_in_transaction(
+            self.pool, work, attempts=self.max_conflict_retries, log=log, what=f"saga {what}"
+        )
 
     async def _load(self, conn: Connection, transfer_ids: set[str]) -> dict[str, Transfer]:
         transfers: dict[str, Transfer] = {}
@@ -131,7 +124,9 @@ class TransferSaga:
     async def start_batch(
         self, commands: Sequence[tuple[Envelope, StartTransfer]]
     ) -> list[CommandOutcome]:
-        return await self._in_transaction(lambda conn: self._start(conn, commands))
+        return await self._in_transaction(
+            lambda conn: self._start(conn, commands), "StartTransfer batch"
+        )
 
     async def _start(
         self, conn: Connection, commands: Sequence[tuple[Envelope, StartTransfer]]
@@ -195,7 +190,7 @@ class TransferSaga:
     async def answers_batch(self, answers: Sequence[tuple[Envelope, CommandOutcome]]) -> int:
         """React to command outcomes; those of commands the saga did not issue are ignored.
         Returns how many answers moved a transfer on."""
-        return await self._in_transaction(lambda conn: self._answer(conn, answers))
+        return await self._in_transaction(lambda conn: self._answer(conn, answers), "answers batch")
 
     async def _answer(
         self, conn: Connection, answers: Sequence[tuple[Envelope, CommandOutcome]]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from bank_shared.settings import KafkaSettings, PostgresSettings
-from bank_shared.topics import TopicSettings
+from bank_shared.settings import ServiceSettings
 
 
-class SagaSettings(BaseSettings):
+class SagaSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BANK_SAGA_", extra="ignore")
 
     http_host: str = "127.0.0.1"
@@ -25,10 +23,6 @@ class SagaSettings(BaseSettings):
     pool_size: int = 10
     relay_lock_key: int = 7_345_100_002
     relay_poll_interval: float = 1.0
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    pg: PostgresSettings = Field(default_factory=PostgresSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
 
     @property
     def dsn(self) -> str:

@@ -62,7 +62,6 @@ class OutboxRelay:
         self.settings = settings
         self.fault = fault
         self.is_leader = False
-        self.published = 0
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -155,7 +154,6 @@ class OutboxRelay:
             "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
             [r["id"] for r in rows],
         )
-        self.published += len(rows)
         return len(rows)
 
     async def purge(self, conn: Connection) -> int:

@@ -6,8 +6,10 @@ what one atomic unit is (load, decide, append events + outbox + processed record
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -19,8 +21,32 @@ from bank_shared.db import Connection
 OUTBOX_CHANNEL = "bank_outbox"
 
 
+T = TypeVar("T")
+
+
 class ConcurrencyError(Exception):
     """Another writer appended to the stream first; reload it and decide again."""
+
+
+async def decide_in_transaction(
+    pool: asyncpg.Pool[Any],
+    decide: Callable[[Connection], Awaitable[T]],
+    *,
+    attempts: int,
+    log: logging.Logger,
+    what: str,
+) -> T:
+    """Run `decide` in one transaction (one commit for a whole batch). A ConcurrencyError
+    rolls back to a savepoint and runs it again from a fresh load, up to `attempts` times;
+    any other failure rolls everything back and propagates."""
+    async with pool.acquire() as conn, conn.transaction():
+        for attempt in range(1, attempts + 1):
+            try:
+                async with conn.transaction():  # savepoint: a conflict redoes only this
+                    return await decide(conn)
+            except ConcurrencyError as conflict:
+                log.info("%s: retry %d after %s", what, attempt, conflict)
+    raise ConcurrencyError(f"{what} still conflicted after {attempts} attempts")
 
 
 @dataclass(frozen=True)
