@@ -42,7 +42,11 @@ def cluster(infra: Endpoints) -> Iterator[Cluster]:
             "BANK_COMMAND_API_CONSUMER_GROUP": f"e2e-{run}-command-api",
         }
     )
-    env["BANK_COMMAND_API_QUERY_API_URL"] = f"http://127.0.0.1:{env['BANK_QUERY_API_HTTP_PORT']}"
+    query_api = f"http://127.0.0.1:{env['BANK_QUERY_API_HTTP_PORT']}"
+    env["BANK_COMMAND_API_QUERY_API_URL"] = query_api
+    # The web UI is served by the query API and sends commands from the browser.
+    env["BANK_COMMAND_API_CORS_ORIGINS"] = query_api
+    env["BANK_QUERY_API_COMMAND_API_URL"] = f"http://127.0.0.1:{env['BANK_COMMAND_API_HTTP_PORT']}"
     config = launcher_config_for_tests()
     services = LocalServices(
         config.model_copy(update={"state_dir": config.state_dir / "e2e"}), env=env
@@ -52,7 +56,7 @@ def cluster(infra: Endpoints) -> Iterator[Cluster]:
         yield Cluster(
             services=services,
             command_api=f"http://127.0.0.1:{env['BANK_COMMAND_API_HTTP_PORT']}",
-            query_api=f"http://127.0.0.1:{env['BANK_QUERY_API_HTTP_PORT']}",
+            query_api=query_api,
             commands_dsn=pg.dsn(pg.commands_db),
         )
     finally:

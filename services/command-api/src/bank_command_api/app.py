@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from faststream.kafka import KafkaRouter
 
 from bank_command_api import openapi, problems
@@ -115,6 +116,15 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
         ],
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so it is outermost: refusals (413 too) carry the CORS headers, and a browser
+    # page can read their problem+json.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Idempotency-Key", "Prefer"],
+        expose_headers=["Location", "Retry-After"],
+    )
     problems.install(app)
     openapi.install(app)
     app.include_router(command_routes(settings))

@@ -21,6 +21,9 @@ class CommandApiSettings(ServiceSettings):
     max_body_bytes: int = 16_384
     # Where clients read a transfer's progress (the Location of an accepted transfer).
     query_api_url: str = "http://127.0.0.1:8002"
+    # Comma-separated origins a browser may send commands from: the web UI is served by the
+    # query API, so its origin is allowed by default.
+    cors_origins: str = "http://127.0.0.1:8002,http://localhost:8002"
     consumer_group: str = "command-api"
     pool_size: int = 10
     relay_lock_key: int = 7_345_100_003
@@ -29,3 +32,7 @@ class CommandApiSettings(ServiceSettings):
     @property
     def dsn(self) -> str:
         return self.pg.dsn(self.pg.commands_db)
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from bank_query_api import openapi, problems
+from bank_query_api import openapi, problems, web
+from bank_query_api.changes import ChangeStreams
 from bank_query_api.freshness import ReadModelChanges
 from bank_query_api.health import health_routes
 from bank_query_api.routes import Reader, query_routes
@@ -47,11 +48,14 @@ projector builds out of the write side's events. Writes go to the command API.
 * Money: euros as strings with exactly two decimals, e.g. `"10.50"`. Times: ISO 8601, UTC.
 * Lists: `limit` (default 50) and `offset`; `total` counts every match.
 * Errors: `application/problem+json` with `code` and `message`.
+* `GET /changes` streams an event each time the read model changes; the web UI at `/ui/` uses
+  it to stay current without reloading.
 """
 
 
 def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     settings = settings or QueryApiSettings()
+    streams = ChangeStreams()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +65,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
             try:
                 yield
             finally:
+                streams.close()
                 app.state.reader = None
                 app.state.pool = None
 
@@ -72,9 +77,12 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "accounts", "description": "Balances and account histories."},
             {"name": "transfers", "description": "Transfers and how far each got."},
+            {"name": "live", "description": "Follow the read model as it changes."},
             {"name": "operations", "description": "Health and readiness."},
         ],
     )
+    # The server ends open change streams with this before it waits for responses to finish.
+    app.state.streams = streams
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
@@ -87,4 +95,5 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     openapi.install(app)
     app.include_router(query_routes(settings))
     app.include_router(health_routes())
+    web.install(app, settings, streams)
     return app

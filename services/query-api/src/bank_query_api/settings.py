@@ -25,6 +25,12 @@ class QueryApiSettings(BaseSettings):
     max_limit: int = Field(default=500, ge=1)
     # Comma-separated origins a browser may call this API from (a web UI); empty: none.
     cors_origins: str = ""
+    # Where the web UI's pages send commands: the command API as the *browser* reaches it
+    # (its CORS must allow this API's origin, BANK_COMMAND_API_CORS_ORIGINS).
+    command_api_url: str = "http://127.0.0.1:8001"
+    # An open change stream (GET /changes) sends a comment this often, so proxies and browsers
+    # keep it open and a vanished client is noticed.
+    stream_heartbeat: float = Field(default=15.0, gt=0)
 
     pg: PostgresSettings = Field(default_factory=PostgresSettings)
 

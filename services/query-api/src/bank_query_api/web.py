@@ -1,0 +1,125 @@
+"""The web UI: three pages (dashboard, account, transfer) that read this API's JSON, follow its
+change stream, and send commands to the command API from the browser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from bank_query_api.changes import MEDIA_TYPE, ChangeStreams, change_events
+from bank_query_api.routes import reader_of
+from bank_query_api.settings import QueryApiSettings
+
+PAGES = Path(__file__).parent / "web"
+
+# What the pages say for the command API's error codes: next to the form that caused them, in
+# plain words. A code missing here falls back to the API's own `message`.
+COMMAND_ERRORS = {
+    "account_not_found": "There is no such account. Check the account id.",
+    "account_already_exists": "An account with this id exists already. Choose another id.",
+    "insufficient_funds": "Not enough money in the account for this.",
+    "invalid_amount": "That amount is not allowed. Enter more than zero.",
+    "same_account": "Choose two different accounts.",
+    "transfer_already_exists": "A transfer with this id exists already.",
+    "validation_error": "Check the form: an amount is euros with at most two decimals,"
+    " like 10.50; an id is letters, digits, '-', '_' or '.'.",
+    "invalid_json": "The request could not be read. Reload the page and try again.",
+    "request_too_large": "That is too much text. Shorten what you typed.",
+    "idempotency_key_reused": "This request was already sent with different values.",
+    "service_unavailable": "The bank is busy or starting. Try again in a moment.",
+}
+# A 422 names the fields it refused (`errors[].field`): the page says which, by its label.
+FIELD_LABELS = {
+    "owner": "Owner",
+    "initial_balance": "Opening balance",
+    "account_id": "Account id",
+    "source_account_id": "From account",
+    "target_account_id": "To account",
+    "amount": "Amount",
+}
+# ... and for money, what to type instead of the API's words (which speak of JSON strings).
+MONEY_FIELDS = ("initial_balance", "amount")
+MONEY_HINT = "enter euros with at most two decimals, like 10.50."
+# Why a transfer failed (its `reason`), in plain words.
+TRANSFER_REASONS = {
+    "insufficient_funds": "the source account did not have enough money",
+    "source_account_not_found": "the source account does not exist",
+    "target_account_not_found": "the target account does not exist",
+    "invalid_amount": "the amount was refused",
+    "refund_refused": "the refund was refused",
+}
+
+
+def page_config(settings: QueryApiSettings) -> dict[str, Any]:
+    """What the pages need to know, sent as /ui/config.js."""
+    return {
+        "commandApi": settings.command_api_url.rstrip("/"),
+        "commandErrors": COMMAND_ERRORS,
+        "fieldLabels": FIELD_LABELS,
+        "moneyFields": list(MONEY_FIELDS),
+        "moneyHint": MONEY_HINT,
+        "transferReasons": TRANSFER_REASONS,
+    }
+
+
+def config_script(settings: QueryApiSettings) -> str:
+    return f"window.BANK_CONFIG = {json.dumps(page_config(settings), indent=2)};\n"
+
+
+def web_routes(settings: QueryApiSettings, streams: ChangeStreams) -> APIRouter:
+    router = APIRouter()
+    script = config_script(settings)
+
+    @router.get(
+        "/changes",
+        tags=["live"],
+        summary="Follow the read model (server-sent events)",
+        response_class=StreamingResponse,
+        responses={200: {"content": {MEDIA_TYPE: {}}, "description": "An endless stream."}},
+    )
+    async def changes(request: Request) -> StreamingResponse:
+        """An `event: changed` each time the projector commits (read again what you show),
+        a comment line every few seconds of quiet. Browsers: `new EventSource("/changes")`."""
+        reader = reader_of(request)
+        events = change_events(
+            reader.changes.next_change, streams.closing, heartbeat=settings.stream_heartbeat
+        )
+        return StreamingResponse(
+            events,
+            media_type=MEDIA_TYPE,
+            # No proxy may buffer or keep it: each event matters the moment it is sent.
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @router.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    @router.get("/ui/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(PAGES / "dashboard.html")
+
+    @router.get("/ui/accounts/{account_id}", include_in_schema=False)
+    async def account_page(account_id: str) -> FileResponse:
+        # The page reads the id from its address and asks the JSON API (404s show there).
+        return FileResponse(PAGES / "account.html")
+
+    @router.get("/ui/transfers/{transfer_id}", include_in_schema=False)
+    async def transfer_page(transfer_id: str) -> FileResponse:
+        return FileResponse(PAGES / "transfer.html")
+
+    @router.get("/ui/config.js", include_in_schema=False)
+    async def config() -> Response:
+        return Response(script, media_type="text/javascript", headers={"Cache-Control": "no-store"})
+
+    return router
+
+
+def install(app: FastAPI, settings: QueryApiSettings, streams: ChangeStreams) -> None:
+    app.include_router(web_routes(settings, streams))
+    app.mount("/ui/static", StaticFiles(directory=PAGES / "static"), name="ui-static")

@@ -1,0 +1,317 @@
+"""The web UI in headless Chromium against the whole bank: accounts opened and money moved
+from the pages, balances and statuses that change on the page without a reload, errors next
+to the form that caused them, the "updating…" mark while the projector lags. Screenshots of
+the three pages are saved under test-artifacts/web-ui/."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser_client import artifacts_dir, headless_chromium
+from tests.e2e.conftest import Cluster
+from tests.support import new_id
+
+pytestmark = pytest.mark.e2e
+
+# The first commands of a session also wait for consumer groups to settle.
+expect.set_options(timeout=30_000)
+VIEWPORT = {"width": 1100, "height": 900}
+# Marks the document: still there at the end means the page never reloaded.
+SAME_DOCUMENT = "window.__sameDocument = true"
+STILL_SAME_DOCUMENT = "window.__sameDocument === true"
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with headless_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        await context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+async def live(page: Page, url: str) -> None:
+    """Open a page and wait until it follows the change stream."""
+    await page.goto(url)
+    await expect(page.locator("#live")).to_have_text("live")
+    await page.evaluate(SAME_DOCUMENT)
+
+
+def account_row(page: Page, account_id: str) -> Any:
+    return page.locator(f'#account-rows tr[data-account="{account_id}"]')
+
+
+def transfer_row(page: Page, transfer_id: str) -> Any:
+    return page.locator(f'#transfer-rows tr[data-transfer="{transfer_id}"]')
+
+
+async def open_account_on_dashboard(page: Page, owner: str, balance: str) -> str:
+    account_id = new_id(owner.lower())
+    form = page.locator("#open-account")
+    await form.get_by_label("Owner").fill(owner)
+    await form.get_by_label("Opening balance").fill(balance)
+    await form.get_by_label("Account id").fill(account_id)
+    await form.get_by_role("button").click()
+    await expect(account_row(page, account_id).locator(".balance")).to_have_text(f"€{balance}")
+    return account_id
+
+
+async def start_transfer_on_dashboard(page: Page, source: str, target: str, amount: str) -> str:
+    form = page.locator("#start-transfer")
+    await form.get_by_label("From account").fill(source)
+    await form.get_by_label("To account").fill(target)
+    await form.get_by_label("Amount").fill(amount)
+    async with page.expect_response(
+        lambda r: r.url.endswith("/transfers") and r.request.method == "POST"
+    ) as answered:
+        await form.get_by_role("button").click()
+    answer = await answered.value
+    assert answer.status == 202, await answer.text()
+    transfer_id: str = (await answer.json())["transfer_id"]
+    return transfer_id
+
+
+async def open_account(cluster: Cluster, owner: str, balance: str) -> str:
+    account_id = new_id(owner.lower())
+    async with httpx.AsyncClient(base_url=cluster.command_api, timeout=30) as commands:
+        answer = await commands.post(
+            "/accounts",
+            json={"owner": owner, "initial_balance": balance, "account_id": account_id},
+        )
+    assert answer.status_code == 201, answer.text
+    return account_id
+
+
+async def test_accounts_opened_and_a_transfer_made_on_the_dashboard_show_up_without_reload(
+    cluster: Cluster, page: Page
+) -> None:
+    await live(page, f"{cluster.query_api}/ui/")
+    alice = await open_account_on_dashboard(page, "Alice", "100.00")
+    bob = await open_account_on_dashboard(page, "Bob", "20.00")
+
+    transfer_id = await start_transfer_on_dashboard(page, alice, bob, "30.00")
+
+    await expect(transfer_row(page, transfer_id).locator(".status")).to_have_text("completed")
+    await expect(account_row(page, alice).locator(".balance")).to_have_text("€70.00")
+    await expect(account_row(page, bob).locator(".balance")).to_have_text("€50.00")
+    await expect(page.locator("#account-rows .updating")).to_have_count(0)
+    assert await page.evaluate(STILL_SAME_DOCUMENT), "the dashboard reloaded"
+    await page.screenshot(path=artifacts_dir() / "dashboard.png", full_page=True)
+
+    await transfer_row(page, transfer_id).get_by_role("link", name=transfer_id).click()
+    await expect(page.locator("#status")).to_have_text("completed")
+    steps = page.locator("#timeline li")
+    await expect(steps).to_have_count(3)
+    await expect(steps.nth(0)).to_contain_text(f"Started: €30.00 from {alice} to {bob}")
+    await expect(steps.nth(1)).to_contain_text(f"Debited from {alice}")
+    await expect(steps.nth(2)).to_contain_text(f"Completed: credited to {bob}")
+    await expect(page.locator("#timeline li.done")).to_have_count(3)
+    await page.screenshot(path=artifacts_dir() / "transfer.png", full_page=True)
+
+
+async def test_a_failing_transfer_shows_its_reason_on_the_dashboard_and_its_page(
+    cluster: Cluster, page: Page
+) -> None:
+    await live(page, f"{cluster.query_api}/ui/")
+    carol = await open_account_on_dashboard(page, "Carol", "10.00")
+    dave = await open_account_on_dashboard(page, "Dave", "0.00")
+
+    too_much = await start_transfer_on_dashboard(page, carol, dave, "25.00")
+    await expect(transfer_row(page, too_much).locator(".status")).to_have_text(
+        "failed: the source account did not have enough money"
+    )
+    to_nobody = await start_transfer_on_dashboard(page, carol, new_id("nobody"), "4.00")
+    await expect(transfer_row(page, to_nobody).locator(".status")).to_have_text(
+        "failed: the target account does not exist (refunded)"
+    )
+    await expect(account_row(page, carol).locator(".balance")).to_have_text("€10.00")
+    assert await page.evaluate(STILL_SAME_DOCUMENT), "the dashboard reloaded"
+
+    await page.goto(f"{cluster.query_api}/ui/transfers/{to_nobody}")
+    steps = page.locator("#timeline li")
+    await expect(steps).to_have_count(4)
+    await expect(steps.nth(1)).to_contain_text(f"Debited from {carol}")
+    await expect(steps.nth(2)).to_contain_text("Failed: the target account does not exist")
+    await expect(steps.nth(3)).to_contain_text(f"Refunded to {carol}")
+    await expect(page.locator("#timeline li.failed")).to_have_count(1)
+    await page.screenshot(path=artifacts_dir() / "transfer-refunded.png", full_page=True)
+
+    await page.goto(f"{cluster.query_api}/ui/transfers/{too_much}")
+    await expect(page.locator("#timeline li")).to_have_count(2)
+    await expect(page.locator("#timeline li.failed")).to_contain_text(
+        "Failed: the source account did not have enough money"
+    )
+
+
+async def test_the_account_page_deposits_withdraws_and_lists_its_events_newest_first(
+    cluster: Cluster, page: Page
+) -> None:
+    erin = await open_account(cluster, "Erin", "50.00")
+    await live(page, f"{cluster.query_api}/ui/accounts/{erin}")
+    await expect(page.locator("#balance")).to_have_text("€50.00")
+
+    await page.locator("#deposit").get_by_label("Amount").fill("25.50")
+    await page.locator("#deposit").get_by_role("button").click()
+    await expect(page.locator("#balance")).to_have_text("€75.50")
+    await page.locator("#withdraw").get_by_label("Amount").fill("10")
+    await page.locator("#withdraw").get_by_role("button").click()
+    await expect(page.locator("#balance")).to_have_text("€65.50")
+
+    rows = page.locator("#event-rows tr")
+    await expect(rows).to_have_count(3)
+    await expect(rows.nth(0)).to_contain_text("Withdrawal")
+    await expect(rows.nth(0)).to_contain_text("€65.50")
+    await expect(rows.nth(1)).to_contain_text("Deposit")
+    await expect(rows.nth(2)).to_contain_text("Opened")
+    await expect(page.locator("#balance-mark .updating")).to_have_count(0)
+    assert await page.evaluate(STILL_SAME_DOCUMENT), "the account page reloaded"
+    await page.screenshot(path=artifacts_dir() / "account.png", full_page=True)
+
+
+async def test_errors_from_commands_appear_next_to_the_form_in_plain_words(
+    cluster: Cluster, page: Page
+) -> None:
+    frank = await open_account(cluster, "Frank", "5.00")
+    await live(page, f"{cluster.query_api}/ui/accounts/{frank}")
+    withdraw, deposit = page.locator("#withdraw"), page.locator("#deposit")
+
+    await withdraw.get_by_label("Amount").fill("6.00")
+    await withdraw.get_by_role("button").click()
+    await expect(withdraw.locator(".form-message.error")).to_have_text(
+        "Not enough money in the account for this."
+    )
+    await expect(deposit.locator(".form-message")).to_have_text("")
+
+    await deposit.get_by_label("Amount").fill("1.234")
+    await deposit.get_by_role("button").click()
+    await expect(deposit.locator(".form-message.error")).to_have_text(
+        "Amount: enter euros with at most two decimals, like 10.50."
+    )
+
+    await live(page, f"{cluster.query_api}/ui/accounts/{new_id('nobody')}")
+    await expect(page.locator("#missing")).to_contain_text("There is no such account")
+    await page.locator("#deposit").get_by_label("Amount").fill("1.00")
+    await page.locator("#deposit").get_by_role("button").click()
+    await expect(page.locator("#deposit .form-message.error")).to_have_text(
+        "There is no such account. Check the account id."
+    )
+
+    await live(page, f"{cluster.query_api}/ui/")
+    transfer = page.locator("#start-transfer")
+    await transfer.get_by_label("From account").fill(frank)
+    await transfer.get_by_label("To account").fill(frank)
+    await transfer.get_by_label("Amount").fill("1.00")
+    await transfer.get_by_role("button").click()
+    await expect(transfer.locator(".form-message.error")).to_have_text(
+        "Choose two different accounts."
+    )
+    await expect(page.locator("#open-account .form-message")).to_have_text("")
+
+
+async def test_a_write_shows_updating_until_the_projector_has_applied_it(
+    cluster: Cluster, page: Page
+) -> None:
+    grace = await open_account(cluster, "Grace", "10.00")
+    await live(page, f"{cluster.query_api}/ui/accounts/{grace}")
+    await expect(page.locator("#balance")).to_have_text("€10.00")
+    projector = cluster.services.named("projector")
+    cluster.services.stop(projector)
+    try:
+        await page.locator("#deposit").get_by_label("Amount").fill("5.00")
+        await page.locator("#deposit").get_by_role("button").click()
+        # Accepted by the write side, not yet in the read model.
+        await expect(page.locator("#balance-mark")).to_have_text("updating…")
+        await expect(page.locator("#balance")).to_have_text("€10.00")
+    finally:
+        cluster.services.start(projector)
+    await expect(page.locator("#balance")).to_have_text("€15.00")
+    await expect(page.locator("#balance-mark")).to_have_text("")
+    assert await page.evaluate(STILL_SAME_DOCUMENT), "the account page reloaded"
+
+
+async def test_open_pages_do_not_hold_up_a_query_api_restart_and_follow_it_again(
+    cluster: Cluster, page: Page
+) -> None:
+    heidi = await open_account(cluster, "Heidi", "1.00")
+    await live(page, f"{cluster.query_api}/ui/accounts/{heidi}")
+    query_api = cluster.services.named("query-api")
+
+    began = time.monotonic()
+    cluster.services.stop(query_api)
+    stopping = time.monotonic() - began
+    assert stopping < 10, f"the query API took {stopping:.1f} s to stop with a page open"
+    await expect(page.locator("#live")).to_have_text("reconnecting…")
+
+    cluster.services.start(query_api)
+    await expect(page.locator("#live")).to_have_text("live")
+    async with httpx.AsyncClient(base_url=cluster.command_api, timeout=30) as commands:
+        answer = await commands.post(f"/accounts/{heidi}/deposits", json={"amount": "2.00"})
+    assert answer.status_code == 200, answer.text
+    await expect(page.locator("#balance")).to_have_text("€3.00")
+    assert await page.evaluate(STILL_SAME_DOCUMENT), "the account page reloaded"
+
+
+async def test_the_pages_logic_timeline_and_plain_words(cluster: Cluster, page: Page) -> None:
+    await live(page, f"{cluster.query_api}/ui/")
+    transfer = {
+        "source_account_id": "a",
+        "target_account_id": "b",
+        "amount": "5.00",
+        "started_at": "2026-01-15T09:30:00Z",
+        "debited_at": None,
+        "finished_at": None,
+        "status": "started",
+        "reason": None,
+        "refunded": False,
+    }
+    steps = "(t) => Bank.timeline(t).map((s) => `${s.name}:${s.state}`)"
+    assert await page.evaluate(steps, transfer) == [
+        "started:done",
+        "debited:waiting",
+        "completed:waiting",
+    ]
+    failed_early = {**transfer, "status": "failed", "reason": "insufficient_funds"}
+    assert await page.evaluate(steps, failed_early) == ["started:done", "failed:failed"]
+    refunded = {
+        **transfer,
+        "status": "failed",
+        "reason": "target_account_not_found",
+        "refunded": True,
+        "debited_at": "2026-01-15T09:30:01Z",
+    }
+    assert await page.evaluate(steps, refunded) == [
+        "started:done",
+        "debited:done",
+        "failed:failed",
+        "refunded:done",
+    ]
+    plain = "([status, problem]) => Bank.plainError(status, problem)"
+    assert await page.evaluate(plain, [409, {"code": "insufficient_funds"}]) == (
+        "Not enough money in the account for this."
+    )
+    assert await page.evaluate(plain, [409, {"code": "new_code", "message": "As said."}]) == (
+        "As said."
+    )
+    assert await page.evaluate(
+        plain,
+        [422, {"code": "validation_error", "errors": [{"field": "owner", "message": "too long"}]}],
+    ) == ("Owner: too long")
+    assert await page.evaluate(plain, [502, None]) == (
+        "The bank answered 502. Try again in a moment."
+    )
