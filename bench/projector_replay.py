@@ -17,6 +17,7 @@ import platform
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -65,13 +66,10 @@ async def write_history(pg: PostgresSettings, accounts: int, deposits: int) -> i
     return accounts * (deposits + 1)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=1000)
-    parser.add_argument("--deposits", type=int, default=100)
-    args = parser.parse_args()
-
-    base, run = PostgresSettings(), uuid.uuid4().hex[:8]
+async def measure_replay(base: PostgresSettings, accounts: int, deposits: int) -> dict[str, Any]:
+    """Write a history of `accounts * (deposits + 1)` events into scratch databases, time a full
+    rebuild of the read model from it, drop the databases."""
+    run = uuid.uuid4().hex[:8]
     pg = base.model_copy(
         update={
             name: f"bench_{name}_{run}"
@@ -81,7 +79,7 @@ async def main() -> None:
     await create_databases(pg)
     try:
         written_at = time.perf_counter()
-        events = await write_history(pg, args.accounts, args.deposits)
+        events = await write_history(pg, accounts, deposits)
         written = time.perf_counter() - written_at
         report = await rebuild(ProjectorSettings(pg=pg))
     finally:
@@ -89,15 +87,35 @@ async def main() -> None:
         for database in pg.databases:
             await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await conn.close()
+    return {
+        "history_events": events,
+        "accounts": accounts,
+        "history_written_s": round(written, 2),
+        "replayed_events": report.events,
+        "seconds": round(report.seconds, 3),
+        "events_per_s": round(report.events_per_second),
+    }
 
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--deposits", type=int, default=100)
+    args = parser.parse_args()
+
+    pg = PostgresSettings()
+    result = await measure_replay(pg, args.accounts, args.deposits)
     print(
         f"machine: {platform.node()}, {os.cpu_count()} cores; PostgreSQL {pg.host}:{pg.port}"
         " (fsync on)"
     )
-    print(f"history: {events} events in {args.accounts} accounts, written in {written:.1f} s")
     print(
-        f"rebuild: {report.events} events replayed in {report.seconds:.2f} s:"
-        f" {report.events_per_second:,.0f} events/s"
+        f"history: {result['history_events']} events in {args.accounts} accounts,"
+        f" written in {result['history_written_s']:.1f} s"
+    )
+    print(
+        f"rebuild: {result['replayed_events']} events replayed in {result['seconds']:.2f} s:"
+        f" {result['events_per_s']:,.0f} events/s"
     )
 
 

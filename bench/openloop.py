@@ -1,0 +1,192 @@
+"""Open-loop load: transfers sent on a fixed schedule, latency counted from the scheduled time.
+
+A closed loop (send, wait, send again) slows down with the system under test and so hides its
+stalls ("coordinated omission"). Here the i-th transfer of a step is due at `start + i / rate`
+whatever happened before; its latency runs from that due time to the moment the system reports
+it complete, so a stall shows as the latency of every transfer that queued behind it.
+
+Each step runs `warmup + window` seconds of schedule. Only transfers due inside the steady
+window are measured, and the achieved rate counts completions inside that window. Before the
+next step, everything in flight is given `drain` seconds to finish; a transfer not done by then
+counts as lost, which marks the step unbounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+class TransferSystem(Protocol):
+    """A bank under load: `transfer` returns once the transfer is complete (or refused)."""
+
+    name: str
+
+    async def transfer(self, source: str, target: str, amount: Decimal) -> None: ...
+
+
+PRIME_TRANSFERS = 20
+
+
+@dataclass(frozen=True)
+class LoadShape:
+    warmup: float = 3.0
+    window: float = 10.0
+    drain: float = 15.0
+    # A step is sustained when it kept up with the schedule and its tail stayed bounded.
+    max_p99_ms: float = 1000.0
+    min_achieved_share: float = 0.9
+
+
+@dataclass
+class Step:
+    offered_per_s: float
+    achieved_per_s: float
+    measured: int
+    lost: int
+    errors: int
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    sustained: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "offered_per_s": round(self.offered_per_s, 1),
+            "achieved_per_s": round(self.achieved_per_s, 1),
+            "measured": self.measured,
+            "lost": self.lost,
+            "errors": self.errors,
+            "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
+            "sustained": self.sustained,
+        }
+
+
+def percentile(ordered: Sequence[float], share: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence."""
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(latencies_ms)
+    return {
+        "p50": percentile(ordered, 0.50),
+        "p90": percentile(ordered, 0.90),
+        "p99": percentile(ordered, 0.99),
+        "max": ordered[-1] if ordered else math.nan,
+    }
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The same accounts, pairs and amounts for every system: a seeded random sequence."""
+
+    accounts: Sequence[str]
+    seed: int = 7
+
+    def pairs(self) -> Callable[[], tuple[str, str, Decimal]]:
+        rng = random.Random(self.seed)
+
+        def next_transfer() -> tuple[str, str, Decimal]:
+            source, target = rng.sample(list(self.accounts), 2)
+            return source, target, Decimal(rng.randint(1, 500)) / 100
+
+        return next_transfer
+
+
+async def run_step(
+    system: TransferSystem,
+    rate: float,
+    next_transfer: Callable[[], tuple[str, str, Decimal]],
+    shape: LoadShape,
+) -> Step:
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    window_start, window_end = start + shape.warmup, start + shape.warmup + shape.window
+    total = int(rate * (shape.warmup + shape.window))
+    measured: list[float] = []
+    completions_in_window = 0
+    errors = 0
+
+    async def one(due: float) -> None:
+        nonlocal completions_in_window, errors
+        source, target, amount = next_transfer()
+        try:
+            await system.transfer(source, target, amount)
+        except Exception:  # counted and reported; the load goes on
+            errors += 1
+            return
+        done = loop.time()
+        if window_start <= done < window_end:
+            completions_in_window += 1
+        if window_start <= due < window_end:
+            measured.append((done - due) * 1000)
+
+    tasks: list[asyncio.Task[None]] = []
+    for i in range(total):
+        due = start + i / rate
+        # Yields even when behind schedule, so sends already made keep making progress.
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        tasks.append(asyncio.create_task(one(due)))
+    due_in_window = sum(1 for i in range(total) if window_start <= start + i / rate < window_end)
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, window_end - loop.time()) + shape.drain)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+    lost = due_in_window - len(measured)
+    summary = latency_summary(measured)
+    if lost:
+        # A lost transfer has no latency; the tail is unbounded, not merely large.
+        summary["p99"] = summary["max"] = math.inf
+    step = Step(
+        offered_per_s=rate,
+        achieved_per_s=completions_in_window / shape.window,
+        measured=len(measured),
+        lost=lost,
+        errors=errors,
+        latency_ms=summary,
+    )
+    step.sustained = (
+        lost == 0
+        and errors == 0
+        and summary["p99"] <= shape.max_p99_ms
+        and step.achieved_per_s >= shape.min_achieved_share * rate
+    )
+    return step
+
+
+async def sweep(
+    system: TransferSystem,
+    rates: Sequence[float],
+    workload: Workload,
+    shape: LoadShape,
+    progress: Callable[[str, Step], Awaitable[None] | None] | None = None,
+) -> list[Step]:
+    """Run the rates in order; stop after the first step that was not sustained (saturation)."""
+    next_transfer = workload.pairs()
+    # A few transfers one at a time first, not measured: connections opened, consumer groups
+    # joined, caches filled, so the first step measures the system and not its start.
+    for _ in range(PRIME_TRANSFERS):
+        await system.transfer(*next_transfer())
+    steps: list[Step] = []
+    for rate in rates:
+        step = await run_step(system, rate, next_transfer, shape)
+        steps.append(step)
+        if progress is not None:
+            result = progress(system.name, step)
+            if result is not None:
+                await result
+        if not step.sustained:
+            break
+    return steps
+
+
+def max_sustained(steps: Sequence[Step]) -> float:
+    """The highest achieved rate among the steps that stayed bounded (0 if none did)."""
+    return max((s.achieved_per_s for s in steps if s.sustained), default=0.0)

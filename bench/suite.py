@@ -1,0 +1,230 @@
+"""`make bench`: our bank and two peers under the same open-loop transfer load, side by side.
+
+    uv run python -m bench.suite            # the full run (about ten minutes on 2 cores)
+    uv run python -m bench.suite --quick    # a tiny run that only checks the tool works
+
+It starts the local Kafka and PostgreSQL (`bank-infra start --infra-only`; left running if they
+already were), then on scratch databases of that one PostgreSQL:
+1. sweeps the offered transfer rate for each system until it saturates (see bench/openloop.py):
+   ours (POST /transfers -> `completed` in the read model), plain SQL with asyncpg, and the
+   `eventsourcing` library; then runs ours once more at half of its maximum;
+2. measures deposits through the command API (wait-for-outcome answers);
+3. times a full read-model rebuild of a history of at least 100,000 events.
+It prints a table, writes `<out>/bench-<time>.json` and `.png`, and ends with `results: <json>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bank_deploy.cluster import LocalInfra
+from bank_shared.settings import PostgresSettings
+from bench import report
+from bench.deposits import deposit_load
+from bench.openloop import LoadShape, Step, Workload, max_sustained, run_step, sweep
+from bench.projector_replay import measure_replay
+from bench.systems.eventsourcing_peer import eventsourcing_bank
+from bench.systems.ours import our_bank
+from bench.systems.plain_sql import plain_sql_bank
+
+FULL_RATES = (25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200)
+QUICK_RATES = (5, 10)
+# Accounts of every system start with this much: no transfer of the run is ever refused.
+INITIAL_BALANCE = Decimal("1000000.00")
+# Connections of the peers' pools (and threads of the eventsourcing peer): what a web server
+# in front of them would hold on this 2-core machine.
+PEER_CONNECTIONS = 8
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run (for CI)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--accounts", type=int, help="accounts per system (default 1000)")
+    parser.add_argument("--rates", help="offered transfers/s, comma-separated")
+    parser.add_argument(
+        "--systems", default="plain_sql,eventsourcing,ours", help="which systems, in this order"
+    )
+    parser.add_argument("--no-extras", action="store_true", help="skip deposits and replay")
+    return parser.parse_args(argv)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def progress(name: str, step: Step) -> None:
+    ms = step.latency_ms
+    say(
+        f"  {name}: offered {step.offered_per_s:,.0f}/s -> achieved {step.achieved_per_s:,.1f}/s,"
+        f" p50 {report.fmt(ms['p50'])} ms, p99 {report.fmt(ms['p99'])} ms"
+        f"{'' if step.sustained else '  (saturated)'}"
+    )
+
+
+async def describe(pg: PostgresSettings, infra: LocalInfra) -> dict[str, Any]:
+    cpuinfo = await asyncio.to_thread(Path("/proc/cpuinfo").read_text)
+    conn = await asyncpg.connect(pg.dsn("postgres"))
+    try:
+        settings = {
+            name: await conn.fetchval(f"SHOW {name}")
+            for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+        }
+    finally:
+        await conn.close()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    packages = ("aiokafka", "faststream", "asyncpg", "eventsourcing", "psycopg", "uvicorn")
+    return {
+        "machine": {
+            "host": platform.node(),
+            "cores": os.cpu_count(),
+            "memory_gib": round(memory / 2**30, 1),
+            "cpu": cpu,
+            "os": platform.platform(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "postgresql": settings.pop("server_version"),
+            "kafka": infra.config.kafka_version,
+            **{p: importlib.metadata.version(p) for p in packages},
+        },
+        "postgresql_settings": settings,
+    }
+
+
+async def bench_transfers(
+    args: argparse.Namespace, pg: PostgresSettings, shape: LoadShape, rates: Sequence[float]
+) -> dict[str, Any]:
+    accounts = args.accounts or (20 if args.quick else 1000)
+    systems: dict[str, Any] = {}
+    for name in args.systems.split(","):
+        say(f"{name}: opening {accounts} accounts")
+        if name == "plain_sql":
+            async with plain_sql_bank(pg, accounts, INITIAL_BALANCE, PEER_CONNECTIONS) as (
+                bank,
+                ids,
+            ):
+                steps = await sweep(bank, rates, Workload(ids), shape, progress)
+            systems[name] = summary(steps)
+        elif name == "eventsourcing":
+            async with eventsourcing_bank(pg, accounts, INITIAL_BALANCE, PEER_CONNECTIONS) as (
+                es_bank,
+                ids,
+            ):
+                steps = await sweep(es_bank, rates, Workload(ids), shape, progress)
+            systems[name] = summary(steps)
+        elif name == "ours":
+            async with our_bank(pg, accounts, INITIAL_BALANCE) as (ours, ids):
+                workload = Workload(ids)
+                steps = await sweep(ours, rates, workload, shape, progress)
+                systems[name] = summary(steps)
+                best = systems[name]["max_transfers_per_s"]
+                if best:
+                    say(f"ours: half of the max, {best / 2:,.0f}/s")
+                    half = await run_step(ours, best / 2, workload.pairs(), shape)
+                    progress(name, half)
+                    systems[name]["latency_ms_at_half_max"] = {
+                        "offered_per_s": round(best / 2, 1),
+                        "p50": round(half.latency_ms["p50"], 1),
+                        "p99": round(half.latency_ms["p99"], 1),
+                        "step": half.as_json(),
+                    }
+                if not args.no_extras:
+                    clients, seconds = (4, 2.0) if args.quick else (16, 10.0)
+                    say(f"ours: deposits through the command API, {clients} clients, {seconds} s")
+                    systems[name]["_deposits"] = await deposit_load(
+                        ours.deposit, ids, clients, seconds
+                    )
+        else:
+            raise SystemExit(f"unknown system {name!r}: choose from plain_sql, eventsourcing, ours")
+    return systems
+
+
+def summary(steps: list[Step]) -> dict[str, Any]:
+    return {
+        "max_transfers_per_s": round(max_sustained(steps), 1),
+        "steps": [s.as_json() for s in steps],
+    }
+
+
+async def main(argv: Sequence[str] | None = None) -> Path:
+    args = parse_args(argv)
+    rates = (
+        [float(r) for r in args.rates.split(",")]
+        if args.rates
+        else list(QUICK_RATES if args.quick else FULL_RATES)
+    )
+    shape = (
+        LoadShape(warmup=1.0, window=2.0, drain=30.0, max_p99_ms=30_000.0)
+        if args.quick
+        else LoadShape()
+    )
+    infra = LocalInfra()
+    say("starting Kafka and PostgreSQL (bank-infra start --infra-only)")
+    await asyncio.to_thread(infra.start)
+    pg = infra.config.pg
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench.suite", *(argv or sys.argv[1:])]),
+        **await describe(pg, infra),
+        "load": {
+            "kind": "open loop, latency from the scheduled send time",
+            "rates_per_s": rates,
+            "warmup_s": shape.warmup,
+            "window_s": shape.window,
+            "drain_s": shape.drain,
+            "sustained_when": f"nothing lost, p99 <= {shape.max_p99_ms:g} ms and achieved >="
+            f" {shape.min_achieved_share:.0%} of offered",
+            "initial_balance": str(INITIAL_BALANCE),
+            "peer_connections": PEER_CONNECTIONS,
+        },
+    }
+    systems = await bench_transfers(args, pg, shape, rates)
+    deposits = systems.get("ours", {}).pop("_deposits", None)
+    results["systems"] = systems
+    if deposits:
+        results["account_commands"] = deposits
+    if not args.no_extras:
+        accounts, per_account = (100, 9) if args.quick else (1000, 100)
+        say(f"projector replay: writing {accounts * (per_account + 1):,} events, then rebuilding")
+        results["projector_replay"] = await measure_replay(pg, accounts, per_account)
+    results["duration_s"] = round(time.perf_counter() - started, 1)
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}{'-quick' if args.quick else ''}"
+    json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
+    results["plot"] = str(png_path)
+    report.plot(results, png_path)
+    report.write_json(results, json_path)
+    say("")
+    say(report.table(results))
+    say(f"plot: {png_path}")
+    say(f"results: {json_path}")
+    return json_path
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,185 @@
+"""Our bank under load: the four services it takes, POST /transfers, done when projected.
+
+The services run as processes of their own on fresh topics and scratch databases. A transfer is
+complete when the read model shows it `completed` (or `failed`): one LISTEN connection on the
+read database hears the projector's NOTIFY after each batch commit, and then one query picks the
+finished transfers among those in flight. No polling of the query API steals CPU from the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from bank_shared.channels import READ_MODEL_CHANNEL
+from bank_shared.settings import PostgresSettings
+from bank_shared.topics import TopicSettings
+from bench.cluster import running
+from bench.scratch import scratch_databases
+
+SERVICES = {"accounts", "transfers-saga", "projector", "command-api"}
+PORTS = {
+    "BANK_ACCOUNTS_HTTP_PORT": "8191",
+    "BANK_SAGA_HTTP_PORT": "8192",
+    "BANK_PROJECTOR_HTTP_PORT": "8193",
+    "BANK_COMMAND_API_HTTP_PORT": "8194",
+}
+API = "http://127.0.0.1:8194"
+# A safety net only: every batch commit NOTIFYs, so this re-check rarely finds anything.
+RECHECK_INTERVAL = 1.0
+
+
+class TransferFailedError(Exception):
+    pass
+
+
+class ProjectedTransfers:
+    """Futures of the transfers in flight, settled when the read model shows them finished."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pending: dict[str, asyncio.Future[str]] = {}
+        self._wake = asyncio.Event()
+
+    def expect(self, transfer_id: str) -> asyncio.Future[str]:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending[transfer_id] = future
+        return future
+
+    def forget(self, transfer_id: str) -> None:
+        self._pending.pop(transfer_id, None)
+
+    async def run(self, connected: asyncio.Event) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        try:
+            await conn.add_listener(READ_MODEL_CHANNEL, lambda *_: self._wake.set())
+            connected.set()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RECHECK_INTERVAL)
+                self._wake.clear()
+                if self._pending:
+                    await self._settle(conn)
+        finally:
+            await conn.close()
+
+    async def _settle(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(
+            "SELECT transfer_id, status FROM transfers"
+            " WHERE transfer_id = ANY($1::text[]) AND status IN ('completed', 'failed')",
+            list(self._pending),
+        )
+        for row in rows:
+            future = self._pending.pop(row["transfer_id"], None)
+            if future is not None and not future.done():
+                future.set_result(row["status"])
+
+
+class OurBank:
+    name = "ours"
+
+    def __init__(self, http: aiohttp.ClientSession, projected: ProjectedTransfers) -> None:
+        self._http = http
+        self._projected = projected
+
+    async def open_accounts(self, count: int, balance: Decimal) -> list[str]:
+        accounts = [f"bench-{i:05d}" for i in range(count)]
+        for chunk in range(0, count, 50):
+            await asyncio.gather(
+                *(self._open(account, balance) for account in accounts[chunk : chunk + 50])
+            )
+        return accounts
+
+    async def _open(self, account: str, balance: Decimal) -> None:
+        body = {"owner": account, "initial_balance": str(balance), "account_id": account}
+        async with self._http.post(f"{API}/accounts", json=body) as answer:
+            if answer.status != 201:
+                raise RuntimeError(f"opening {account}: {answer.status} {await answer.text()}")
+
+    async def transfer(self, source: str, target: str, amount: Decimal) -> None:
+        transfer_id = uuid.uuid4().hex
+        # Registered before the POST: the projection cannot finish before we listen for it.
+        finished = self._projected.expect(transfer_id)
+        body = {
+            "source_account_id": source,
+            "target_account_id": target,
+            "amount": str(amount),
+            "transfer_id": transfer_id,
+        }
+        try:
+            async with self._http.post(f"{API}/transfers", json=body) as answer:
+                if answer.status >= 300:
+                    raise TransferFailedError(f"{answer.status} {await answer.text()}")
+            await finished
+        finally:
+            self._projected.forget(transfer_id)
+
+    async def deposit(self, account: str, amount: Decimal) -> None:
+        """One deposit with the command API's wait-for-outcome answer (200 once decided)."""
+        body = {"amount": str(amount)}
+        async with self._http.post(f"{API}/accounts/{account}/deposits", json=body) as answer:
+            if answer.status != 200:
+                raise TransferFailedError(f"deposit: {answer.status} {await answer.text()}")
+
+
+def service_env(run: str, pg: PostgresSettings) -> dict[str, str]:
+    topics = TopicSettings().prefixed(f"bench.{run}")
+    databases = {
+        "BANK_PG_ACCOUNTS_DB": pg.accounts_db,
+        "BANK_PG_TRANSFERS_DB": pg.transfers_db,
+        "BANK_PG_READ_DB": pg.read_db,
+        "BANK_PG_COMMANDS_DB": pg.commands_db,
+    }
+    groups = {
+        "BANK_ACCOUNTS_CONSUMER_GROUP": f"bench-{run}-accounts",
+        "BANK_SAGA_COMMANDS_GROUP": f"bench-{run}-saga-commands",
+        "BANK_SAGA_ANSWERS_GROUP": f"bench-{run}-saga-answers",
+        "BANK_COMMAND_API_CONSUMER_GROUP": f"bench-{run}-api",
+        "BANK_PROJECTOR_ACCOUNTS_GROUP": f"bench-{run}-projector-accounts",
+        "BANK_PROJECTOR_TRANSFERS_GROUP": f"bench-{run}-projector-transfers",
+    }
+    return {
+        **os.environ,
+        **{f"BANK_TOPIC_{n.upper()}": str(v) for n, v in topics},
+        **databases,
+        **groups,
+        **PORTS,
+    }
+
+
+@contextlib.asynccontextmanager
+async def our_bank(
+    base: PostgresSettings, accounts: int, balance: Decimal, extra_env: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[OurBank, Sequence[str]]]:
+    """The four services on scratch databases, the accounts opened, the completion listener."""
+    run = uuid.uuid4().hex[:8]
+    async with scratch_databases(base, f"ours_{run}", 4) as names:
+        pg = base.model_copy(
+            update=dict(
+                zip(("accounts_db", "transfers_db", "read_db", "commands_db"), names, strict=True)
+            )
+        )
+        env = {**service_env(run, pg), **{k: str(v) for k, v in (extra_env or {}).items()}}
+        async with running(SERVICES, env, run):
+            projected = ProjectedTransfers(pg.dsn(pg.read_db))
+            connected = asyncio.Event()
+            listening = asyncio.create_task(projected.run(connected))
+            try:
+                await asyncio.wait_for(connected.wait(), 30)
+                connector = aiohttp.TCPConnector(limit=0)
+                timeout = aiohttp.ClientTimeout(total=60)
+                async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+                    bank = OurBank(http, projected)
+                    opened = await bank.open_accounts(accounts, balance)
+                    yield bank, opened
+            finally:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
