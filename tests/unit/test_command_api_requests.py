@@ -191,3 +191,33 @@ async def test_the_document_lists_every_answer_with_problem_media_types(
                 assert list(answer["content"]) == ["application/problem+json"], (path, status)
     headers = {p["name"] for p in paths["/accounts"]["post"]["parameters"]}
     assert headers == {"Idempotency-Key", "Prefer"}
+
+
+async def test_cors_lets_the_web_ui_send_commands_and_read_refusals(
+    client: httpx.AsyncClient,
+) -> None:
+    ui = {"Origin": "http://127.0.0.1:8002"}
+    preflight = await client.options(
+        "/transfers",
+        headers={
+            **ui,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,idempotency-key",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ui["Origin"]
+    refused = await client.post("/accounts/alice/deposits", json={"amount": "1.234"}, headers=ui)
+    assert refused.status_code == 422
+    assert refused.headers["access-control-allow-origin"] == ui["Origin"]
+    too_large = await client.post("/accounts", content=b"x" * 1000, headers=ui)
+    assert too_large.headers["access-control-allow-origin"] == ui["Origin"]
+
+
+async def test_cors_refuses_origins_not_configured(client: httpx.AsyncClient) -> None:
+    other = await client.post(
+        "/accounts/alice/deposits", json={"amount": "1.234"}, headers={"Origin": "http://evil.test"}
+    )
+    assert "access-control-allow-origin" not in other.headers
+    settings = CommandApiSettings(cors_origins=" http://ui.test, ,http://localhost:5173 ")
+    assert settings.allowed_origins == ["http://ui.test", "http://localhost:5173"]

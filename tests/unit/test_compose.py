@@ -134,3 +134,13 @@ def test_the_database_names_match_the_init_script() -> None:
         "BANK_PG_COMMANDS_DB",
     ):
         assert f"CREATE DATABASE {env[variable]};" in init
+
+
+def test_the_web_ui_reaches_the_command_api_where_the_host_publishes_it() -> None:
+    """The pages run in the browser on the host: the command API's address is the published
+    one, and it allows the query API's published origin."""
+    query_api = f"http://127.0.0.1:{PUBLISHED['query-api']}"
+    command_api = f"http://127.0.0.1:{PUBLISHED['command-api']}"
+    assert environment("query-api")["BANK_QUERY_API_COMMAND_API_URL"] == command_api
+    origins = environment("command-api")["BANK_COMMAND_API_CORS_ORIGINS"].split(",")
+    assert query_api in origins

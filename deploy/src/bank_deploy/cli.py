@@ -39,6 +39,7 @@ def print_addresses(infra: LocalInfra, services: LocalServices | None) -> None:
         say("")
         say("  Command API      http://127.0.0.1:8001/docs   (POST accounts, deposits, transfers)")
         say("  Query API        http://127.0.0.1:8002/docs   (GET accounts, history, transfers)")
+        say("  Web UI           http://127.0.0.1:8002/ui/    (the dashboard, live)")
     say(f"  logs             {config.logs_dir}/<name>.log")
     say(f"  pids             {config.run_dir}/<name>.pid")
 

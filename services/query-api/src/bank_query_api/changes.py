@@ -4,7 +4,7 @@ instead of polling (the projector's NOTIFY on each committed batch, fanned out t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 # A browser's EventSource reconnects by itself after this many milliseconds.
 RECONNECT_MS = 2000
@@ -26,7 +26,7 @@ class ChangeStreams:
 
 async def change_events(
     next_change: Callable[[], asyncio.Event], closing: asyncio.Event, *, heartbeat: float
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """`changed` after each read model change (changes during one wait count once), a comment
     every `heartbeat` seconds of quiet, until `closing` is set."""
     # Taken before the first yield: a change committed while the client connects still counts.

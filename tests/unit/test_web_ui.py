@@ -1,0 +1,176 @@
+"""The web UI's server side without a database: the pages and their config are served, every
+error code and failure reason has plain words, and the change stream sends `changed`, a
+heartbeat, and ends when the server closes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import get_args
+
+import httpx
+import pytest
+
+from bank_query_api.app import create_app
+from bank_query_api.changes import CHANGED, HEARTBEAT, change_events
+from bank_query_api.settings import QueryApiSettings
+from bank_query_api.web import COMMAND_ERRORS, FIELD_LABELS, TRANSFER_REASONS, page_config
+from bank_shared.contracts.outcomes import RejectionCode
+from bank_shared.contracts.transfers import TransferFailureReason
+
+# --- the pages ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(QueryApiSettings(command_api_url="http://commands.test:9001/"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://query-api") as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("path", "script"),
+    [
+        ("/ui/", "dashboard.js"),
+        ("/ui/accounts/alice", "account.js"),
+        ("/ui/transfers/t-1", "transfer.js"),
+    ],
+)
+async def test_each_page_is_html_that_loads_its_config_and_scripts(
+    client: httpx.AsyncClient, path: str, script: str
+) -> None:
+    page = await client.get(path)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for needed in ("/ui/config.js", "/ui/static/bank.js", f"/ui/static/{script}"):
+        assert f'src="{needed}"' in page.text
+        assert (await client.get(needed)).status_code == 200
+    assert (await client.get("/ui/static/bank.css")).status_code == 200
+
+
+async def test_the_root_leads_to_the_dashboard(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/")
+    assert (answer.status_code, answer.headers["location"]) == (307, "/ui/")
+
+
+async def test_the_config_tells_the_pages_where_the_command_api_is(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await client.get("/ui/config.js")
+    assert answer.headers["content-type"].startswith("text/javascript")
+    prefix, suffix = "window.BANK_CONFIG = ", ";\n"
+    assert answer.text.startswith(prefix)
+    assert answer.text.endswith(suffix)
+    config = json.loads(answer.text[len(prefix) : -len(suffix)])
+    assert config["commandApi"] == "http://commands.test:9001"
+    assert config == page_config(QueryApiSettings(command_api_url="http://commands.test:9001"))
+
+
+def test_the_command_api_is_on_its_local_address_by_default() -> None:
+    assert page_config(QueryApiSettings())["commandApi"] == "http://127.0.0.1:8001"
+
+
+async def test_the_change_stream_is_in_the_api_document(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert (
+        "text/event-stream" in document["paths"]["/changes"]["get"]["responses"]["200"]["content"]
+    )
+    assert not any(path.startswith("/ui") for path in document["paths"])
+
+
+# --- plain words --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", get_args(RejectionCode))
+def test_every_rejection_of_the_write_side_has_plain_words(code: str) -> None:
+    assert COMMAND_ERRORS[code].endswith(".")
+
+
+@pytest.mark.parametrize("reason", get_args(TransferFailureReason))
+def test_every_reason_a_transfer_fails_has_plain_words(reason: str) -> None:
+    assert TRANSFER_REASONS[reason]
+    assert "_" not in TRANSFER_REASONS[reason]
+
+
+def test_every_field_a_form_sends_has_a_label() -> None:
+    from bank_command_api.schemas import AmountRequest, OpenAccountRequest, TransferRequest
+
+    sent = {
+        *OpenAccountRequest.model_fields,
+        *AmountRequest.model_fields,
+        *TransferRequest.model_fields,
+    } - {"transfer_id"}
+    assert sent <= set(FIELD_LABELS)
+
+
+# --- the change stream --------------------------------------------------------------------------
+
+
+class Changes:
+    """The listener's side of next_change(): a fresh event after each change."""
+
+    def __init__(self) -> None:
+        self.next = asyncio.Event()
+
+    def next_change(self) -> asyncio.Event:
+        return self.next
+
+    def change(self) -> None:
+        current, self.next = self.next, asyncio.Event()
+        current.set()
+
+
+async def test_it_opens_at_once_and_sends_changed_after_each_change() -> None:
+    changes, closing = Changes(), asyncio.Event()
+    stream = change_events(changes.next_change, closing, heartbeat=60)
+    assert (await anext(stream)).startswith("retry: ")
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    changes.change()
+    assert await asyncio.wait_for(waiting, 1) == CHANGED
+    changes.change()
+    assert await asyncio.wait_for(anext(stream), 1) == CHANGED
+    await stream.aclose()
+
+
+async def test_a_change_while_the_client_connects_is_not_lost() -> None:
+    changes, closing = Changes(), asyncio.Event()
+    stream = change_events(changes.next_change, closing, heartbeat=60)
+    await anext(stream)
+    changes.change()  # before the stream waits again
+    assert await asyncio.wait_for(anext(stream), 1) == CHANGED
+    await stream.aclose()
+
+
+async def test_several_changes_during_one_wait_are_sent_once() -> None:
+    changes, closing = Changes(), asyncio.Event()
+    stream = change_events(changes.next_change, closing, heartbeat=0.2)
+    await anext(stream)
+    changes.change()
+    changes.change()
+    changes.change()
+    assert await asyncio.wait_for(anext(stream), 1) == CHANGED
+    assert await asyncio.wait_for(anext(stream), 1) == HEARTBEAT
+    await stream.aclose()
+
+
+async def test_quiet_sends_heartbeats() -> None:
+    changes, closing = Changes(), asyncio.Event()
+    stream = change_events(changes.next_change, closing, heartbeat=0.01)
+    await anext(stream)
+    assert [await anext(stream), await anext(stream)] == [HEARTBEAT, HEARTBEAT]
+    await stream.aclose()
+
+
+async def test_closing_ends_a_waiting_stream() -> None:
+    changes, closing = Changes(), asyncio.Event()
+    stream = change_events(changes.next_change, closing, heartbeat=60)
+    await anext(stream)
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.01)
+    closing.set()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 1)
