@@ -161,9 +161,12 @@ const Bank = (() => {
 
   // --- following the read model ---------------------------------------------------------------
 
+  // As the stream's own `retry:`.
+  const RECONNECT_MS = 2000;
+
   // Calls `refresh` now, at each change of the read model, and after each reconnection (changes
   // may have been missed meanwhile). Refreshes never overlap: changes during one run are
-  // caught by one more run.
+  // caught by one more run, even when that run failed.
   function follow(refresh) {
     let running = false;
     let again = false;
@@ -173,29 +176,36 @@ const Bank = (() => {
         return;
       }
       running = true;
-      try {
-        do {
-          again = false;
+      do {
+        again = false;
+        try {
           await refresh();
-        } while (again);
-      } catch (error) {
-        console.error("refresh failed", error);
-      } finally {
-        running = false;
-      }
+        } catch (error) {
+          console.error("refresh failed", error);
+        }
+      } while (again);
+      running = false;
     }
     const live = document.getElementById("live");
-    const stream = new EventSource("/changes");
-    stream.addEventListener("open", () => {
-      live.textContent = "live";
-      live.className = "live on";
-      run();
-    });
-    stream.addEventListener("changed", run);
-    stream.addEventListener("error", () => {
-      live.textContent = "reconnecting…";
-      live.className = "live off";
-    });
+    let stream = null;
+    function connect() {
+      const source = new EventSource("/changes");
+      stream = source;
+      source.addEventListener("open", () => {
+        live.textContent = "live";
+        live.className = "live on";
+        run();
+      });
+      source.addEventListener("changed", run);
+      source.addEventListener("error", () => {
+        live.textContent = "reconnecting…";
+        live.className = "live off";
+        // The browser retries by itself after a network error, but gives up for good on an
+        // answer that is not a stream (a proxy's 502, a 503 while the API starts).
+        if (source.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
+      });
+    }
+    connect();
     window.addEventListener("beforeunload", () => stream.close());
     run();
     return run;
