@@ -34,14 +34,23 @@
       el("td", {}, when(transfer.started_at)));
   }
 
+  // This page's transfers that newer ones pushed off the list, read one by one: else their
+  // "updating…" (and their accounts') would never end on a busy bank.
+  async function offList(shown) {
+    const ids = [...runningTransfers.keys()].filter((id) => !shown.has(id));
+    const answers = await Promise.all(ids.map((id) => Bank.read(`/transfers/${encodeURIComponent(id)}`)));
+    return new Map(answers.filter((answer) => answer.ok).map((answer) => [answer.body.transfer_id, answer.body]));
+  }
+
   async function refresh() {
     const [accounts, transfers] = await Promise.all([newestAccounts(), Bank.read("/transfers?limit=20")]);
     if (!accounts.ok || !transfers.ok) return;
+    const shown = new Set(transfers.body.items.map((t) => t.transfer_id));
+    const projected = await offList(shown);
 
-    for (const transfer of transfers.body.items) {
+    for (const transfer of [...transfers.body.items, ...projected.values()]) {
       if (transfer.status === "completed" || transfer.status === "failed") runningTransfers.delete(transfer.transfer_id);
     }
-    const shown = new Set(transfers.body.items.map((t) => t.transfer_id));
     const busy = new Set();
     for (const t of runningTransfers.values()) busy.add(t.source_account_id).add(t.target_account_id);
 
@@ -64,7 +73,9 @@
 
     const transferRows = [];
     for (const [transferId, started] of runningTransfers) {
-      if (!shown.has(transferId)) transferRows.push(transferRow({ transfer_id: transferId, status: "sent", ...started }, true));
+      if (!shown.has(transferId)) {
+        transferRows.push(transferRow(projected.get(transferId) || { transfer_id: transferId, status: "sent", ...started }, true));
+      }
     }
     for (const transfer of transfers.body.items) transferRows.push(transferRow(transfer, runningTransfers.has(transfer.transfer_id)));
     document.getElementById("transfer-rows").replaceChildren(...transferRows);
