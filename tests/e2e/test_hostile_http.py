@@ -31,15 +31,15 @@ FUZZ = settings(
 
 
 def fuzz(openapi_url: str) -> int:
-    """Every operation of the document, FUZZ examples each; returns how many operations.
+    """Every operation of the document, FUZZ examples each; returns how many were fuzzed.
     (Driven by hand: schemathesis' pytest plugin does not run under pytest 9.)"""
     schema = schemathesis.openapi.from_url(openapi_url)
     operations = 0
     for result in schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]
-        operations += 1
         if operation.path in ENDLESS:
             continue
+        operations += 1
 
         @FUZZ
         @given(case=operation.as_strategy())
