@@ -201,7 +201,7 @@ async def test_errors_from_commands_appear_next_to_the_form_in_plain_words(
     await deposit.get_by_label("Amount").fill("1.234")
     await deposit.get_by_role("button").click()
     await expect(deposit.locator(".form-message.error")).to_have_text(
-        "Amount: enter euros with at most two decimals, like 10.50."
+        "Amount: enter more than zero euros, with at most two decimals, like 10.50."
     )
 
     await live(page, f"{cluster.query_api}/ui/accounts/{new_id('nobody')}")

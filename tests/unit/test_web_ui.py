@@ -15,7 +15,13 @@ import pytest
 from bank_query_api.app import create_app
 from bank_query_api.changes import CHANGED, HEARTBEAT, change_events
 from bank_query_api.settings import QueryApiSettings
-from bank_query_api.web import COMMAND_ERRORS, FIELD_LABELS, TRANSFER_REASONS, page_config
+from bank_query_api.web import (
+    COMMAND_ERRORS,
+    FIELD_LABELS,
+    MONEY_HINTS,
+    TRANSFER_REASONS,
+    page_config,
+)
 from bank_shared.contracts.outcomes import RejectionCode
 from bank_shared.contracts.transfers import TransferFailureReason
 
@@ -103,6 +109,14 @@ def test_every_field_a_form_sends_has_a_label() -> None:
         *TransferRequest.model_fields,
     } - {"transfer_id"}
     assert sent <= set(FIELD_LABELS)
+
+
+def test_every_amount_field_has_its_rules_in_plain_words() -> None:
+    from bank_command_api.problems import AMOUNT_FIELDS
+
+    assert set(MONEY_HINTS) == AMOUNT_FIELDS
+    assert "more than zero" in MONEY_HINTS["amount"]
+    assert "zero or more" in MONEY_HINTS["initial_balance"]
 
 
 # --- the change stream --------------------------------------------------------------------------

@@ -42,9 +42,12 @@ FIELD_LABELS = {
     "target_account_id": "To account",
     "amount": "Amount",
 }
-# ... and for money, what to type instead of the API's words (which speak of JSON strings).
-MONEY_FIELDS = ("initial_balance", "amount")
-MONEY_HINT = "enter euros with at most two decimals, like 10.50."
+# ... and for money, what to type instead of the API's words (which speak of JSON strings);
+# the rules whole, since a refused "0" or "-5" is not about decimals.
+MONEY_HINTS = {
+    "amount": "enter more than zero euros, with at most two decimals, like 10.50.",
+    "initial_balance": "enter zero or more euros, with at most two decimals, like 10.50.",
+}
 # Why a transfer failed (its `reason`), in plain words.
 TRANSFER_REASONS = {
     "insufficient_funds": "the source account did not have enough money",
@@ -61,8 +64,7 @@ def page_config(settings: QueryApiSettings) -> dict[str, Any]:
         "commandApi": settings.command_api_url.rstrip("/"),
         "commandErrors": COMMAND_ERRORS,
         "fieldLabels": FIELD_LABELS,
-        "moneyFields": list(MONEY_FIELDS),
-        "moneyHint": MONEY_HINT,
+        "moneyHints": MONEY_HINTS,
         "transferReasons": TRANSFER_REASONS,
     }
 

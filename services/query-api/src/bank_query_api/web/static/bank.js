@@ -52,7 +52,7 @@ const Bank = (() => {
     if (code === "validation_error" && Array.isArray(problem.errors) && problem.errors.length) {
       return problem.errors.map((error) => {
         const label = config.fieldLabels[error.field] || error.field;
-        const text = config.moneyFields.includes(error.field) ? config.moneyHint : error.message;
+        const text = config.moneyHints[error.field] || error.message;
         return `${label}: ${text}`;
       }).join(" ");
     }
