@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from bench.cpu import CpuMeter
+
 
 class TransferSystem(Protocol):
-    """A bank under load: `transfer` returns once the transfer is complete (or refused)."""
+    """A bank under load: `transfer` returns once the transfer is complete (or refused);
+    `processes` names the processes doing its work, for the CPU account of each step."""
 
     name: str
+    processes: dict[str, int | None]
 
     async def transfer(self, source: str, target: str, amount: Decimal) -> None: ...
 
@@ -52,6 +57,7 @@ class Step:
     errors: int
     latency_ms: dict[str, float] = field(default_factory=dict)
     sustained: bool = False
+    cpu_ms_per_transfer: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +68,7 @@ class Step:
             "errors": self.errors,
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
             "sustained": self.sustained,
+            "cpu_ms_per_transfer": {k: round(v, 2) for k, v in self.cpu_ms_per_transfer.items()},
         }
 
 
@@ -127,12 +134,21 @@ async def run_step(
         if window_start <= due < window_end:
             measured.append((done - due) * 1000)
 
+    meter = CpuMeter({**system.processes, "bench": os.getpid()})
+    metering = False
+    cpu: dict[str, float] = {}
     tasks: list[asyncio.Task[None]] = []
     for i in range(total):
         due = start + i / rate
+        if not metering and due >= window_start:
+            meter.start()
+            metering = True
         # Yields even when behind schedule, so sends already made keep making progress.
         await asyncio.sleep(max(0.0, due - loop.time()))
         tasks.append(asyncio.create_task(one(due)))
+    await asyncio.sleep(max(0.0, window_end - loop.time()))
+    if metering:
+        cpu = meter.stop()
     due_in_window = sum(1 for i in range(total) if window_start <= start + i / rate < window_end)
     _, pending = await asyncio.wait(tasks, timeout=max(0.0, window_end - loop.time()) + shape.drain)
     for task in pending:
@@ -152,6 +168,10 @@ async def run_step(
         errors=errors,
         latency_ms=summary,
     )
+    if completions_in_window:
+        per = 1000 / completions_in_window
+        step.cpu_ms_per_transfer = {name: seconds * per for name, seconds in cpu.items()}
+        step.cpu_ms_per_transfer["total"] = sum(cpu.values()) * per
     step.sustained = (
         lost == 0
         and errors == 0

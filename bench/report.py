@@ -46,6 +46,13 @@ def table(results: dict[str, Any]) -> str:
             f"ours at half of its max ({half['offered_per_s']:,.0f}/s offered):"
             f" p50 {fmt(half['p50'])} ms, p99 {fmt(half['p99'])} ms (POST -> completed, projected)"
         )
+    sustained = [s for s in results["systems"].get("ours", {}).get("steps", []) if s["sustained"]]
+    if sustained:
+        step = sustained[-1]
+        lines.append(
+            f"ours, CPU ms per transfer at {step['offered_per_s']:,.0f}/s offered: "
+            + ", ".join(f"{name} {ms:.1f}" for name, ms in step["cpu_ms_per_transfer"].items())
+        )
     deposits = results.get("account_commands")
     if deposits:
         ms = deposits["latency_ms"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -59,6 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--systems", default="plain_sql,eventsourcing,ours", help="which systems, in this order"
     )
     parser.add_argument("--no-extras", action="store_true", help="skip deposits and replay")
+    parser.add_argument("--window", type=float, help="steady window of each step, seconds")
     return parser.parse_args(argv)
 
 
@@ -180,6 +182,8 @@ async def main(argv: Sequence[str] | None = None) -> Path:
         if args.quick
         else LoadShape()
     )
+    if args.window:
+        shape = dataclasses.replace(shape, window=args.window)
     infra = LocalInfra()
     say("starting Kafka and PostgreSQL (bank-infra start --infra-only)")
     await asyncio.to_thread(infra.start)
@@ -213,7 +217,7 @@ async def main(argv: Sequence[str] | None = None) -> Path:
     results["duration_s"] = round(time.perf_counter() - started, 1)
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     stem = out / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}{'-quick' if args.quick else ''}"
     json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
     results["plot"] = str(png_path)

@@ -73,6 +73,8 @@ class Bank(Application[uuid.UUID]):
 
 class EventsourcingBank:
     name = "eventsourcing"
+    # The bank runs inside the bench process (counted as "bench") and PostgreSQL.
+    processes: dict[str, int | None] = {}  # noqa: RUF012 - read only
 
     def __init__(self, app: Bank, ids: dict[str, uuid.UUID], threads: ThreadPoolExecutor) -> None:
         self._app = app

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bank_deploy.cluster import LocalInfra
 from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.settings import PostgresSettings
 from bank_shared.topics import TopicSettings
@@ -86,9 +87,15 @@ class ProjectedTransfers:
 class OurBank:
     name = "ours"
 
-    def __init__(self, http: aiohttp.ClientSession, projected: ProjectedTransfers) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        projected: ProjectedTransfers,
+        processes: dict[str, int | None],
+    ) -> None:
         self._http = http
         self._projected = projected
+        self.processes = processes
 
     async def open_accounts(self, count: int, balance: Decimal) -> list[str]:
         accounts = [f"bench-{i:05d}" for i in range(count)]
@@ -168,7 +175,7 @@ async def our_bank(
             )
         )
         env = {**service_env(run, pg), **{k: str(v) for k, v in (extra_env or {}).items()}}
-        async with running(SERVICES, env, run):
+        async with running(SERVICES, env, run) as pids:
             projected = ProjectedTransfers(pg.dsn(pg.read_db))
             connected = asyncio.Event()
             listening = asyncio.create_task(projected.run(connected))
@@ -177,7 +184,8 @@ async def our_bank(
                 connector = aiohttp.TCPConnector(limit=0)
                 timeout = aiohttp.ClientTimeout(total=60)
                 async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                    bank = OurBank(http, projected)
+                    kafka = LocalInfra().kafka.pid()
+                    bank = OurBank(http, projected, {**pids, "kafka": kafka})
                     opened = await bank.open_accounts(accounts, balance)
                     yield bank, opened
             finally:

@@ -39,6 +39,8 @@ class InsufficientFundsError(Exception):
 
 class PlainSqlBank:
     name = "plain_sql"
+    # The bank runs inside the bench process (counted as "bench") and PostgreSQL.
+    processes: dict[str, int | None] = {}  # noqa: RUF012 - read only
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool

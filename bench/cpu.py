@@ -1,0 +1,59 @@
+"""CPU time each process of the run spends, read from /proc: where the cores go per transfer.
+
+Latency on a 2-core machine shared by five Python services, a JVM and PostgreSQL says little
+about which of them to make cheaper; CPU seconds per process over a steady window do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 if it is gone)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def postgres_seconds() -> float:
+    """All PostgreSQL server processes together (backends come and go with connections; a
+    backend that exits inside the window takes its time with it, so this is a floor)."""
+    total = 0.0
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
+class CpuMeter:
+    """CPU seconds per named process between `start()` and `stop()`."""
+
+    def __init__(self, pids: Mapping[str, int | None]) -> None:
+        self._pids = {name: pid for name, pid in pids.items() if pid}
+        self._before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        now["postgres"] = postgres_seconds()
+        return now
+
+    def start(self) -> None:
+        self._before = self._now()
+
+    def stop(self) -> dict[str, float]:
+        after = self._now()
+        return {name: after[name] - self._before.get(name, 0.0) for name in after}
