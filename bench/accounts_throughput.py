@@ -18,6 +18,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
@@ -148,4 +149,4 @@ def report(
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

@@ -22,6 +22,7 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import uvloop
 from aiokafka import AIOKafkaProducer
 
 from bank_deploy.postgres import create_databases
@@ -160,4 +161,4 @@ def report(args: argparse.Namespace, sent: int, lags: list[float]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

@@ -11,7 +11,6 @@ through the accounts service's command handler, no Kafka needed), then times
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import time
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import uvloop
 
 from bank_accounts.account import AccountCommandHandler
 from bank_deploy.postgres import create_databases
@@ -120,4 +120,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import uvloop
 
 from bank_deploy.cluster import LocalInfra
 from bank_shared.settings import PostgresSettings
@@ -231,4 +232,4 @@ async def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

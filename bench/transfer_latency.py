@@ -21,6 +21,7 @@ import time
 import uuid
 
 import httpx
+import uvloop
 from aiokafka import AIOKafkaConsumer
 
 from bank_shared.contracts.envelope import Envelope
@@ -168,4 +169,4 @@ def report(
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())
