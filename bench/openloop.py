@@ -55,6 +55,7 @@ class Step:
     measured: int
     lost: int
     errors: int
+    error_samples: list[str] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
     sustained: bool = False
     cpu_ms_per_transfer: dict[str, float] = field(default_factory=dict)
@@ -66,6 +67,7 @@ class Step:
             "measured": self.measured,
             "lost": self.lost,
             "errors": self.errors,
+            "error_samples": self.error_samples,
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
             "sustained": self.sustained,
             "cpu_ms_per_transfer": {k: round(v, 2) for k, v in self.cpu_ms_per_transfer.items()},
@@ -119,14 +121,17 @@ async def run_step(
     measured: list[float] = []
     completions_in_window = 0
     errors = 0
+    error_samples: list[str] = []
 
     async def one(due: float) -> None:
         nonlocal completions_in_window, errors
         source, target, amount = next_transfer()
         try:
             await system.transfer(source, target, amount)
-        except Exception:  # counted and reported; the load goes on
+        except Exception as error:  # counted and reported; the load goes on
             errors += 1
+            if len(error_samples) < 3:
+                error_samples.append(repr(error)[:300])
             return
         done = loop.time()
         if window_start <= done < window_end:
@@ -166,6 +171,7 @@ async def run_step(
         measured=len(measured),
         lost=lost,
         errors=errors,
+        error_samples=error_samples,
         latency_ms=summary,
     )
     if completions_in_window:

@@ -76,6 +76,8 @@ def progress(name: str, step: Step) -> None:
         f" p50 {report.fmt(ms['p50'])} ms, p99 {report.fmt(ms['p99'])} ms"
         f"{'' if step.sustained else '  (saturated)'}"
     )
+    for sample in step.error_samples:
+        say(f"    error: {sample}")
 
 
 async def describe(pg: PostgresSettings, infra: LocalInfra) -> dict[str, Any]:

@@ -181,7 +181,9 @@ async def our_bank(
             listening = asyncio.create_task(projected.run(connected))
             try:
                 await asyncio.wait_for(connected.wait(), 30)
-                connector = aiohttp.TCPConnector(limit=0)
+                # Idle connections closed before uvicorn's 5 s keep-alive does: a request sent
+                # on one the server is closing fails, which would count as a failed transfer.
+                connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0)
                 timeout = aiohttp.ClientTimeout(total=60)
                 async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
                     kafka = LocalInfra().kafka.pid()

@@ -80,14 +80,17 @@ async def run_runtime(
         producer = make_producer(kafka, client_id=name)
         await producer.start()
         try:
-            broker = KafkaBroker(kafka.bootstrap, client_id=name, logger=log)
+            # FastStream logs "Received" and "Processed" for every batch at `log_level`: at
+            # INFO that was a formatted log line per hop of every transfer in every service.
+            broker = KafkaBroker(
+                kafka.bootstrap, client_id=name, logger=log, log_level=logging.DEBUG
+            )
             runtime = Runtime(name=name, pool=pool, producer=producer, broker=broker)
             for router in routers(runtime):
                 broker.include_router(router)
             try:
                 if relay is not None:
-                    # One transactional id per database: instances of one deployment share it
-                    # (a new leader fences the old), other deployments on the cluster do not.
+                    # The relay's client name says which database it publishes.
                     database = dsn.rsplit("/", 1)[-1]
                     runtime.relay = OutboxRelay(
                         dsn, kafka, relay, name=f"{name}-outbox-relay-{database}"
