@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
 .PHONY: help install run start stop restart status test test-unit lint format kafka-jars clean \
-	rebuild-read-model demo chaos
+	rebuild-read-model demo chaos bench bench-quick
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,12 @@ DURATION ?= 600
 SEED ?= 1
 chaos: install ## Long run of the bank under faults: make chaos DURATION=600 SEED=1
 	$(UV) run python -m tests.reliability.chaos --duration $(DURATION) --seed $(SEED)
+
+bench: install ## Benchmark: ours vs plain SQL vs the eventsourcing library (~10 min; table, JSON, PNG)
+	$(UV) run python -m bench.suite
+
+bench-quick: install ## A tiny run of the benchmark that only checks the tool works (CI)
+	$(UV) run python -m bench.suite --quick
 
 demo: ## Tell the tutorial's story through the REST APIs of a running bank (make run first)
 	$(UV) run python -m bank_deploy.demo

@@ -188,8 +188,27 @@ async def main(argv: Sequence[str] | None = None) -> Path:
     if args.window:
         shape = dataclasses.replace(shape, window=args.window)
     infra = LocalInfra()
+    # Left as found: a cluster that was running stays up, one started here is stopped.
+    was_running = all(infra.status().values())
     say("starting Kafka and PostgreSQL (bank-infra start --infra-only)")
     await asyncio.to_thread(infra.start)
+    try:
+        json_path = await run_all(args, infra, rates, shape, argv)
+    finally:
+        if not was_running:
+            say("stopping Kafka and PostgreSQL")
+            await asyncio.to_thread(infra.stop)
+    say(f"results: {json_path}")
+    return json_path
+
+
+async def run_all(
+    args: argparse.Namespace,
+    infra: LocalInfra,
+    rates: Sequence[float],
+    shape: LoadShape,
+    argv: Sequence[str] | None,
+) -> Path:
     pg = infra.config.pg
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -229,7 +248,6 @@ async def main(argv: Sequence[str] | None = None) -> Path:
     say("")
     say(report.table(results))
     say(f"plot: {png_path}")
-    say(f"results: {json_path}")
     return json_path
 
 

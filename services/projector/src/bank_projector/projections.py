@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
-from bank_shared.channels import READ_MODEL_CHANNEL
+from bank_shared.channels import READ_MODEL_CHANNEL, notify_payloads
 from bank_shared.contracts.accounts import (
     ACCOUNT_EVENTS,
     AccountOpened,
@@ -114,7 +114,18 @@ async def project(conn: Connection, events: Events) -> int:
     transfers = [(e, m) for e, m in events if isinstance(m, TRANSFER_EVENTS)]
     applied = await _project_accounts(conn, accounts) + await _project_transfers(conn, transfers)
     if applied:
-        await conn.execute("SELECT pg_notify($1, '')", READ_MODEL_CHANNEL)
+        finished = sorted(
+            {
+                e.stream_id or ""
+                for e, m in transfers
+                if isinstance(m, TransferCompleted | TransferFailed)
+            }
+        )
+        await conn.execute(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+            READ_MODEL_CHANNEL,
+            notify_payloads(finished),
+        )
     return applied
 
 
