@@ -11,6 +11,7 @@ through the accounts service's command handler, no Kafka needed), then times
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -101,10 +102,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--deposits", type=int, default=100)
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = parser.parse_args()
 
     pg = PostgresSettings()
     result = await measure_replay(pg, args.accounts, args.deposits)
+    if args.json:
+        print(json.dumps(result))
+        return
     print(
         f"machine: {platform.node()}, {os.cpu_count()} cores; PostgreSQL {pg.host}:{pg.port}"
         " (fsync on)"
