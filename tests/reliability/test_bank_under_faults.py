@@ -28,6 +28,13 @@ async def test_money_is_conserved_and_nothing_is_lost_or_doubled_under_faults(
     print(report.summary())
     assert report.violations == []
     assert report.converged_after is not None
-    assert sum(report.faults.values()) >= 5, "too few faults to prove anything"
+    # What the rotation puts first (workload.faults): a kill of each writer, a paused consumer,
+    # a broker restart. Counted by kind, not in total: how many more fit in the run depends
+    # on how fast the machine restarts them.
+    kinds = {fault.removesuffix("-2") for fault in report.faults}
+    assert {"sigkill accounts", "sigkill transfers-saga"} <= kinds, report.faults
+    assert any(k.startswith("sigstop") for k in kinds), report.faults
+    if kafka is not None:
+        assert "restart kafka" in kinds, report.faults
     assert report.outcomes["completed"] > 0
     assert any(k.startswith("failed:") for k in report.outcomes)

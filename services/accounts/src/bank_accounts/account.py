@@ -21,12 +21,10 @@ from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
 from bank_shared.eventstore.store import (
     OutboxMessage,
-    add_to_outbox,
-    append_events,
     decide_in_transaction,
     find_processed,
     last_events,
-    remember_processed,
+    save_changes,
 )
 from bank_shared.ids import derived_id
 from bank_shared.topics import TopicSettings
@@ -150,9 +148,7 @@ class AccountCommandHandler:
             processed.append((command_id, answer))
             outcomes.append(outcome)
 
-        await append_events(conn, new_events)
-        await add_to_outbox(conn, outbox)
-        await remember_processed(conn, processed)
+        await save_changes(conn, new_events, outbox, processed)
         return outcomes
 
 

@@ -38,11 +38,10 @@ from bank_shared.eventstore.store import (
     OutboxMessage,
     RecordedEvent,
     add_to_outbox,
-    append_events,
     decide_in_transaction,
     find_processed,
     load_streams,
-    remember_processed,
+    save_changes,
 )
 from bank_shared.faults import crash_point
 from bank_shared.ids import derived_id
@@ -272,8 +271,7 @@ class TransferSaga:
                 changes.steps.append((command_id, stream_id, step, message))
 
     async def _flush(self, conn: Connection, changes: Changes, now: datetime) -> None:
-        await append_events(conn, changes.events)
-        await add_to_outbox(conn, changes.outbox)
+        await save_changes(conn, changes.events, changes.outbox, changes.processed)
         if changes.steps:
             due = now + timedelta(seconds=self.step_timeout)
             await conn.executemany(
@@ -288,7 +286,6 @@ class TransferSaga:
                 changes.answered,
                 now,
             )
-        await remember_processed(conn, changes.processed)
 
     # --- steps with no answer in time --------------------------------------------------------
 

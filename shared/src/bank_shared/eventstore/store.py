@@ -116,41 +116,6 @@ async def load_stream(conn: Connection, stream_id: str) -> list[RecordedEvent]:
     return [_recorded(r) for r in rows]
 
 
-async def append_events(conn: Connection, events: Sequence[Envelope]) -> None:
-    """Append events stamped with their `stream_id` and `stream_version`.
-
-    The stamps are the optimistic-concurrency check: if another writer already appended a
-    version, UNIQUE (stream_id, version) refuses ours and ConcurrencyError says so.
-    """
-    records = []
-    for envelope in events:
-        if envelope.stream_id is None or envelope.stream_version is None:
-            raise ValueError(f"event {envelope.type} {envelope.message_id} is not stamped")
-        records.append(
-            (
-                envelope.stream_id,
-                envelope.stream_version,
-                envelope.message_id,
-                envelope.type,
-                envelope.schema_version,
-                envelope.model_dump_json(),
-            )
-        )
-    if not records:
-        return
-    try:
-        await conn.executemany(
-            "INSERT INTO events (stream_id, version, event_id, event_type, schema_version,"
-            " envelope) VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-            records,
-        )
-    except asyncpg.UniqueViolationError as error:
-        # Either key means another writer got there first: the stream version (a concurrent
-        # command) or the event id (the same command, applied by another instance during a
-        # rebalance). The event-id key is what stops that second one applying twice.
-        raise ConcurrencyError(f"a stream moved on concurrently: {error.detail}") from error
-
-
 async def add_to_outbox(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
     if not messages:
         return
@@ -179,7 +144,7 @@ class Processed:
 
 async def find_processed(conn: Connection, message_ids: Iterable[UUID]) -> dict[UUID, Processed]:
     """Which of `message_ids` were processed already. A concurrent first processing of the
-    same message is stopped by the primary key in `remember_processed`, not here."""
+    same message is stopped by the primary key in `save_changes`, not here."""
     rows = await conn.fetch(
         "SELECT message_id, topic, key, answer FROM processed_messages"
         " WHERE message_id = ANY($1::uuid[])",
@@ -195,21 +160,60 @@ async def find_processed(conn: Connection, message_ids: Iterable[UUID]) -> dict[
     return found
 
 
-async def remember_processed(
-    conn: Connection, processed: Sequence[tuple[UUID, OutboxMessage | None]]
+async def save_changes(
+    conn: Connection,
+    events: Sequence[Envelope],
+    outbox: Sequence[OutboxMessage],
+    processed: Sequence[tuple[UUID, OutboxMessage | None]],
 ) -> None:
-    """Record messages as processed, each with its answer, in the caller's transaction.
-    A duplicate processed concurrently fails here, so its effect rolls back with it."""
-    if not processed:
+    """Append events stamped with their `stream_id` and `stream_version`, add the outbox rows
+    (and NOTIFY the relay), and record messages as processed with their answers: in the
+    caller's transaction, in one statement, one round trip instead of four.
+
+    UNIQUE (stream_id, version) is the optimistic-concurrency check; the event-id key stops the
+    same command applied twice by two instances during a rebalance; the processed-message key
+    stops a duplicate processed concurrently. Any of them means another writer got there first:
+    ConcurrencyError, and the caller decides again from a fresh load.
+    """
+    for envelope in events:
+        if envelope.stream_id is None or envelope.stream_version is None:
+            raise ValueError(f"event {envelope.type} {envelope.message_id} is not stamped")
+    if not (events or outbox or processed):
         return
+    answers = [answer for _, answer in processed]
     try:
-        await conn.executemany(
-            "INSERT INTO processed_messages (message_id, topic, key, answer)"
-            " VALUES ($1, $2, $3, $4)",
-            [
-                (message_id, a.topic if a else None, a.key if a else None, a.value if a else None)
-                for message_id, a in processed
-            ],
+        # WITH ORDINALITY ... ORDER BY: ids (global positions, outbox order) follow the lists.
+        await conn.execute(
+            "WITH appended AS (INSERT INTO events"
+            " (stream_id, version, event_id, event_type, schema_version, envelope)"
+            " SELECT stream_id, version, event_id, event_type, schema_version, envelope"
+            " FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[])"
+            " WITH ORDINALITY"
+            " AS e(stream_id, version, event_id, event_type, schema_version, envelope, n)"
+            " ORDER BY n),"
+            " queued AS (INSERT INTO outbox (topic, key, message_id, value)"
+            " SELECT topic, key, message_id, value"
+            " FROM unnest($7::text[], $8::text[], $9::uuid[], $10::bytea[])"
+            " WITH ORDINALITY AS m(topic, key, message_id, value, n) ORDER BY n),"
+            " remembered AS (INSERT INTO processed_messages (message_id, topic, key, answer)"
+            " SELECT * FROM unnest($11::uuid[], $12::text[], $13::text[], $14::bytea[]))"
+            " SELECT pg_notify($15, '') WHERE $16",
+            [e.stream_id for e in events],
+            [e.stream_version for e in events],
+            [e.message_id for e in events],
+            [e.type for e in events],
+            [e.schema_version for e in events],
+            [e.model_dump_json() for e in events],
+            [m.topic for m in outbox],
+            [m.key for m in outbox],
+            [m.envelope.message_id for m in outbox],
+            [m.value for m in outbox],
+            [message_id for message_id, _ in processed],
+            [a.topic if a else None for a in answers],
+            [a.key if a else None for a in answers],
+            [a.value if a else None for a in answers],
+            OUTBOX_CHANNEL,
+            bool(outbox),
         )
     except asyncpg.UniqueViolationError as error:
-        raise ConcurrencyError(f"a message was processed concurrently: {error.detail}") from error
+        raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
