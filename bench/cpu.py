@@ -25,18 +25,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def postgres_seconds() -> float:
-    """All PostgreSQL server processes together (backends come and go with connections; a
-    backend that exits inside the window takes its time with it, so this is a floor)."""
-    total = 0.0
+def postgres_processes() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL server process, by PID."""
+    found = {}
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             try:
                 if (entry / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
+                    found[int(entry.name)] = cpu_seconds(int(entry.name))
             except OSError:
                 continue
-    return total
+    return found
 
 
 class CpuMeter:
@@ -45,15 +44,20 @@ class CpuMeter:
     def __init__(self, pids: Mapping[str, int | None]) -> None:
         self._pids = {name: pid for name, pid in pids.items() if pid}
         self._before: dict[str, float] = {}
-
-    def _now(self) -> dict[str, float]:
-        now = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
-        now["postgres"] = postgres_seconds()
-        return now
+        self._postgres_before: dict[int, float] = {}
 
     def start(self) -> None:
-        self._before = self._now()
+        self._before = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        self._postgres_before = postgres_processes()
 
     def stop(self) -> dict[str, float]:
-        after = self._now()
-        return {name: after[name] - self._before.get(name, 0.0) for name in after}
+        used = {
+            name: cpu_seconds(pid) - self._before.get(name, 0.0) for name, pid in self._pids.items()
+        }
+        # Per PID: a backend that exits inside the window takes its time with it (so this is
+        # a floor), but never makes the sum go backwards; one started inside counts from 0.
+        used["postgres"] = sum(
+            seconds - self._postgres_before.get(pid, 0.0)
+            for pid, seconds in postgres_processes().items()
+        )
+        return used
