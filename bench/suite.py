@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -24,7 +25,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -37,7 +38,15 @@ from bank_deploy.cluster import LocalInfra
 from bank_shared.settings import PostgresSettings
 from bench import report
 from bench.deposits import deposit_load
-from bench.openloop import LoadShape, Step, Workload, max_sustained, run_step, sweep
+from bench.openloop import (
+    LoadShape,
+    Step,
+    TransferSystem,
+    Workload,
+    max_sustained,
+    run_step,
+    sweep,
+)
 from bench.systems.eventsourcing_peer import eventsourcing_bank
 from bench.systems.ours import our_bank
 from bench.systems.plain_sql import plain_sql_bank
@@ -49,6 +58,13 @@ INITIAL_BALANCE = Decimal("1000000.00")
 # Connections of the peers' pools (and threads of the eventsourcing peer): what a web server
 # in front of them would hold on this 2-core machine.
 PEER_CONNECTIONS = 8
+
+
+Peer = Callable[
+    [PostgresSettings, int, Decimal, int],
+    contextlib.AbstractAsyncContextManager[tuple[TransferSystem, Sequence[str]]],
+]
+PEERS: dict[str, Peer] = {"plain_sql": plain_sql_bank, "eventsourcing": eventsourcing_bank}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -125,20 +141,9 @@ async def bench_transfers(
     systems: dict[str, Any] = {}
     for name in args.systems.split(","):
         say(f"{name}: opening {accounts} accounts")
-        if name == "plain_sql":
-            async with plain_sql_bank(pg, accounts, INITIAL_BALANCE, PEER_CONNECTIONS) as (
-                bank,
-                ids,
-            ):
-                steps = await sweep(bank, rates, Workload(ids), shape, progress)
-            systems[name] = summary(steps)
-        elif name == "eventsourcing":
-            async with eventsourcing_bank(pg, accounts, INITIAL_BALANCE, PEER_CONNECTIONS) as (
-                es_bank,
-                ids,
-            ):
-                steps = await sweep(es_bank, rates, Workload(ids), shape, progress)
-            systems[name] = summary(steps)
+        if name in PEERS:
+            async with PEERS[name](pg, accounts, INITIAL_BALANCE, PEER_CONNECTIONS) as (bank, ids):
+                systems[name] = summary(await sweep(bank, rates, Workload(ids), shape, progress))
         elif name == "ours":
             async with our_bank(pg, accounts, INITIAL_BALANCE) as (ours, ids):
                 workload = Workload(ids)
