@@ -1,0 +1,82 @@
+"""The relay sends a round's rows of one partition as one record batch, and a full batch ends
+the round at that row: only the rows before it are marked published."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+from bank_shared.eventstore.relay import OutboxRelay, RelaySettings
+from bank_shared.settings import KafkaSettings
+
+
+class FakeConnection:
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.marked: list[int] = []
+
+    async def fetch(self, _query: str, _limit: int) -> list[dict[str, Any]]:
+        return self.rows
+
+    async def execute(self, _query: str, ids: list[int]) -> None:
+        self.marked = ids
+
+
+class FakeProducer:
+    def __init__(self, batch_bytes: int) -> None:
+        self.batch_bytes = batch_bytes
+        self.sent: list[tuple[str, int, int]] = []
+
+    async def partitions_for(self, _topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(self.batch_bytes, 0)
+
+    async def send_batch(
+        self, batch: BatchBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[None]:
+        self.sent.append((topic, partition, batch.record_count()))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def rows(count: int, size: int = 100) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "topic": "t", "key": f"stream-{i % 3}", "value": b"x" * size}
+        for i in range(1, count + 1)
+    ]
+
+
+def relay() -> OutboxRelay:
+    return OutboxRelay("postgresql://unused", KafkaSettings(), RelaySettings(lock_key=1), name="t")
+
+
+async def test_one_batch_per_partition_and_every_row_marked() -> None:
+    conn, producer = FakeConnection(rows(30)), FakeProducer(batch_bytes=64 * 1024)
+    sent = await relay().publish_pending(conn, producer)  # type: ignore[arg-type]
+    assert sent == 30
+    assert conn.marked == list(range(1, 31))
+    partitions = [p for _, p, _ in producer.sent]
+    assert len(partitions) == len(set(partitions))  # never two batches for one partition
+    assert sum(n for _, _, n in producer.sent) == 30
+
+
+async def test_a_full_batch_ends_the_round_and_only_the_rows_before_it_are_marked() -> None:
+    conn, producer = FakeConnection(rows(60, size=200)), FakeProducer(batch_bytes=1024)
+    sent = await relay().publish_pending(conn, producer)  # type: ignore[arg-type]
+    assert 0 < sent < 60
+    assert conn.marked == list(range(1, sent + 1))
+    assert sum(n for _, _, n in producer.sent) == sent
+
+
+async def test_a_row_larger_than_a_batch_is_an_error_not_a_silent_stall() -> None:
+    conn, producer = FakeConnection(rows(1, size=5000)), FakeProducer(batch_bytes=1024)
+    with pytest.raises(ValueError, match="larger than a record batch"):
+        await relay().publish_pending(conn, producer)  # type: ignore[arg-type]
+    assert conn.marked == []
+    assert producer.sent == []
