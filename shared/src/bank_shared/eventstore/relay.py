@@ -169,13 +169,6 @@ class OutboxRelay:
             partition = TopicPartition(row["topic"], _PARTITIONER(key, partitions, partitions))
             batch = batches.setdefault(partition, producer.create_batch())
             if batch.append(key=key, value=row["value"], timestamp=None) is None:
-                if batch.record_count() == 0:
-                    # Alone it does not fit: retrying cannot help, say so loudly (the relay
-                    # logs it and tries again, and the outbox keeps the row).
-                    raise ValueError(
-                        f"outbox row {row['id']} is larger than a record batch"
-                        f" ({len(row['value'])} bytes)"
-                    )
                 self._wake.set()  # that partition's batch is full: the rest go next round
                 break
             published += 1
