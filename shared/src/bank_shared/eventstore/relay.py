@@ -163,11 +163,16 @@ class OutboxRelay:
         # partition had no leader, a later one of the same partition would still land).
         batches: dict[TopicPartition, BatchBuilder] = {}
         published = 0
+        partitions_of: dict[str, list[int]] = {}
         for row in rows:
-            key = row["key"].encode()
-            partitions = list(await producer.partitions_for(row["topic"]))
-            partition = TopicPartition(row["topic"], _PARTITIONER(key, partitions, partitions))
-            batch = batches.setdefault(partition, producer.create_batch())
+            key, topic = row["key"].encode(), row["topic"]
+            if topic not in partitions_of:
+                partitions_of[topic] = list(await producer.partitions_for(topic))
+            partitions = partitions_of[topic]
+            partition = TopicPartition(topic, _PARTITIONER(key, partitions, partitions))
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = producer.create_batch()
             if batch.append(key=key, value=row["value"], timestamp=None) is None:
                 self._wake.set()  # that partition's batch is full: the rest go next round
                 break
