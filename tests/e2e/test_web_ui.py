@@ -87,8 +87,10 @@ async def start_transfer_on_dashboard(page: Page, source: str, target: str, amou
     return transfer_id
 
 
-async def open_account(cluster: Cluster, owner: str, balance: str) -> str:
-    account_id = new_id(owner.lower())
+async def open_account(
+    cluster: Cluster, owner: str, balance: str, account_id: str | None = None
+) -> str:
+    account_id = account_id or new_id(owner.lower())
     async with httpx.AsyncClient(base_url=cluster.command_api, timeout=30) as commands:
         answer = await commands.post(
             "/accounts",
@@ -222,6 +224,19 @@ async def test_errors_from_commands_appear_next_to_the_form_in_plain_words(
         "Choose two different accounts."
     )
     await expect(page.locator("#open-account .form-message")).to_have_text("")
+
+
+async def test_owners_are_shown_as_text_never_run_as_markup(cluster: Cluster, page: Page) -> None:
+    owner = '<img src=x onerror="window.injected = true">Eve'
+    eve = await open_account(cluster, owner, "1.00", account_id=new_id("eve"))
+    await live(page, f"{cluster.query_api}/ui/")
+    await expect(account_row(page, eve)).to_contain_text(owner)
+    await expect(account_row(page, eve).locator("img")).to_have_count(0)
+
+    await live(page, f"{cluster.query_api}/ui/accounts/{eve}")
+    await expect(page.locator("body")).to_contain_text(owner)
+    await expect(page.locator("main img")).to_have_count(0)
+    assert await page.evaluate("window.injected === undefined"), "the owner ran as markup"
 
 
 async def test_a_write_shows_updating_until_the_projector_has_applied_it(
