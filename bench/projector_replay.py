@@ -23,7 +23,6 @@ import asyncpg
 import uvloop
 
 from bank_accounts.account import AccountCommandHandler
-from bank_deploy.postgres import create_databases
 from bank_projector.rebuild import rebuild
 from bank_projector.settings import ProjectorSettings
 from bank_shared.contracts.accounts import AccountCommand, DepositMoney, OpenAccount
@@ -32,6 +31,7 @@ from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.settings import PostgresSettings
 from bank_shared.topics import TopicSettings
+from bench.scratch import scratch_bank
 
 
 def sealed(command: AccountCommand) -> tuple[Envelope, AccountCommand]:
@@ -70,24 +70,11 @@ async def write_history(pg: PostgresSettings, accounts: int, deposits: int) -> i
 async def measure_replay(base: PostgresSettings, accounts: int, deposits: int) -> dict[str, Any]:
     """Write a history of `accounts * (deposits + 1)` events into scratch databases, time a full
     rebuild of the read model from it, drop the databases."""
-    run = uuid.uuid4().hex[:8]
-    pg = base.model_copy(
-        update={
-            name: f"bench_{name}_{run}"
-            for name in ("accounts_db", "transfers_db", "read_db", "commands_db")
-        }
-    )
-    await create_databases(pg)
-    try:
+    async with scratch_bank(base, f"replay_{uuid.uuid4().hex[:8]}") as pg:
         written_at = time.perf_counter()
         events = await write_history(pg, accounts, deposits)
         written = time.perf_counter() - written_at
         report = await rebuild(ProjectorSettings(pg=pg))
-    finally:
-        conn = await asyncpg.connect(base.dsn("postgres"))
-        for database in pg.databases:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await conn.close()
     return {
         "history_events": events,
         "accounts": accounts,

@@ -16,7 +16,6 @@ import asyncio
 import os
 import platform
 import random
-import statistics
 import time
 import uuid
 
@@ -25,9 +24,11 @@ import uvloop
 from aiokafka import AIOKafkaConsumer
 
 from bank_shared.contracts.envelope import Envelope
-from bank_shared.settings import KafkaSettings
+from bank_shared.settings import KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSettings
 from bench.cluster import running
+from bench.openloop import latency_summary
+from bench.systems.ours import API, service_env
 
 
 class Completions:
@@ -70,11 +71,6 @@ async def watch_completions(
         await consumer.stop()
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=300)
@@ -84,25 +80,14 @@ async def main() -> None:
 
     kafka, run = KafkaSettings(), uuid.uuid4().hex[:8]
     topics = TopicSettings().prefixed(f"bench.{run}")
-    env = {
-        **os.environ,
-        **{f"BANK_TOPIC_{n.upper()}": str(v) for n, v in topics},
-        "BANK_ACCOUNTS_CONSUMER_GROUP": f"bench-{run}-accounts",
-        "BANK_SAGA_COMMANDS_GROUP": f"bench-{run}-saga-commands",
-        "BANK_SAGA_ANSWERS_GROUP": f"bench-{run}-saga-answers",
-        "BANK_COMMAND_API_CONSUMER_GROUP": f"bench-{run}-api",
-        "BANK_ACCOUNTS_HTTP_PORT": "8191",
-        "BANK_SAGA_HTTP_PORT": "8192",
-        "BANK_COMMAND_API_HTTP_PORT": "8193",
-    }
-    api = "http://127.0.0.1:8193"
+    env = service_env(run, PostgresSettings())
     latencies: list[float] = []
     async with running({"accounts", "transfers-saga", "command-api"}, env, run):
         done = Completions()
         ready = asyncio.Event()
         watcher = asyncio.create_task(watch_completions(kafka, topics.transfer_events, done, ready))
         try:
-            elapsed = await measure(args, api, done, ready, latencies)
+            elapsed = await measure(args, API, done, ready, latencies)
         finally:
             watcher.cancel()
     report(args, kafka, latencies, elapsed)
@@ -155,16 +140,15 @@ async def measure(
 def report(
     args: argparse.Namespace, kafka: KafkaSettings, latencies: list[float], elapsed: float
 ) -> None:
-    ms = [value * 1000 for value in latencies]
+    ms = latency_summary([value * 1000 for value in latencies])
     print(
         f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()};"
         f" Kafka {kafka.bootstrap}; one process per service; fsync on"
     )
     print(
-        f"{len(ms)} transfers, concurrency {args.concurrency}, {len(ms) / elapsed:.1f}/s:"
-        f" POST -> TransferCompleted p50 {statistics.median(ms):.1f} ms,"
-        f" p90 {percentile(ms, 0.9):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms,"
-        f" max {max(ms):.1f} ms"
+        f"{len(latencies)} transfers, concurrency {args.concurrency},"
+        f" {len(latencies) / elapsed:.1f}/s: POST -> TransferCompleted p50 {ms['p50']:.1f} ms,"
+        f" p90 {ms['p90']:.1f} ms, p99 {ms['p99']:.1f} ms, max {ms['max']:.1f} ms"
     )
 
 

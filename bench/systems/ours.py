@@ -16,7 +16,6 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -26,7 +25,7 @@ from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.settings import PostgresSettings
 from bank_shared.topics import TopicSettings
 from bench.cluster import running
-from bench.scratch import scratch_databases
+from bench.scratch import scratch_bank
 
 SERVICES = {"accounts", "transfers-saga", "projector", "command-api"}
 PORTS = {
@@ -169,32 +168,28 @@ def service_env(run: str, pg: PostgresSettings) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def our_bank(
-    base: PostgresSettings, accounts: int, balance: Decimal, extra_env: dict[str, Any] | None = None
+    base: PostgresSettings, accounts: int, balance: Decimal
 ) -> AsyncIterator[tuple[OurBank, Sequence[str]]]:
     """The four services on scratch databases, the accounts opened, the completion listener."""
     run = uuid.uuid4().hex[:8]
-    async with scratch_databases(base, f"ours_{run}", 4) as names:
-        pg = base.model_copy(
-            update=dict(
-                zip(("accounts_db", "transfers_db", "read_db", "commands_db"), names, strict=True)
-            )
-        )
-        env = {**service_env(run, pg), **{k: str(v) for k, v in (extra_env or {}).items()}}
-        async with running(SERVICES, env, run) as pids:
-            projected = ProjectedTransfers(pg.dsn(pg.read_db))
-            connected = asyncio.Event()
-            listening = asyncio.create_task(projected.run(connected))
-            try:
-                await asyncio.wait_for(connected.wait(), 30)
-                # Idle connections closed before uvicorn's 5 s keep-alive does: a request sent
-                # on one the server is closing fails, which would count as a failed transfer.
-                connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0)
-                timeout = aiohttp.ClientTimeout(total=60)
-                async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                    kafka = LocalInfra().kafka.pid()
-                    bank = OurBank(http, projected, {**pids, "kafka": kafka})
-                    opened = await bank.open_accounts(accounts, balance)
-                    yield bank, opened
-            finally:
-                listening.cancel()
-                await asyncio.gather(listening, return_exceptions=True)
+    async with (
+        scratch_bank(base, f"ours_{run}") as pg,
+        running(SERVICES, service_env(run, pg), run) as pids,
+    ):
+        projected = ProjectedTransfers(pg.dsn(pg.read_db))
+        connected = asyncio.Event()
+        listening = asyncio.create_task(projected.run(connected))
+        try:
+            await asyncio.wait_for(connected.wait(), 30)
+            # Idle connections closed before uvicorn's 5 s keep-alive does: a request sent
+            # on one the server is closing fails, which would count as a failed transfer.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0)
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+                kafka = LocalInfra().kafka.pid()
+                bank = OurBank(http, projected, {**pids, "kafka": kafka})
+                opened = await bank.open_accounts(accounts, balance)
+                yield bank, opened
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)

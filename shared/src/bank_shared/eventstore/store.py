@@ -117,22 +117,8 @@ async def load_stream(conn: Connection, stream_id: str) -> list[RecordedEvent]:
 
 
 async def add_to_outbox(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
-    if not messages:
-        return
-    # One statement, one round trip: the rows (in the order given, so ids follow it) and the
-    # NOTIFY that wakes the relay when the transaction commits.
-    await conn.execute(
-        "WITH added AS (INSERT INTO outbox (topic, key, message_id, value)"
-        " SELECT topic, key, message_id, value"
-        " FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bytea[])"
-        " WITH ORDINALITY AS m(topic, key, message_id, value, n) ORDER BY n)"
-        " SELECT pg_notify($5, '')",
-        [m.topic for m in messages],
-        [m.key for m in messages],
-        [m.envelope.message_id for m in messages],
-        [m.value for m in messages],
-        OUTBOX_CHANNEL,
-    )
+    """Outbox rows alone (no events, nothing processed), e.g. a saga step sent again."""
+    await save_changes(conn, [], messages, [])
 
 
 @dataclass(frozen=True)

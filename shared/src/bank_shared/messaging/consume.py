@@ -90,6 +90,8 @@ class OffsetCommits:
 
     def applied(self, consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
         """The effects of `records` are committed: their offsets may be committed too."""
+        if not records:
+            return
         for record in records:
             partition = TopicPartition(record.topic, record.partition)
             self._pending[partition] = max(self._pending.get(partition, 0), record.offset + 1)
@@ -141,7 +143,7 @@ async def consume_batch(
     *,
     accepts: Callable[[Message], bool] = lambda _: True,
     failure_backoff: float = 0.5,
-    commits: OffsetCommits | None = None,
+    commits: OffsetCommits,
 ) -> int:
     """Process a FastStream batch (subscriber with `batch=True, ack_policy=AckPolicy.MANUAL,
     parser=tolerant_batch_parser`).
@@ -151,8 +153,8 @@ async def consume_batch(
     (`is_poison`) is applied again one message at a time, the one that still fails being
     dead-lettered: one bad command cannot block its partition. Without `dead_letters` (a
     consumer for which skipping a message corrupts what it builds, like the projector), every
-    failure is retried. On success the offsets are committed: in the background through
-    `commits`, else awaited (ack). On failure the consumer is rewound to the batch's first
+    failure is retried. On success the offsets are committed, in the background through
+    `commits`. On failure the consumer is rewound to the batch's first
     record (nack) and the error propagates: the batch comes again, and what was applied is
     recognised by its message id.
     """
@@ -189,10 +191,7 @@ async def consume_batch(
     except BaseException:
         await message.nack()
         raise
-    if commits is not None and records:
-        commits.applied(message.consumer, records)
-    else:
-        await message.ack()
+    commits.applied(message.consumer, records)
     return len(records)
 
 
