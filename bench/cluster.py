@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from bank_deploy.config import LauncherConfig
 from bank_deploy.services import SERVICES, LocalServices
+from bank_shared.settings import KafkaSettings
 
 
 @contextlib.asynccontextmanager
@@ -15,7 +18,8 @@ async def running(
     names: set[str], env: Mapping[str, str], run: str
 ) -> AsyncIterator[dict[str, int | None]]:
     """Start one process of each named service (PIDs and logs under `.bank/bench-<run>/`),
-    wait until each answers /ready, yield their PIDs by name, and stop them at the end."""
+    wait until each answers /ready, yield their PIDs by name, and stop them at the end, then
+    delete the run's topics (`bench.<run>.*`)."""
     config = LauncherConfig()
     config = config.model_copy(update={"state_dir": config.state_dir / f"bench-{run}"})
     counts = {service.name: int(service.name in names) for service in SERVICES}
@@ -25,3 +29,17 @@ async def running(
         yield {i.name: services.pid(i) for i in services.instances}
     finally:
         await asyncio.to_thread(services.stop)
+        await delete_topics(KafkaSettings(), f"bench.{run}.")
+
+
+async def delete_topics(kafka: KafkaSettings, prefix: str) -> None:
+    """Every run makes fresh topics; left behind, they pile up in the broker (1,642 partitions
+    after a day of runs), and a broker with more partitions is slower for the next run."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()

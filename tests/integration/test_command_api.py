@@ -7,13 +7,19 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 
 import asyncpg
 import httpx
 import pytest
 
-from bank_command_api.ledger import record_decisions
+from bank_command_api.ledger import (
+    DECIDED_CHANNEL,
+    MAX_REASON,
+    CommandRecord,
+    record_decisions,
+)
 from bank_command_api.settings import CommandApiSettings
 from bank_command_api.waiting import APPLICATION_NAME
 from bank_deploy.providers import Endpoints
@@ -402,9 +408,51 @@ async def test_outcomes_of_commands_sent_by_others_change_nothing(
     )
     conn = await asyncpg.connect(api_settings.dsn)
     try:
-        async with conn.transaction():
-            assert await record_decisions(conn, [foreign, foreign]) == []
+        assert await record_decisions(conn, [foreign, foreign]) == []
     finally:
+        await conn.close()
+
+
+async def test_a_decision_is_notified_as_the_record_it_stored(
+    api_settings: CommandApiSettings, api: httpx.AsyncClient
+) -> None:
+    """The NOTIFY payload is built by PostgreSQL: waiters must read it as the very record
+    `record_decisions` returned (two-decimal balance, reason cut to its limit)."""
+    command_id = uuid.uuid4()
+    listener = await asyncpg.connect(api_settings.dsn)
+    conn = await asyncpg.connect(api_settings.dsn)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        await listener.add_listener(DECIDED_CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+        await conn.execute(
+            "INSERT INTO commands (command_id, command_type, stream_id) VALUES ($1, $2, $3)",
+            command_id,
+            "WithdrawMoney",
+            "someone",
+        )
+        outcome = CommandOutcome(
+            command_id=command_id,
+            command_type="WithdrawMoney",
+            stream_id="someone",
+            status="rejected",
+            code="insufficient_funds",
+            reason="é" * (MAX_REASON + 5),
+            version=7,
+            balance=Decimal("0.10"),
+        )
+        [stored] = await record_decisions(conn, [outcome])
+        while True:
+            notified = CommandRecord.from_json(await asyncio.wait_for(heard.get(), 10))
+            if notified.command_id == command_id:
+                break
+        assert notified == replace(stored, reason="é" * MAX_REASON)
+        assert (stored.balance, stored.version, stored.code) == (
+            Decimal("0.10"),
+            7,
+            "insufficient_funds",
+        )
+    finally:
+        await listener.close()
         await conn.close()
 
 

@@ -1,5 +1,6 @@
 """The relay sends a round's rows of one partition as one record batch, and a full batch ends
-the round at that row: only the rows before it are marked published."""
+the round at that row: only the rows before it are marked published (by the next round's read,
+which also leaves them out)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,9 @@ class FakeConnection:
         self.rows = rows
         self.marked: list[int] = []
 
-    async def fetch(self, _query: str, _limit: int) -> list[dict[str, Any]]:
-        return self.rows
-
-    async def execute(self, _query: str, ids: list[int]) -> None:
-        self.marked = ids
+    async def fetch(self, _query: str, _limit: int, mark: list[int]) -> list[dict[str, Any]]:
+        self.marked += mark
+        return [row for row in self.rows if row["id"] not in self.marked]
 
 
 class FakeProducer:
@@ -58,7 +57,9 @@ def relay() -> OutboxRelay:
 async def test_one_batch_per_partition_and_every_row_marked() -> None:
     conn, producer = FakeConnection(rows(30)), FakeProducer(batch_bytes=64 * 1024)
     sent = await relay().publish_pending(conn, producer)  # type: ignore[arg-type]
-    assert sent == 30
+    assert sent == list(range(1, 31))
+    assert conn.marked == []  # marked by the next round
+    assert await relay().publish_pending(conn, producer, sent) == []  # type: ignore[arg-type]
     assert conn.marked == list(range(1, 31))
     partitions = [p for _, p, _ in producer.sent]
     assert len(partitions) == len(set(partitions))  # never two batches for one partition
@@ -68,6 +69,10 @@ async def test_one_batch_per_partition_and_every_row_marked() -> None:
 async def test_a_full_batch_ends_the_round_and_only_the_rows_before_it_are_marked() -> None:
     conn, producer = FakeConnection(rows(60, size=200)), FakeProducer(batch_bytes=1024)
     sent = await relay().publish_pending(conn, producer)  # type: ignore[arg-type]
-    assert 0 < sent < 60
-    assert conn.marked == list(range(1, sent + 1))
-    assert sum(n for _, _, n in producer.sent) == sent
+    assert 0 < len(sent) < 60
+    assert sent == list(range(1, len(sent) + 1))
+    assert sum(n for _, _, n in producer.sent) == len(sent)
+    # The next round marks those and starts at the row that did not fit.
+    following = await relay().publish_pending(conn, producer, sent)  # type: ignore[arg-type]
+    assert conn.marked == sent
+    assert following[0] == len(sent) + 1

@@ -82,8 +82,14 @@ async def run_runtime(
         try:
             # FastStream logs "Received" and "Processed" for every batch at `log_level`: at
             # INFO that was a formatted log line per hop of every transfer in every service.
+            # No FastDepends: every subscriber takes the message itself (see
+            # `the_message_itself` in messaging/consume.py).
             broker = KafkaBroker(
-                kafka.bootstrap, client_id=name, logger=log, log_level=logging.DEBUG
+                kafka.bootstrap,
+                client_id=name,
+                logger=log,
+                log_level=logging.DEBUG,
+                apply_types=False,
             )
             runtime = Runtime(name=name, pool=pool, producer=producer, broker=broker)
             for router in routers(runtime):

@@ -21,7 +21,7 @@ from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
 from bank_shared.eventstore.store import (
     OutboxMessage,
-    decide_in_transaction,
+    decide_with_one_write,
     find_processed,
     last_events,
     save_changes,
@@ -56,14 +56,15 @@ class AccountCommandHandler:
     async def handle_batch(
         self, commands: Sequence[tuple[Envelope, AccountCommand]]
     ) -> list[CommandOutcome]:
-        """Apply a batch, in order, in one transaction: a handful of statements and one
-        commit (one fsync) for the whole batch, however many commands it holds.
+        """Apply a batch, in order: two reads and one write statement (events, outcomes,
+        processed records, one commit and one fsync) for the whole batch, however many
+        commands it holds.
 
-        A version conflict (another instance appended to one of the streams first) rolls back
-        to the savepoint and decides the batch again from a fresh load. Any other failure
-        rolls everything back; the caller then has Kafka redeliver the batch.
+        A version conflict (another instance appended to one of the streams first) writes
+        nothing, and the batch is decided again from a fresh load. Any other failure writes
+        nothing either; the caller then has Kafka redeliver the batch.
         """
-        return await decide_in_transaction(
+        return await decide_with_one_write(
             self.pool,
             lambda conn: self._apply(conn, commands),
             attempts=self.max_conflict_retries,

@@ -26,8 +26,8 @@ def build_router(
 
     async def apply(batch: list[tuple[Envelope, Message]]) -> None:
         outcomes = [o for _, o in batch if isinstance(o, CommandOutcome)]
-        # One transaction per batch: the decisions and their notifications commit together.
-        async with pool.acquire() as conn, conn.transaction():
+        # One statement per batch: the decisions and their notifications commit together.
+        async with pool.acquire() as conn:
             await record_decisions(conn, outcomes)
 
     subscribe_batches(

@@ -13,7 +13,6 @@ import asyncpg
 
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
-from bank_shared.money import format_money
 
 # Every API instance LISTENs here; the instance that consumes an outcome NOTIFYs all of them.
 DECIDED_CHANNEL = "bank_command_decided"
@@ -37,20 +36,6 @@ class CommandRecord:
     @property
     def decided(self) -> bool:
         return self.status != "pending"
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "command_id": str(self.command_id),
-                "command_type": self.command_type,
-                "stream_id": self.stream_id,
-                "status": self.status,
-                "code": self.code,
-                "reason": self.reason[:MAX_REASON] if self.reason else None,
-                "version": self.version,
-                "balance": None if self.balance is None else format_money(self.balance),
-            }
-        )
 
     @classmethod
     def from_json(cls, text: str) -> CommandRecord:
@@ -112,8 +97,9 @@ async def load_decided(conn: Connection, command_ids: Iterable[UUID]) -> list[Co
 async def record_decisions(
     conn: Connection, outcomes: Sequence[CommandOutcome]
 ) -> list[CommandRecord]:
-    """Store the outcomes of pending commands and NOTIFY each decision, in the caller's
-    transaction: the notifications go out only if the decisions commit.
+    """Store the outcomes of pending commands and NOTIFY each decision, in one statement:
+    atomic on its own, so the notifications go out only if the decisions commit, and one
+    round trip per batch (no BEGIN, no COMMIT, no second statement for the NOTIFY).
 
     Outcomes of commands this API did not send (the saga's steps) match no row; a redelivered
     outcome finds its command decided already. Both change nothing and notify nobody.
@@ -124,8 +110,11 @@ async def record_decisions(
     if not first:
         return []
     chosen = list(first.values())
+    # The payload is CommandRecord.to_json() built by PostgreSQL (balance numeric(18, 2) as
+    # text is the two-decimal string; the reason cut to MAX_REASON characters).
     rows = await conn.fetch(
-        "UPDATE commands c SET status = d.status, code = d.code, reason = d.reason,"
+        "WITH decided AS (UPDATE commands c SET status = d.status, code = d.code,"
+        " reason = d.reason,"
         " version = d.version, balance = d.balance, outcome = d.outcome::jsonb,"
         " decided_at = now()"
         " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[],"
@@ -133,7 +122,11 @@ async def record_decisions(
         " AS d(command_id, status, code, reason, version, balance, outcome)"
         " WHERE c.command_id = d.command_id AND c.status = 'pending'"
         " RETURNING c.command_id, c.command_type, c.stream_id, c.status, c.code, c.reason,"
-        " c.version, c.balance",
+        " c.version, c.balance)"
+        " SELECT *, pg_notify($8, json_build_object('command_id', command_id,"
+        " 'command_type', command_type, 'stream_id', stream_id, 'status', status,"
+        " 'code', code, 'reason', left(reason, $9), 'version', version,"
+        " 'balance', balance::text)::text) FROM decided",
         [o.command_id for o in chosen],
         [o.status for o in chosen],
         [o.code for o in chosen],
@@ -141,12 +134,7 @@ async def record_decisions(
         [o.version for o in chosen],
         [o.balance for o in chosen],
         [o.model_dump_json() for o in chosen],
+        DECIDED_CHANNEL,
+        MAX_REASON,
     )
-    decided = [_record(r) for r in rows]
-    if decided:
-        await conn.execute(
-            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
-            DECIDED_CHANNEL,
-            [record.to_json() for record in decided],
-        )
-    return decided
+    return [_record(r) for r in rows]

@@ -24,6 +24,9 @@ each relay sends a stream's rows in version order.
 
 At least once: a row is marked published only after Kafka acknowledged it, so a crash between
 commit and publish, or between publish and marking, publishes it (again) after the restart.
+The marks of one round are written by the next round's read, in the same statement (or after
+MARK_DELAY if no round follows): one PostgreSQL round trip and one commit per round, not two.
+A crash before that write only means more rows sent again.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -51,6 +54,11 @@ _PARTITIONER = DefaultPartitioner()
 
 # Tests inject faults at named points ("fetched", "sent") to stop the relay mid-way.
 FaultHook = Callable[[str], Awaitable[None]]
+
+
+# How long acknowledged rows may wait for the next round to mark them before they are marked
+# on their own (while they wait, each round's read leaves them out).
+MARK_DELAY = 0.05
 
 
 @dataclass(frozen=True)
@@ -123,16 +131,18 @@ class OutboxRelay:
             await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
             last_purge = 0.0
             loop = asyncio.get_running_loop()
+            unmarked: list[int] = []
             while True:
                 self._wake.clear()
-                sent = await self.publish_pending(conn, producer)
+                unmarked = await self.publish_pending(conn, producer, unmarked)
                 if loop.time() - last_purge > self.settings.purge_every:
                     await self.purge(conn)
                     last_purge = loop.time()
-                if sent < self.settings.batch_size:
+                if len(unmarked) < self.settings.batch_size:
                     # NOTIFY wakes us at once; the timeout is the fallback if one is missed.
+                    wait = MARK_DELAY if unmarked else self.settings.poll_interval
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                        await asyncio.wait_for(self._wake.wait(), wait)
         finally:
             self.is_leader = False
             if producer is not None:
@@ -144,16 +154,24 @@ class OutboxRelay:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def publish_pending(self, conn: Connection, producer: AIOKafkaProducer) -> int:
-        """Publish one batch of unpublished rows; return how many. Raises if any send failed
-        (then none of the batch is marked published)."""
+    async def publish_pending(
+        self, conn: Connection, producer: AIOKafkaProducer, sent_before: Sequence[int] = ()
+    ) -> list[int]:
+        """Mark `sent_before` (rows Kafka acknowledged) published and publish the next batch of
+        unpublished rows; return the ids sent, for the next call to mark. Raises if any send
+        failed (then none of the batch is sent on to be marked)."""
+        # The SELECT sees the table as it was before the UPDATE of the same statement, hence
+        # the exclusion of the rows being marked.
         rows = await conn.fetch(
-            "SELECT id, topic, key, value FROM outbox WHERE published_at IS NULL"
+            "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($2::bigint[]))"
+            " SELECT id, topic, key, value FROM outbox"
+            " WHERE published_at IS NULL AND id <> ALL($2::bigint[])"
             " ORDER BY id LIMIT $1",
             self.settings.batch_size,
+            list(sent_before),
         )
         if not rows:
-            return 0
+            return []
         if self.fault:
             await self.fault("fetched")
         # One record batch per partition per round, which the broker appends whole or not at
@@ -188,11 +206,7 @@ class OutboxRelay:
             raise failed[0]  # the relay restarts with a new producer from the first unmarked row
         if self.fault:
             await self.fault("sent")
-        await conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-            [r["id"] for r in rows[:published]],
-        )
-        return published
+        return [r["id"] for r in rows[:published]]
 
     async def purge(self, conn: Connection) -> int:
         result: str = await conn.execute(
