@@ -21,7 +21,7 @@ from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
 from bank_shared.eventstore.store import (
     OutboxMessage,
-    decide_with_one_write,
+    decide_and_write,
     find_processed,
     last_events,
     save_changes,
@@ -64,12 +64,13 @@ class AccountCommandHandler:
         nothing, and the batch is decided again from a fresh load. Any other failure writes
         nothing either; the caller then has Kafka redeliver the batch.
         """
-        return await decide_with_one_write(
+        return await decide_and_write(
             self.pool,
             lambda conn: self._apply(conn, commands),
             attempts=self.max_conflict_retries,
             log=log,
             what=f"batch of {len(commands)} account commands",
+            transaction=False,  # the one write is save_changes
         )
 
     async def _apply(

@@ -110,8 +110,8 @@ async def record_decisions(
     if not first:
         return []
     chosen = list(first.values())
-    # The payload is CommandRecord.to_json() built by PostgreSQL (balance numeric(18, 2) as
-    # text is the two-decimal string; the reason cut to MAX_REASON characters).
+    # The payload, built by PostgreSQL, is what CommandRecord.from_json reads (balance
+    # numeric(18, 2) as text is the two-decimal string; the reason cut to MAX_REASON).
     rows = await conn.fetch(
         "WITH decided AS (UPDATE commands c SET status = d.status, code = d.code,"
         " reason = d.reason,"

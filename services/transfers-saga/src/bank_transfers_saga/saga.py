@@ -38,7 +38,7 @@ from bank_shared.eventstore.store import (
     OutboxMessage,
     RecordedEvent,
     add_to_outbox,
-    decide_in_transaction,
+    decide_and_write,
     find_processed,
     load_streams,
     save_changes,
@@ -104,7 +104,7 @@ class TransferSaga:
         self.clock = clock
 
     async def _in_transaction(self, work: Callable[[Connection], Awaitable[T]], what: str) -> T:
-        return await decide_in_transaction(
+        return await decide_and_write(
             self.pool, work, attempts=self.max_conflict_retries, log=log, what=f"saga {what}"
         )
 

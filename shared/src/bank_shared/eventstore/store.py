@@ -28,49 +28,29 @@ class ConcurrencyError(Exception):
     """Another writer appended to the stream first; reload it and decide again."""
 
 
-async def decide_in_transaction(
+async def decide_and_write(
     pool: asyncpg.Pool[Any],
     decide: Callable[[Connection], Awaitable[T]],
     *,
     attempts: int,
     log: logging.Logger,
     what: str,
+    transaction: bool = True,
 ) -> T:
-    """Run `decide` in one transaction (one commit for a whole batch). A ConcurrencyError
-    rolls it back and runs it again, in a new transaction, from a fresh load, up to
-    `attempts` times; any other failure rolls it back and propagates.
+    """Run `decide` (load, decide, write) on one connection. A ConcurrencyError writes nothing
+    and runs it again from a fresh load, up to `attempts` times; any other failure writes
+    nothing and propagates.
 
-    A new transaction rather than a savepoint around `decide`: the savepoint cost two round
-    trips on every batch to save work only on the rare conflict."""
-    return await _decide(pool, decide, attempts=attempts, log=log, what=what, transaction=True)
+    With `transaction` (the default), in one transaction: one commit for a whole batch, and a
+    new transaction per attempt rather than a savepoint around `decide` (the savepoint cost two
+    round trips on every batch to save work only on the rare conflict).
 
-
-async def decide_with_one_write(
-    pool: asyncpg.Pool[Any],
-    decide: Callable[[Connection], Awaitable[T]],
-    *,
-    attempts: int,
-    log: logging.Logger,
-    what: str,
-) -> T:
-    """`decide_in_transaction` for a `decide` whose only write is one `save_changes`, without
-    BEGIN and COMMIT: two round trips fewer per batch. Nothing is lost by it: that statement
-    is atomic on its own, and at READ COMMITTED (PostgreSQL's default) each read of a
-    transaction sees what was committed when it started, so the reads before the write saw
-    no more stable a picture inside a transaction; the unique keys the write checks are what
-    catch a concurrent writer (ConcurrencyError, decided again from a fresh load) either way."""
-    return await _decide(pool, decide, attempts=attempts, log=log, what=what, transaction=False)
-
-
-async def _decide(
-    pool: asyncpg.Pool[Any],
-    decide: Callable[[Connection], Awaitable[T]],
-    *,
-    attempts: int,
-    log: logging.Logger,
-    what: str,
-    transaction: bool,
-) -> T:
+    `transaction=False` is for a `decide` whose only write is one `save_changes`: no BEGIN and
+    COMMIT, two round trips fewer per batch, and nothing lost by it. That statement is atomic
+    on its own, and at READ COMMITTED (PostgreSQL's default) each read of a transaction sees
+    what was committed when it started, so the reads before the write saw no more stable a
+    picture inside a transaction; the unique keys the write checks are what catch a concurrent
+    writer (ConcurrencyError) either way."""
     async with pool.acquire() as conn:
         for attempt in range(1, attempts + 1):
             try:
