@@ -10,7 +10,7 @@ import pytest
 
 from bank_deploy.kafka import LocalKafka, min_heap, server_properties
 from bank_deploy.processes import LauncherError
-from bank_deploy.providers import chosen_provider, launcher_config_for_tests
+from bank_deploy.providers import chosen_provider, free_port, launcher_config_for_tests
 from bank_shared.settings import KafkaSettings
 
 
@@ -75,3 +75,33 @@ def test_storage_format_passes_the_cluster_id_as_one_argument(
 
     [argv] = seen
     assert "--cluster-id=-wAAAAAAAAAAAAAAAAAAAA" in argv
+
+
+def test_a_broker_that_dies_without_a_word_is_started_once_more_and_a_loud_failure_is_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Stand-ins for the JVM (`sh`, named like the broker): the first is killed before it writes
+    anything and is started again; the second fails saying why, and that reaches the user with
+    its exit status instead of a third start."""
+    kafka = LocalKafka(
+        launcher_config_for_tests(
+            state_dir=tmp_path, kafka=KafkaSettings(port=free_port(), bootstrap_servers="")
+        )
+    )
+    started: list[str] = []
+
+    def stand_in(main: str, *args: str) -> list[str]:
+        started.append(main)
+        if len(started) == 1:
+            return ["sh", "-c", "sleep 0.3; kill -KILL $$", main]
+        return ["sh", "-c", "sleep 0.3; echo 'Address already in use'; exit 1", main]
+
+    monkeypatch.setattr(kafka, "_java_argv", stand_in)
+    monkeypatch.setattr(kafka, "_format_storage", lambda properties: None)
+
+    with pytest.raises(LauncherError) as failure:
+        kafka.start()
+
+    assert started == ["kafka.Kafka", "kafka.Kafka"]
+    assert "(exit code 1)" in str(failure.value)
+    assert "Address already in use" in str(failure.value)

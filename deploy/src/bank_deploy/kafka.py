@@ -9,15 +9,17 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from bank_deploy.config import REPO_ROOT, LauncherConfig
-from bank_deploy.processes import LauncherError, running_pid, spawn, stop_pid, tail
+from bank_deploy.processes import LauncherError, exit_status, running_pid, spawn, stop_pid, tail
 
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 JAVA_HINT = (
@@ -189,21 +191,43 @@ class LocalKafka:
             return
         properties = self._write_config()
         self._format_storage(properties)
-        spawn(
+        try:
+            self.wait_ready(self._spawn(properties))
+        except SilentExitError as silent:
+            # Seen once in a CI run: the JVM gone before it wrote a single line, so nothing of
+            # Kafka had started (no port bound, no log segment touched) and a second start is safe.
+            # A Kafka that fails for a reason of its own logs it, and is not started again.
+            print(
+                f"Kafka stopped before writing a line ({silent.status}); starting it once more.",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.wait_ready(self._spawn(properties))
+
+    def _spawn(self, properties: Path) -> Started:
+        log_size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        process = spawn(
             self._java_argv("kafka.Kafka", str(properties)),
             pid_file=self.pid_file,
             log_file=self.log_path,
             env=os.environ,
         )
-        self.wait_ready()
+        return Started(process, log_size)
 
-    def wait_ready(self) -> None:
-        """Ready means an idempotent producer can start: metadata and producer ids are served."""
+    def wait_ready(self, started: Started | None = None) -> None:
+        """Ready means an idempotent producer can start: metadata and producer ids are served.
+        `started` is the broker we just started, if we did: its exit status explains a failure."""
         deadline = time.monotonic() + self.config.kafka_start_timeout
         while True:
             if self.pid() is None:
+                how = ""
+                if started is not None:
+                    how = f" ({exit_status(started.process)})"
+                    if self.log_path.stat().st_size == started.log_size:
+                        raise SilentExitError(exit_status(started.process))
                 raise LauncherError(
-                    f"Kafka exited during start. Its log ({self.log_path}):\n{tail(self.log_path)}"
+                    f"Kafka exited during start{how}. Its log ({self.log_path}):\n"
+                    f"{tail(self.log_path)}"
                 )
             if asyncio.run(self._answers()):
                 return
@@ -247,6 +271,24 @@ class LocalKafka:
 
     def address(self) -> str:
         return self.config.kafka.bootstrap
+
+
+@dataclass(frozen=True)
+class Started:
+    process: subprocess.Popen[bytes]
+    log_size: int  # before the start: what the broker wrote is past it
+
+
+class SilentExitError(LauncherError):
+    """The broker we started died without writing to its log."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(
+            f"Kafka exited during start ({status}) without writing to its log. If it happens "
+            "again, check that nothing stops Java processes here and that memory is free "
+            "(`free -h`; BANK_KAFKA_HEAP sets Kafka's heap)."
+        )
+        self.status = status
 
 
 def min_heap(heap: str) -> str:

@@ -57,9 +57,10 @@ def spawn(
     log_file: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-) -> int:
+) -> subprocess.Popen[bytes]:
     """Start `argv` in its own session (Ctrl-C in the terminal does not reach it: we stop it in
-    order), output appended to `log_file`, PID written to `pid_file`."""
+    order), output appended to `log_file`, PID written to `pid_file`. The handle tells the exit
+    status of a process that dies while we wait for it."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
@@ -73,7 +74,19 @@ def spawn(
             start_new_session=True,
         )
     pid_file.write_text(f"{process.pid}\n")
-    return process.pid
+    return process
+
+
+def exit_status(process: subprocess.Popen[bytes]) -> str:
+    """How a process ended, in words: a signal says someone else stopped it."""
+    code = process.poll()
+    if code is None:
+        return "still running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def stop_pid(pid: int, *, grace_seconds: float, name: str) -> None:
