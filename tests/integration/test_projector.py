@@ -3,10 +3,12 @@ stores, ignores redelivered events, and a rebuild gives it back row for row."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -27,6 +29,7 @@ from bank_shared.contracts.accounts import (
 )
 from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal_events, to_bytes
 from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.db import Connection
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
 from tests.read_model import dump_read_model, expected_read_model, history
@@ -299,3 +302,89 @@ async def test_an_event_ahead_of_its_stream_is_refused_not_skipped(
         )
     finally:
         await conn.close()
+
+
+class ReadsFirstWritesLast:
+    """A connection whose projector reads before the other instance does and writes after it
+    has finished: the interleaving a rebalance can produce, made certain."""
+
+    def __init__(self, conn: asyncpg.Connection[Any]) -> None:
+        self.conn = conn
+        self.has_read = asyncio.Event()
+        self.may_write = asyncio.Event()
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        rows = await self.conn.fetch(query, *args)
+        self.has_read.set()
+        return rows
+
+    async def execute(self, query: str, *args: object) -> str:
+        await self.may_write.wait()
+        return await self.conn.execute(query, *args)
+
+
+async def test_two_instances_projecting_the_same_stream_at_once_never_undo_each_other(
+    infra: Endpoints, projector: Runtime
+) -> None:
+    """A rebalance can hand a partition to a second projector while the first still applies a
+    batch of it. Here the first has read the row and applies the first 3 events of a stream
+    after the second applied all 11: the row stays at the last version, with every activity
+    row."""
+    read_dsn = infra.pg.dsn(infra.pg.read_db)
+    behind_conn, ahead = await asyncpg.connect(read_dsn), await asyncpg.connect(read_dsn)
+    try:
+        account = new_id("raced")
+        events = [
+            *seal_events(
+                [
+                    AccountOpened(
+                        account_id=account, owner="Race", initial_balance="0", balance_after="0"
+                    )
+                ],
+                cause=uuid.uuid4(),
+                correlation_id=uuid.uuid4(),
+                stream_id=account,
+                after_version=0,
+                occurred_at=datetime.now(UTC),
+            ),
+            *seal_events(
+                [
+                    MoneyDeposited(account_id=account, amount="1", balance_after=str(n))
+                    for n in range(1, 11)
+                ],
+                cause=uuid.uuid4(),
+                correlation_id=uuid.uuid4(),
+                stream_id=account,
+                after_version=1,
+                occurred_at=datetime.now(UTC),
+            ),
+        ]
+        batch = [(e, read_payload(e)) for e in events]
+        behind = ReadsFirstWritesLast(behind_conn)
+
+        async def second_instance() -> None:
+            await behind.has_read.wait()
+            await project(ahead, batch)
+            behind.may_write.set()
+
+        applied_behind, _ = await asyncio.gather(
+            project(cast(Connection, behind), batch[:3]), second_instance()
+        )
+
+        assert applied_behind == 3  # it did write, from the row it had read
+        row = await ahead.fetchrow(
+            "SELECT balance, version FROM accounts WHERE account_id = $1", account
+        )
+        assert row is not None
+        assert (row["balance"], row["version"]) == (Decimal("10.00"), 11)
+        activity = await ahead.fetch(
+            "SELECT version, balance_after FROM account_activity WHERE account_id = $1"
+            " ORDER BY version",
+            account,
+        )
+        assert [(r["version"], r["balance_after"]) for r in activity] == [
+            (n + 1, Decimal(n)) for n in range(11)
+        ]
+    finally:
+        await behind_conn.close()
+        await ahead.close()

@@ -1,5 +1,5 @@
-"""Thin Kafka subscribers: each batch of account or transfer events, projected in one
-transaction."""
+"""Thin Kafka subscribers: each batch of account or transfer events, projected in two
+statements."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def build_router(
     router = KafkaRouter()
 
     async def on_events(batch: list[tuple[Envelope, Message]]) -> None:
-        async with pool.acquire() as conn, conn.transaction():
+        # No transaction: each write of `project` is one statement (see there).
+        async with pool.acquire() as conn:
             await project(conn, batch)
 
     topics = settings.topics

@@ -1,7 +1,7 @@
 """Applying account and transfer events to the read tables, exactly once and in order.
 
 Each read row carries the version of the stream it reflects: that is the projection's
-checkpoint, updated in the same transaction as the row. An event at or below it was applied
+checkpoint, written in the same statement as the row. An event at or below it was applied
 already (a redelivery) and changes nothing; the next one is applied; one further ahead means
 an event is missing, and the batch is retried later rather than skipped.
 """
@@ -98,48 +98,75 @@ def _next(envelope: Envelope, version: int) -> bool:
 
 
 async def project(conn: Connection, events: Events) -> int:
-    """Apply a batch of events (any order across streams, version order within one) in the
-    caller's transaction; return how many were new. Events of parked streams are skipped."""
-    parked = {
-        r["stream_id"]
-        for r in await conn.fetch(
-            "SELECT stream_id FROM parked_streams WHERE stream_id = ANY($1::text[])",
-            list({e.stream_id for e, _ in events}),
-        )
-    }
-    if parked:
-        log.warning("skipping events of parked streams %s", sorted(parked))
-        events = [(e, m) for e, m in events if e.stream_id not in parked]
+    """Apply a batch of events (any order across streams, version order within one); return
+    how many were new. Events of parked streams are skipped.
+
+    Two statements per kind of stream, with or without the caller's transaction: one reads the
+    rows and parked flags of the batch's streams, one writes the changed rows, their activity
+    and the NOTIFY, atomically because it is one statement. Two projector instances briefly
+    sharing a partition (a rebalance) cannot undo each other: both derive the same rows from the
+    same events, a row is only replaced by a higher version, and activity rows are immutable
+    facts keyed by (stream, version). One that read an older row before the other wrote finds
+    its upsert refused by that version check."""
     accounts = [(e, m) for e, m in events if isinstance(m, ACCOUNT_EVENTS)]
     transfers = [(e, m) for e, m in events if isinstance(m, TRANSFER_EVENTS)]
-    applied = await _project_accounts(conn, accounts) + await _project_transfers(conn, transfers)
-    if applied:
-        finished = sorted(
-            {
-                e.stream_id or ""
-                for e, m in transfers
-                if isinstance(m, TransferCompleted | TransferFailed)
-            }
-        )
-        await conn.execute(
-            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
-            READ_MODEL_CHANNEL,
-            notify_payloads(finished),
-        )
-    return applied
+    return await _project_accounts(conn, accounts) + await _project_transfers(conn, transfers)
+
+
+def _streams(events: Events) -> list[str]:
+    return list({e.stream_id or "" for e, _ in events})
+
+
+def _without_parked(events: Events, parked: set[str]) -> Events:
+    if not parked:
+        return events
+    log.warning("skipping events of parked streams %s", sorted(parked))
+    return [(e, m) for e, m in events if e.stream_id not in parked]
+
+
+def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
+    """Rows as one list per column: the arrays that `unnest` turns back into rows."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+# The stream ids of a batch, each with its row (NULLs if none yet) and whether it is parked.
+READ_ACCOUNTS = (
+    "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, a.account_id, a.owner,"
+    " a.balance, a.version, a.opened_at, a.updated_at"
+    " FROM unnest($1::text[]) AS ids(id)"
+    " LEFT JOIN accounts a ON a.account_id = ids.id"
+    " LEFT JOIN parked_streams p ON p.stream_id = ids.id"
+)
+WRITE_ACCOUNTS = (
+    "WITH upserted AS ("
+    " INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::integer[],"
+    " $5::timestamptz[], $6::timestamptz[])"
+    " ON CONFLICT (account_id) DO UPDATE SET balance = EXCLUDED.balance,"
+    " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
+    " WHERE accounts.version < EXCLUDED.version"
+    "), activity AS ("
+    " INSERT INTO account_activity (account_id, version, type, amount, balance_after,"
+    " transfer_id, occurred_at)"
+    " SELECT * FROM unnest($7::text[], $8::integer[], $9::text[], $10::numeric[],"
+    " $11::numeric[], $12::text[], $13::timestamptz[])"
+    " ON CONFLICT DO NOTHING"
+    ") SELECT pg_notify($14, payload) FROM unnest($15::text[]) AS payload"
+)
 
 
 async def _project_accounts(conn: Connection, events: Events) -> int:
     if not events:
         return 0
-    # FOR UPDATE: two projector instances briefly sharing a partition (a rebalance) take
-    # turns on a stream; the second then sees the first one's version and skips.
-    rows = await conn.fetch(
-        "SELECT account_id, owner, balance, version, opened_at, updated_at FROM accounts"
-        " WHERE account_id = ANY($1::text[]) FOR UPDATE",
-        list({e.stream_id for e, _ in events}),
-    )
-    accounts = {r["account_id"]: AccountRow(**dict(r)) for r in rows}
+    rows = await conn.fetch(READ_ACCOUNTS, _streams(events))
+    events = _without_parked(events, {r["stream_id"] for r in rows if r["parked"]})
+    accounts = {
+        r["account_id"]: AccountRow(
+            r["account_id"], r["owner"], r["balance"], r["version"], r["opened_at"], r["updated_at"]
+        )
+        for r in rows
+        if r["account_id"] is not None
+    }
     changed: set[str] = set()
     activity = []
     for envelope, event in events:
@@ -176,38 +203,68 @@ async def _project_accounts(conn: Connection, events: Events) -> int:
         )
     if not activity:
         return 0
-    await conn.executemany(
-        "INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id) DO UPDATE SET"
-        " balance = EXCLUDED.balance, version = EXCLUDED.version,"
-        " updated_at = EXCLUDED.updated_at WHERE accounts.version < EXCLUDED.version",
-        [
-            (a.account_id, a.owner, a.balance, a.version, a.opened_at, a.updated_at)
-            for a in (accounts[i] for i in changed)
-        ],
-    )
-    # Activity rows are immutable facts keyed by (account, version): a row written by a
-    # concurrent instance is the same row.
-    await conn.executemany(
-        "INSERT INTO account_activity (account_id, version, type, amount, balance_after,"
-        " transfer_id, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        " ON CONFLICT DO NOTHING",
-        activity,
+    upserts = [
+        (a.account_id, a.owner, a.balance, a.version, a.opened_at, a.updated_at)
+        for a in (accounts[i] for i in changed)
+    ]
+    await conn.execute(
+        WRITE_ACCOUNTS,
+        *_columns(upserts),
+        *_columns(activity),
+        READ_MODEL_CHANNEL,
+        notify_payloads([]),
     )
     return len(activity)
+
+
+READ_TRANSFERS = (
+    "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, t.transfer_id,"
+    " t.source_account_id, t.target_account_id, t.amount, t.status, t.reason, t.refunded,"
+    " t.started_at, t.finished_at, t.version, t.debited_at"
+    " FROM unnest($1::text[]) AS ids(id)"
+    " LEFT JOIN transfers t ON t.transfer_id = ids.id"
+    " LEFT JOIN parked_streams p ON p.stream_id = ids.id"
+)
+WRITE_TRANSFERS = (
+    "WITH upserted AS ("
+    " INSERT INTO transfers (transfer_id, source_account_id, target_account_id, amount,"
+    " status, reason, refunded, started_at, finished_at, version, debited_at)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[],"
+    " $6::text[], $7::boolean[], $8::timestamptz[], $9::timestamptz[], $10::integer[],"
+    " $11::timestamptz[])"
+    " ON CONFLICT (transfer_id) DO UPDATE"
+    " SET status = EXCLUDED.status, reason = EXCLUDED.reason,"
+    " refunded = EXCLUDED.refunded, finished_at = EXCLUDED.finished_at,"
+    " version = EXCLUDED.version, debited_at = EXCLUDED.debited_at"
+    " WHERE transfers.version < EXCLUDED.version"
+    ") SELECT pg_notify($12, payload) FROM unnest($13::text[]) AS payload"
+)
 
 
 async def _project_transfers(conn: Connection, events: Events) -> int:
     if not events:
         return 0
-    rows = await conn.fetch(
-        "SELECT transfer_id, source_account_id, target_account_id, amount, status, reason,"
-        " refunded, started_at, finished_at, version, debited_at FROM transfers"
-        " WHERE transfer_id = ANY($1::text[]) FOR UPDATE",
-        list({e.stream_id for e, _ in events}),
-    )
-    transfers = {r["transfer_id"]: TransferRow(**dict(r)) for r in rows}
+    rows = await conn.fetch(READ_TRANSFERS, _streams(events))
+    events = _without_parked(events, {r["stream_id"] for r in rows if r["parked"]})
+    transfers = {
+        r["transfer_id"]: TransferRow(
+            r["transfer_id"],
+            r["source_account_id"],
+            r["target_account_id"],
+            r["amount"],
+            r["status"],
+            r["reason"],
+            r["refunded"],
+            r["started_at"],
+            r["finished_at"],
+            r["version"],
+            r["debited_at"],
+        )
+        for r in rows
+        if r["transfer_id"] is not None
+    }
     changed: set[str] = set()
+    finished: set[str] = set()
     applied = 0
     for envelope, event in events:
         stream_id = envelope.stream_id or ""
@@ -240,6 +297,7 @@ async def _project_transfers(conn: Connection, events: Events) -> int:
                     transfers[stream_id] = bumped
                 case TransferCompleted():
                     transfers[stream_id] = replace(bumped, status="completed", finished_at=at)
+                    finished.add(stream_id)
                 case TransferFailed():
                     transfers[stream_id] = replace(
                         bumped,
@@ -248,36 +306,30 @@ async def _project_transfers(conn: Connection, events: Events) -> int:
                         refunded=event.refunded,
                         finished_at=at,
                     )
+                    finished.add(stream_id)
                 case _:
                     raise TypeError(f"{envelope.type} is not a transfer event")
         changed.add(stream_id)
         applied += 1
     if not applied:
         return 0
-    await conn.executemany(
-        "INSERT INTO transfers (transfer_id, source_account_id, target_account_id, amount,"
-        " status, reason, refunded, started_at, finished_at, version, debited_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        " ON CONFLICT (transfer_id) DO UPDATE"
-        " SET status = EXCLUDED.status, reason = EXCLUDED.reason,"
-        " refunded = EXCLUDED.refunded, finished_at = EXCLUDED.finished_at,"
-        " version = EXCLUDED.version, debited_at = EXCLUDED.debited_at"
-        " WHERE transfers.version < EXCLUDED.version",
-        [
-            (
-                t.transfer_id,
-                t.source_account_id,
-                t.target_account_id,
-                t.amount,
-                t.status,
-                t.reason,
-                t.refunded,
-                t.started_at,
-                t.finished_at,
-                t.version,
-                t.debited_at,
-            )
-            for t in (transfers[i] for i in changed)
-        ],
+    upserts = [
+        (
+            t.transfer_id,
+            t.source_account_id,
+            t.target_account_id,
+            t.amount,
+            t.status,
+            t.reason,
+            t.refunded,
+            t.started_at,
+            t.finished_at,
+            t.version,
+            t.debited_at,
+        )
+        for t in (transfers[i] for i in changed)
+    ]
+    await conn.execute(
+        WRITE_TRANSFERS, *_columns(upserts), READ_MODEL_CHANNEL, notify_payloads(sorted(finished))
     )
     return applied

@@ -1,9 +1,9 @@
 """The transfers saga's application service: start transfers, react to the answers of the
 account commands it issued, and re-send steps that got no answer in time.
 
-Every reaction is one transaction: the transfer's new events, the next account command (in
-the outbox), the step record, and the processed-message record commit together, so a crash
-at any point either leaves no trace or leaves the whole step done.
+Every reaction writes in one statement, so one transaction: the transfer's new events, the
+next account command (in the outbox), the step record, and the processed-message record commit
+together, so a crash at any point either leaves no trace or leaves the whole step done.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from bank_shared.domain.transfer import (
 from bank_shared.eventstore.store import (
     OutboxMessage,
     RecordedEvent,
+    WriteStatement,
     add_to_outbox,
     decide_and_write,
     find_processed,
     load_streams,
-    save_changes,
 )
 from bank_shared.faults import crash_point
 from bank_shared.ids import derived_id
@@ -85,6 +85,19 @@ def transfer_event(recorded: RecordedEvent) -> TransferEvent:
     return event
 
 
+# The saga's own writes, added to the store's in one statement (WriteStatement).
+ISSUE_STEPS = (
+    "INSERT INTO saga_steps (command_id, transfer_id, step, topic, key, command, next_attempt_at)"
+    " SELECT *, $7::timestamptz"
+    " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])"
+)
+# Never a step inserted by the same statement: its command is sent only after the commit.
+MARK_ANSWERED = (
+    "UPDATE saga_steps SET answered_at = $2::timestamptz"
+    " WHERE command_id = ANY($1::uuid[]) AND answered_at IS NULL"
+)
+
+
 class TransferSaga:
     def __init__(
         self,
@@ -103,9 +116,14 @@ class TransferSaga:
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
 
-    async def _in_transaction(self, work: Callable[[Connection], Awaitable[T]], what: str) -> T:
+    async def _decide_and_write(self, work: Callable[[Connection], Awaitable[T]], what: str) -> T:
         return await decide_and_write(
-            self.pool, work, attempts=self.max_conflict_retries, log=log, what=f"saga {what}"
+            self.pool,
+            work,
+            attempts=self.max_conflict_retries,
+            log=log,
+            what=f"saga {what}",
+            transaction=False,  # the one write is `_flush`'s statement
         )
 
     async def _load(self, conn: Connection, transfer_ids: set[str]) -> dict[str, Transfer]:
@@ -123,7 +141,7 @@ class TransferSaga:
     async def start_batch(
         self, commands: Sequence[tuple[Envelope, StartTransfer]]
     ) -> list[CommandOutcome]:
-        return await self._in_transaction(
+        return await self._decide_and_write(
             lambda conn: self._start(conn, commands), "StartTransfer batch"
         )
 
@@ -189,7 +207,9 @@ class TransferSaga:
     async def answers_batch(self, answers: Sequence[tuple[Envelope, CommandOutcome]]) -> int:
         """React to command outcomes; those of commands the saga did not issue are ignored.
         Returns how many answers moved a transfer on."""
-        return await self._in_transaction(lambda conn: self._answer(conn, answers), "answers batch")
+        return await self._decide_and_write(
+            lambda conn: self._answer(conn, answers), "answers batch"
+        )
 
     async def _answer(
         self, conn: Connection, answers: Sequence[tuple[Envelope, CommandOutcome]]
@@ -271,21 +291,24 @@ class TransferSaga:
                 changes.steps.append((command_id, stream_id, step, message))
 
     async def _flush(self, conn: Connection, changes: Changes, now: datetime) -> None:
-        await save_changes(conn, changes.events, changes.outbox, changes.processed)
-        if changes.steps:
-            due = now + timedelta(seconds=self.step_timeout)
-            await conn.executemany(
-                "INSERT INTO saga_steps (command_id, transfer_id, step, topic, key, command,"
-                " next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                [(c, t, s, m.topic, m.key, m.value, due) for c, t, s, m in changes.steps],
-            )
-        if changes.answered:
-            await conn.execute(
-                "UPDATE saga_steps SET answered_at = $2"
-                " WHERE command_id = ANY($1::uuid[]) AND answered_at IS NULL",
-                changes.answered,
-                now,
-            )
+        """The batch's events, outbox rows, processed records and saga steps: one statement."""
+        if not (changes.events or changes.outbox or changes.processed or changes.answered):
+            return
+        statement = WriteStatement()
+        statement.include_changes(changes.events, changes.outbox, changes.processed)
+        steps = changes.steps
+        statement.add(
+            ISSUE_STEPS,
+            [command_id for command_id, _, _, _ in steps],
+            [transfer_id for _, transfer_id, _, _ in steps],
+            [step for _, _, step, _ in steps],
+            [message.topic for _, _, _, message in steps],
+            [message.key for _, _, _, message in steps],
+            [message.value for _, _, _, message in steps],
+            now + timedelta(seconds=self.step_timeout),
+        )
+        statement.add(MARK_ANSWERED, changes.answered, now)
+        await statement.execute(conn)
 
     # --- steps with no answer in time --------------------------------------------------------
 

@@ -7,6 +7,7 @@ what one atomic unit is (load, decide, append events + outbox + processed record
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -45,8 +46,9 @@ async def decide_and_write(
     new transaction per attempt rather than a savepoint around `decide` (the savepoint cost two
     round trips on every batch to save work only on the rare conflict).
 
-    `transaction=False` is for a `decide` whose only write is one `save_changes`: no BEGIN and
-    COMMIT, two round trips fewer per batch, and nothing lost by it. That statement is atomic
+    `transaction=False` is for a `decide` whose only write is one statement (`save_changes`, or
+    a `WriteStatement`): no BEGIN and COMMIT, two round trips fewer per batch, and nothing lost
+    by it. That statement is atomic
     on its own, and at READ COMMITTED (PostgreSQL's default) each read of a transaction sees
     what was committed when it started, so the reads before the write saw no more stable a
     picture inside a transaction; the unique keys the write checks are what catch a concurrent
@@ -157,60 +159,116 @@ async def find_processed(conn: Connection, message_ids: Iterable[UUID]) -> dict[
     return found
 
 
-async def save_changes(
-    conn: Connection,
-    events: Sequence[Envelope],
-    outbox: Sequence[OutboxMessage],
-    processed: Sequence[tuple[UUID, OutboxMessage | None]],
-) -> None:
-    """Append events stamped with their `stream_id` and `stream_version`, add the outbox rows
-    (and NOTIFY the relay), and record messages as processed with their answers: in the
-    caller's transaction, in one statement, one round trip instead of four.
+# The store's three writes, each numbering its own parameters from $1 (see WriteStatement.add).
+# WITH ORDINALITY ... ORDER BY: ids (global positions, outbox order) follow the lists.
+APPEND_EVENTS = (
+    "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, envelope)"
+    " SELECT stream_id, version, event_id, event_type, schema_version, envelope"
+    " FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[])"
+    " WITH ORDINALITY"
+    " AS e(stream_id, version, event_id, event_type, schema_version, envelope, n)"
+    " ORDER BY n"
+)
+QUEUE_OUTBOX = (
+    "INSERT INTO outbox (topic, key, message_id, value)"
+    " SELECT topic, key, message_id, value"
+    " FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bytea[])"
+    " WITH ORDINALITY AS m(topic, key, message_id, value, n) ORDER BY n"
+)
+REMEMBER_PROCESSED = (
+    "INSERT INTO processed_messages (message_id, topic, key, answer)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])"
+)
+PARAMETER = re.compile(r"\$(\d+)")
 
-    UNIQUE (stream_id, version) is the optimistic-concurrency check; the event-id key stops the
-    same command applied twice by two instances during a rebalance; the processed-message key
-    stops a duplicate processed concurrently. Any of them means another writer got there first:
-    ConcurrencyError, and the caller decides again from a fresh load.
-    """
-    for envelope in events:
-        if envelope.stream_id is None or envelope.stream_version is None:
-            raise ValueError(f"event {envelope.type} {envelope.message_id} is not stamped")
-    if not (events or outbox or processed):
-        return
-    answers = [answer for _, answer in processed]
-    try:
-        # WITH ORDINALITY ... ORDER BY: ids (global positions, outbox order) follow the lists.
-        await conn.execute(
-            "WITH appended AS (INSERT INTO events"
-            " (stream_id, version, event_id, event_type, schema_version, envelope)"
-            " SELECT stream_id, version, event_id, event_type, schema_version, envelope"
-            " FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[])"
-            " WITH ORDINALITY"
-            " AS e(stream_id, version, event_id, event_type, schema_version, envelope, n)"
-            " ORDER BY n),"
-            " queued AS (INSERT INTO outbox (topic, key, message_id, value)"
-            " SELECT topic, key, message_id, value"
-            " FROM unnest($7::text[], $8::text[], $9::uuid[], $10::bytea[])"
-            " WITH ORDINALITY AS m(topic, key, message_id, value, n) ORDER BY n),"
-            " remembered AS (INSERT INTO processed_messages (message_id, topic, key, answer)"
-            " SELECT * FROM unnest($11::uuid[], $12::text[], $13::text[], $14::bytea[]))"
-            " SELECT pg_notify($15, '') WHERE $16",
+
+class WriteStatement:
+    """The writes of one batch as one statement: data-modifying CTEs, which PostgreSQL runs
+    all, atomically, in one round trip. A service adds its own tables' writes to the store's
+    (the saga its steps) instead of paying a round trip, and a transaction, for each.
+
+    Build it with `include_changes` and `add`, then `execute` it once."""
+
+    def __init__(self) -> None:
+        self._writes: list[str] = []
+        self._args: list[object] = []
+        self._notify_relay = False
+
+    def add(self, write: str, *args: object) -> None:
+        """One INSERT, UPDATE or DELETE whose parameters are numbered from $1, as if it ran
+        alone (no "$" in its text but those). It sees the tables as they were before the
+        statement, not the rows of the other writes."""
+        offset = len(self._args)
+        renumbered = PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", write)
+        self._writes.append(f"w{len(self._writes)} AS ({renumbered})")
+        self._args.extend(args)
+
+    def include_changes(
+        self,
+        events: Sequence[Envelope],
+        outbox: Sequence[OutboxMessage],
+        processed: Sequence[tuple[UUID, OutboxMessage | None]],
+    ) -> None:
+        """Append events stamped with their `stream_id` and `stream_version`, add the outbox
+        rows (and NOTIFY the relay), and record messages as processed with their answers.
+
+        UNIQUE (stream_id, version) is the optimistic-concurrency check; the event-id key stops
+        the same command applied twice by two instances during a rebalance; the
+        processed-message key stops a duplicate processed concurrently. Any of them means
+        another writer got there first: `execute` raises ConcurrencyError, and the caller
+        decides again from a fresh load."""
+        for envelope in events:
+            if envelope.stream_id is None or envelope.stream_version is None:
+                raise ValueError(f"event {envelope.type} {envelope.message_id} is not stamped")
+        self.add(
+            APPEND_EVENTS,
             [e.stream_id for e in events],
             [e.stream_version for e in events],
             [e.message_id for e in events],
             [e.type for e in events],
             [e.schema_version for e in events],
             [e.model_dump_json() for e in events],
+        )
+        self.add(
+            QUEUE_OUTBOX,
             [m.topic for m in outbox],
             [m.key for m in outbox],
             [m.envelope.message_id for m in outbox],
             [m.value for m in outbox],
+        )
+        answers = [answer for _, answer in processed]
+        self.add(
+            REMEMBER_PROCESSED,
             [message_id for message_id, _ in processed],
             [a.topic if a else None for a in answers],
             [a.key if a else None for a in answers],
             [a.value if a else None for a in answers],
-            OUTBOX_CHANNEL,
-            bool(outbox),
         )
-    except asyncpg.UniqueViolationError as error:
-        raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
+        self._notify_relay = self._notify_relay or bool(outbox)
+
+    async def execute(self, conn: Connection) -> None:
+        n = len(self._args)
+        notify = f" SELECT pg_notify(${n + 1}, '') WHERE ${n + 2}"
+        try:
+            await conn.execute(
+                f"WITH {', '.join(self._writes)}{notify}",
+                *self._args,
+                OUTBOX_CHANNEL,
+                self._notify_relay,
+            )
+        except asyncpg.UniqueViolationError as error:
+            raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
+
+
+async def save_changes(
+    conn: Connection,
+    events: Sequence[Envelope],
+    outbox: Sequence[OutboxMessage],
+    processed: Sequence[tuple[UUID, OutboxMessage | None]],
+) -> None:
+    """`WriteStatement.include_changes` alone: in one statement, one round trip."""
+    if not (events or outbox or processed):
+        return
+    statement = WriteStatement()
+    statement.include_changes(events, outbox, processed)
+    await statement.execute(conn)
