@@ -96,10 +96,14 @@ class OurBank:
         http: aiohttp.ClientSession,
         projected: ProjectedTransfers,
         processes: dict[str, int | None],
+        pg: PostgresSettings,
+        topics: TopicSettings,
     ) -> None:
         self._http = http
         self._projected = projected
         self.processes = processes
+        self.pg = pg  # its scratch databases
+        self.topics = topics  # its topics, deleted after the run
 
     async def open_accounts(self, count: int, balance: Decimal) -> list[str]:
         accounts = [f"bench-{i:05d}" for i in range(count)]
@@ -141,8 +145,12 @@ class OurBank:
                 raise TransferFailedError(f"deposit: {answer.status} {await answer.text()}")
 
 
+def bench_topics(run: str) -> TopicSettings:
+    return TopicSettings().prefixed(f"bench.{run}")
+
+
 def service_env(run: str, pg: PostgresSettings) -> dict[str, str]:
-    topics = TopicSettings().prefixed(f"bench.{run}")
+    topics = bench_topics(run)
     databases = {
         "BANK_PG_ACCOUNTS_DB": pg.accounts_db,
         "BANK_PG_TRANSFERS_DB": pg.transfers_db,
@@ -187,7 +195,7 @@ async def our_bank(
             timeout = aiohttp.ClientTimeout(total=60)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
                 kafka = LocalInfra().kafka.pid()
-                bank = OurBank(http, projected, {**pids, "kafka": kafka})
+                bank = OurBank(http, projected, {**pids, "kafka": kafka}, pg, bench_topics(run))
                 opened = await bank.open_accounts(accounts, balance)
                 yield bank, opened
         finally:

@@ -14,7 +14,7 @@ from bank_command_api.ledger import CommandRecord, insert_command, load_command
 from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
-from bank_shared.eventstore.store import OutboxMessage, add_to_outbox
+from bank_shared.eventstore.store import OutboxMessage, WriteStatement
 
 
 @dataclass(frozen=True)
@@ -63,30 +63,38 @@ class Dispatcher:
     async def _record(
         self, command_id: UUID, outgoing: Outgoing, idempotency: IdempotencyKey | None
     ) -> CommandRecord:
-        # One transaction: key, command row and outbox row exist together or not at all, so a
-        # crash never leaves a command recorded but unsent, or sent but unknown here.
-        async with self.pool.acquire() as conn, conn.transaction():
-            if idempotency is not None:
+        record = CommandRecord(
+            command_id=command_id,
+            command_type=outgoing.command.message_type(),
+            stream_id=outgoing.stream_id,
+        )
+        envelope = seal(
+            outgoing.command,
+            message_id=command_id,
+            correlation_id=uuid4(),
+            causation_id=None,
+            occurred_at=self.clock(),
+        )
+        # One statement: command row and outbox row exist together or not at all, so a crash
+        # never leaves a command recorded but unsent, or sent but unknown here.
+        statement = WriteStatement()
+        insert_command(statement, record)
+        statement.include_changes(
+            [], [OutboxMessage(outgoing.topic, outgoing.stream_id, envelope)], []
+        )
+        async with self.pool.acquire() as conn:
+            if idempotency is None:
+                await statement.execute(conn)
+                return record
+            # With a key, one transaction: the key exists with them, or none of the three.
+            async with conn.transaction():
                 earlier = await claim(conn, idempotency, command_id)
                 if earlier is not None:
                     found = await load_command(conn, earlier)
                     if found is None:  # the foreign key makes this impossible
                         raise RuntimeError(f"idempotency key without its command {earlier}")
                     return found
-            record = CommandRecord(
-                command_id=command_id,
-                command_type=outgoing.command.message_type(),
-                stream_id=outgoing.stream_id,
-            )
-            envelope = seal(
-                outgoing.command,
-                message_id=command_id,
-                correlation_id=uuid4(),
-                causation_id=None,
-                occurred_at=self.clock(),
-            )
-            await insert_command(conn, record)
-            await add_to_outbox(conn, [OutboxMessage(outgoing.topic, outgoing.stream_id, envelope)])
+                await statement.execute(conn)
         return record
 
     async def _await(

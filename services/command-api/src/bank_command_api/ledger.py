@@ -13,6 +13,7 @@ import asyncpg
 
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
+from bank_shared.eventstore.store import WriteStatement
 
 # Every API instance LISTENs here; the instance that consumes an outcome NOTIFYs all of them.
 DECIDED_CHANNEL = "bank_command_decided"
@@ -66,8 +67,9 @@ def _record(row: asyncpg.Record) -> CommandRecord:
     )
 
 
-async def insert_command(conn: Connection, record: CommandRecord) -> None:
-    await conn.execute(
+def insert_command(statement: WriteStatement, record: CommandRecord) -> None:
+    """Add the command's row to `statement`, which also writes its outbox row."""
+    statement.add(
         "INSERT INTO commands (command_id, command_type, stream_id) VALUES ($1, $2, $3)",
         record.command_id,
         record.command_type,
