@@ -1,33 +1,26 @@
-"""Where a transfer's time goes: one offered rate held, then each hop's delay from the stores.
+"""Where a transfer's time goes: each hop's delay, read from a run's stores and topics.
 
-Usage (starts Kafka and PostgreSQL if they are not running, and leaves them running):
-    uv run python -m bench.hops --rate 100 --window 20
-
-Same services, accounts and open-loop schedule as `make bench` (`bench.steady_rate`). Before
-the scratch databases go, it reads when each step of each transfer was written: the command
-API's command row, then the saga's and the accounts service's events (`recorded_at`, the
-time of the statement that wrote them). Each hop is one Kafka trip plus one decision: the
-outbox row relayed, the record fetched by the next service, its batch decided and written.
+`uv run python -m bench.steady_rate --rate 100 --window 20 --hops` prints it. Before the
+scratch databases go, it reads when each step of each transfer was written: the command API's
+command row, then the saga's and the accounts service's events (`recorded_at`, the time of the
+statement that wrote them). Each hop is one Kafka trip plus one decision: the outbox row
+relayed, the record fetched by the next service, its batch decided and written. The relay's
+share is from each outbox row's write to its record's timestamp (set by the relay's producer).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
-import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bank_deploy.cluster import LocalInfra
 from bank_shared.settings import KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSpec, transfer_topics
-from bench.openloop import LoadShape, Workload, latency_summary, run_step
-from bench.suite import INITIAL_BALANCE
-from bench.systems.ours import our_bank
+from bench.openloop import latency_summary
+from bench.systems.ours import OurBank
 
 # Each step of a completed transfer: which store wrote it, and how to find it there.
 STEPS: Sequence[tuple[str, str, str]] = (
@@ -143,36 +136,20 @@ def hop_delays(times: Sequence[Mapping[str, datetime]]) -> list[tuple[str, list[
     return hops
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=100, help="offered transfers per second")
-    parser.add_argument("--window", type=float, default=20, help="steady window, seconds")
-    parser.add_argument("--accounts", type=int, default=1000)
-    args = parser.parse_args()
-
-    infra = LocalInfra()
-    await asyncio.to_thread(infra.start)
-    async with our_bank(infra.config.pg, args.accounts, INITIAL_BALANCE) as (bank, ids):
-        next_transfer = Workload(ids).pairs()
-        step = await run_step(bank, args.rate, next_transfer, LoadShape(window=args.window))
-        hops = hop_delays(await step_times(bank.pg))
-        outbox = await outbox_times(bank.pg)
-        sending = [t for t in transfer_topics(bank.topics) if t.name != bank.topics.dead_letters]
-        relayed = relay_delays(outbox, await kafka_times(infra.config.kafka, sending))
-    ms = step.latency_ms
-    print(
-        f"offered {args.rate:g}/s -> achieved {step.achieved_per_s:.1f}/s,"
-        f" POST -> completed and projected: p50 {ms['p50']:.1f} ms, p99 {ms['p99']:.1f} ms"
-    )
-    print(f"{'hop':40} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
+async def hop_report(bank: OurBank, kafka: KafkaSettings) -> str:
+    """Each hop's delay and the relay's share of it, as a table, from the run's stores and
+    topics (read before they go)."""
+    hops = hop_delays(await step_times(bank.pg))
+    sending = [t for t in transfer_topics(bank.topics) if t.name != bank.topics.dead_letters]
+    relayed = relay_delays(await outbox_times(bank.pg), await kafka_times(kafka, sending))
+    lines = [f"{'hop':40} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"]
     for name, delays in hops:
         summary = latency_summary(delays)
-        print(f"{name:40} {summary['p50']:8.1f} {summary['p90']:8.1f} {summary['p99']:8.1f}")
-    print("of which the relay, outbox row written -> record sent to Kafka:")
+        lines.append(f"{name:40} {summary['p50']:8.1f} {summary['p90']:8.1f} {summary['p99']:8.1f}")
+    lines.append("of which the relay, outbox row written -> record sent to Kafka:")
     for topic, delays in sorted(relayed.items()):
         summary = latency_summary(delays)
-        print(f"  {topic:38} {summary['p50']:8.1f} {summary['p90']:8.1f} {summary['p99']:8.1f}")
-
-
-if __name__ == "__main__":
-    uvloop.run(main())
+        lines.append(
+            f"  {topic:38} {summary['p50']:8.1f} {summary['p90']:8.1f} {summary['p99']:8.1f}"
+        )
+    return "\n".join(lines)

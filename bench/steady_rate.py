@@ -1,7 +1,7 @@
 """One offered rate held for a long window: latency and CPU per process, for profiling.
 
 Usage (starts Kafka and PostgreSQL if they are not running, and leaves them running):
-    uv run python -m bench.steady_rate --rate 25 --window 30
+    uv run python -m bench.steady_rate --rate 25 --window 30 [--hops]
 
 The sweep of `make bench` changes the rate every 13 s; attaching py-spy, or reading
 per-thread context switches in /proc, needs one rate held longer. Same services, accounts and
@@ -16,6 +16,7 @@ import asyncio
 import uvloop
 
 from bank_deploy.cluster import LocalInfra
+from bench.hops import hop_report
 from bench.openloop import LoadShape, Workload, run_step
 from bench.suite import INITIAL_BALANCE
 from bench.systems.ours import our_bank
@@ -26,6 +27,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=25, help="offered transfers per second")
     parser.add_argument("--window", type=float, default=30, help="steady window, seconds")
     parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument(
+        "--hops", action="store_true", help="also print each hop's delay (bench/hops.py)"
+    )
     args = parser.parse_args()
 
     infra = LocalInfra()
@@ -34,12 +38,15 @@ async def main() -> None:
         next_transfer = Workload(ids).pairs()
         print(f"processes: {bank.processes}", flush=True)
         step = await run_step(bank, args.rate, next_transfer, LoadShape(window=args.window))
+        hops = await hop_report(bank, infra.config.kafka) if args.hops else ""
     ms = step.latency_ms
     cpu = ", ".join(f"{name} {value:.1f}" for name, value in step.cpu_ms_per_transfer.items())
     print(
         f"offered {args.rate:g}/s -> achieved {step.achieved_per_s:.1f}/s,"
         f" p50 {ms['p50']:.1f} ms, p99 {ms['p99']:.1f} ms; CPU ms per transfer: {cpu}"
     )
+    if hops:
+        print(hops)
 
 
 if __name__ == "__main__":
