@@ -1,7 +1,8 @@
 """Append and load event streams, write outbox rows and processed-message records, atomically.
 
-Every function takes a connection the caller has opened a transaction on: the caller decides
-what one atomic unit is (load, decide, append events + outbox + processed record, commit).
+Every function takes the caller's connection, in the caller's transaction if it opened one:
+the caller decides what one atomic unit is (load, decide, then append events + outbox +
+processed record). All the writes of a batch go in one statement, which is atomic by itself.
 """
 
 from __future__ import annotations
@@ -48,11 +49,10 @@ async def decide_and_write(
 
     `transaction=False` is for a `decide` whose only write is one statement (`save_changes`, or
     a `WriteStatement`): no BEGIN and COMMIT, two round trips fewer per batch, and nothing lost
-    by it. That statement is atomic
-    on its own, and at READ COMMITTED (PostgreSQL's default) each read of a transaction sees
-    what was committed when it started, so the reads before the write saw no more stable a
-    picture inside a transaction; the unique keys the write checks are what catch a concurrent
-    writer (ConcurrencyError) either way."""
+    by it. That statement is atomic on its own, and at READ COMMITTED (PostgreSQL's default)
+    each read of a transaction sees what was committed when it started, so the reads before the
+    write saw no more stable a picture inside a transaction; the unique keys the write checks
+    are what catch a concurrent writer (ConcurrencyError) either way."""
     async with pool.acquire() as conn:
         for attempt in range(1, attempts + 1):
             try:
@@ -194,6 +194,17 @@ class WriteStatement:
         self._args: list[object] = []
         self._notify_relay = False
 
+    @property
+    def sql(self) -> str:
+        """The statement `execute` sends (its last two parameters: the relay's channel, and
+        whether to notify it)."""
+        n = len(self._args)
+        return f"WITH {', '.join(self._writes)} SELECT pg_notify(${n + 1}, '') WHERE ${n + 2}"
+
+    @property
+    def args(self) -> list[object]:
+        return [*self._args, OUTBOX_CHANNEL, self._notify_relay]
+
     def add(self, write: str, *args: object) -> None:
         """One INSERT, UPDATE or DELETE whose parameters are numbered from $1, as if it ran
         alone (no "$" in its text but those). It sees the tables as they were before the
@@ -247,15 +258,10 @@ class WriteStatement:
         self._notify_relay = self._notify_relay or bool(outbox)
 
     async def execute(self, conn: Connection) -> None:
-        n = len(self._args)
-        notify = f" SELECT pg_notify(${n + 1}, '') WHERE ${n + 2}"
+        if not self._writes:
+            return
         try:
-            await conn.execute(
-                f"WITH {', '.join(self._writes)}{notify}",
-                *self._args,
-                OUTBOX_CHANNEL,
-                self._notify_relay,
-            )
+            await conn.execute(self.sql, *self.args)
         except asyncpg.UniqueViolationError as error:
             raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
 
