@@ -22,7 +22,8 @@ from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide,
 from bank_shared.eventstore.store import (
     OutboxMessage,
     decide_and_write,
-    load_batch,
+    find_processed,
+    last_events,
     save_changes,
 )
 from bank_shared.ids import derived_id
@@ -75,22 +76,16 @@ class AccountCommandHandler:
     async def _apply(
         self, conn: Connection, commands: Sequence[tuple[Envelope, AccountCommand]]
     ) -> list[CommandOutcome]:
-        batch = await load_batch(
-            conn,
-            (e.message_id for e, _ in commands),
-            (c.account_id for _, c in commands),
-            newest_only=True,
-        )
+        earlier = await find_processed(conn, (e.message_id for e, _ in commands))
+        newest = await last_events(conn, (c.account_id for _, c in commands))
         # Each stream's state and version as the batch moves on: a later command of the same
         # account sees what an earlier one in the batch did.
         streams: dict[str, tuple[AccountState, int]] = {
-            stream_id: (state_after(account_event(events[-1].envelope)), events[-1].version)
-            for stream_id, events in batch.streams.items()
+            stream_id: (state_after(account_event(event.envelope)), event.version)
+            for stream_id, event in newest.items()
         }
         answers: dict[UUID, OutboxMessage] = {
-            message_id: p.answer
-            for message_id, p in batch.processed.items()
-            if p.answer is not None
+            message_id: p.answer for message_id, p in earlier.items() if p.answer is not None
         }
         now = self.clock()
         new_events: list[Envelope] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -36,12 +36,12 @@ from bank_shared.domain.transfer import (
 )
 from bank_shared.eventstore.store import (
     OutboxMessage,
-    Processed,
     RecordedEvent,
     WriteStatement,
     add_to_outbox,
     decide_and_write,
-    load_batch,
+    find_processed,
+    load_streams,
 )
 from bank_shared.faults import crash_point
 from bank_shared.ids import derived_id
@@ -126,19 +126,15 @@ class TransferSaga:
             transaction=False,  # the one write is `_flush`'s statement
         )
 
-    async def _load(
-        self, conn: Connection, message_ids: Iterable[UUID], transfer_ids: Iterable[str]
-    ) -> tuple[dict[UUID, Processed], dict[str, Transfer]]:
-        """Which of the batch's messages were processed already, and its transfers: one query."""
-        batch = await load_batch(conn, message_ids, transfer_ids, newest_only=False)
+    async def _load(self, conn: Connection, transfer_ids: set[str]) -> dict[str, Transfer]:
         transfers: dict[str, Transfer] = {}
-        for transfer_id, recorded in batch.streams.items():
+        for transfer_id, recorded in (await load_streams(conn, transfer_ids)).items():
             transfers[transfer_id] = Transfer(
                 state=fold(transfer_event(r) for r in recorded),
                 version=recorded[-1].version,
                 correlation_id=recorded[0].envelope.correlation_id,
             )
-        return batch.processed, transfers
+        return transfers
 
     # --- StartTransfer ----------------------------------------------------------------------
 
@@ -152,10 +148,9 @@ class TransferSaga:
     async def _start(
         self, conn: Connection, commands: Sequence[tuple[Envelope, StartTransfer]]
     ) -> list[CommandOutcome]:
-        earlier, transfers = await self._load(
-            conn, (e.message_id for e, _ in commands), (c.transfer_id for _, c in commands)
-        )
+        earlier = await find_processed(conn, (e.message_id for e, _ in commands))
         answers = {i: p.answer for i, p in earlier.items() if p.answer is not None}
+        transfers = await self._load(conn, {c.transfer_id for _, c in commands})
         changes, now = Changes(), self.clock()
         outcomes: list[CommandOutcome] = []
 
@@ -229,10 +224,8 @@ class TransferSaga:
         if not mine:
             return 0
         # An answer published twice (a redelivered or re-sent command) has one message id.
-        earlier, transfers = await self._load(
-            conn, (e.message_id for e, _ in mine), (ours[o.command_id][0] for _, o in mine)
-        )
-        seen = set(earlier)
+        seen = set(await find_processed(conn, (e.message_id for e, _ in mine)))
+        transfers = await self._load(conn, {ours[o.command_id][0] for _, o in mine})
         changes, now, moved = Changes(), self.clock(), 0
 
         for envelope, outcome in mine:

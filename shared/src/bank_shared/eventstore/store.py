@@ -93,6 +93,32 @@ def _recorded(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
+async def last_events(conn: Connection, stream_ids: Iterable[str]) -> dict[str, RecordedEvent]:
+    """The newest event of each stream that has one: all an aggregate needs when its events
+    carry its state. One query for a whole batch of streams."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (stream_id) global_position, stream_id, version, envelope"
+        " FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version DESC",
+        list(set(stream_ids)),
+    )
+    return {r["stream_id"]: _recorded(r) for r in rows}
+
+
+async def load_streams(
+    conn: Connection, stream_ids: Iterable[str]
+) -> dict[str, list[RecordedEvent]]:
+    """Several whole streams in one query, each in version order (missing ones are absent)."""
+    rows = await conn.fetch(
+        "SELECT global_position, stream_id, version, envelope FROM events"
+        " WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version",
+        list(set(stream_ids)),
+    )
+    streams: dict[str, list[RecordedEvent]] = {}
+    for row in rows:
+        streams.setdefault(row["stream_id"], []).append(_recorded(row))
+    return streams
+
+
 async def load_stream(conn: Connection, stream_id: str) -> list[RecordedEvent]:
     """A whole stream in version order (for reads, checks and rebuilds)."""
     rows = await conn.fetch(
@@ -115,62 +141,22 @@ class Processed:
     answer: OutboxMessage | None
 
 
-# What a batch is decided from, in one round trip: which of its messages were processed
-# already (with their answers), and its streams' events, whole or only each one's newest. The
-# rows of the two tables share one shape; a NULL message_id marks an event.
-_PROCESSED_ROWS = (
-    "SELECT message_id, topic, key, answer, NULL::bigint AS global_position,"
-    " NULL::text AS stream_id, NULL::int AS version, NULL::jsonb AS envelope"
-    " FROM processed_messages WHERE message_id = ANY($1::uuid[])"
-    " UNION ALL "
-)
-LOAD_WITH_NEWEST_EVENTS = _PROCESSED_ROWS + (  # noqa: S608 (constants only)
-    "(SELECT DISTINCT ON (stream_id) NULL, NULL, NULL, NULL, global_position, stream_id,"
-    " version, envelope FROM events WHERE stream_id = ANY($2::text[])"
-    " ORDER BY stream_id, version DESC)"
-)
-LOAD_WITH_WHOLE_STREAMS = _PROCESSED_ROWS + (  # noqa: S608 (constants only)
-    "SELECT NULL, NULL, NULL, NULL, global_position, stream_id, version, envelope"
-    " FROM events WHERE stream_id = ANY($2::text[])"
-)
-
-
-@dataclass(frozen=True)
-class Batch:
-    """What `load_batch` found."""
-
-    processed: dict[UUID, Processed]
-    streams: dict[str, list[RecordedEvent]]  # each in version order; missing streams absent
-
-
-async def load_batch(
-    conn: Connection,
-    message_ids: Iterable[UUID],
-    stream_ids: Iterable[str],
-    *,
-    newest_only: bool,
-) -> Batch:
-    """Which of `message_ids` were processed already, and the events of `stream_ids` (whole,
-    or with `newest_only` only the newest, all an aggregate needs when its events carry its
-    state): one query for a whole batch. A concurrent first processing of the same message is
-    stopped by the primary key when the batch is written, not here."""
-    query = LOAD_WITH_NEWEST_EVENTS if newest_only else LOAD_WITH_WHOLE_STREAMS
-    rows = await conn.fetch(query, list(set(message_ids)), list(set(stream_ids)))
-    processed: dict[UUID, Processed] = {}
-    events: list[RecordedEvent] = []
+async def find_processed(conn: Connection, message_ids: Iterable[UUID]) -> dict[UUID, Processed]:
+    """Which of `message_ids` were processed already. A concurrent first processing of the
+    same message is stopped by the primary key in `save_changes`, not here."""
+    rows = await conn.fetch(
+        "SELECT message_id, topic, key, answer FROM processed_messages"
+        " WHERE message_id = ANY($1::uuid[])",
+        list(set(message_ids)),
+    )
+    found: dict[UUID, Processed] = {}
     for row in rows:
-        if row["message_id"] is None:
-            events.append(_recorded(row))
-            continue
         answer = None
         if row["answer"] is not None:
             envelope = Envelope.model_validate_json(row["answer"])
             answer = OutboxMessage(row["topic"], row["key"], envelope)
-        processed[row["message_id"]] = Processed(answer)
-    streams: dict[str, list[RecordedEvent]] = {}
-    for event in sorted(events, key=lambda e: (e.stream_id, e.version)):
-        streams.setdefault(event.stream_id, []).append(event)
-    return Batch(processed, streams)
+        found[row["message_id"]] = Processed(answer)
+    return found
 
 
 # The store's three writes, each numbering its own parameters from $1 (see WriteStatement.add).
