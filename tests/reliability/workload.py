@@ -20,6 +20,7 @@ import httpx
 
 from bank_deploy.kafka import LocalKafka
 from bank_deploy.postgres import create_databases
+from bank_deploy.processes import is_alive
 from bank_deploy.providers import Endpoints, free_port, launcher_config_for_tests
 from bank_deploy.services import SERVICES, LocalServices, ServiceInstance
 from bank_shared.contracts.accounts import ACCOUNT_EVENTS, MoneyDeposited, MoneyWithdrawn
@@ -27,7 +28,7 @@ from bank_shared.contracts.envelope import Envelope, read_payload
 from bank_shared.settings import PostgresSettings
 from tests.conftest import drop_databases, session_databases
 from tests.read_model import dump_read_model, expected_read_model, history
-from tests.support import fresh_topics, service_env
+from tests.support import eventually, fresh_topics, service_env
 
 ACCOUNTS = 10
 OPENING = Decimal("1000.00")
@@ -242,7 +243,13 @@ async def kill_and_restart(services: LocalServices, instance: ServiceInstance) -
     pid = services.pid(instance)
     if pid is not None:
         os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.5)
+
+        # Gone before the restart, or `start` would find it still running and not start it
+        # (a process can take a while to die under load, in the middle of a disk write).
+        async def gone() -> bool:
+            return not is_alive(pid)
+
+        await eventually(gone, within=30, what=f"{instance.name} (pid {pid}) to die")
     await asyncio.to_thread(services.start, [instance])
 
 

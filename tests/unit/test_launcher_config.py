@@ -11,6 +11,7 @@ import pytest
 from bank_deploy.kafka import LocalKafka, min_heap, server_properties
 from bank_deploy.processes import LauncherError
 from bank_deploy.providers import chosen_provider, free_port, launcher_config_for_tests
+from bank_deploy.services import LocalServices
 from bank_shared.settings import KafkaSettings
 
 
@@ -105,3 +106,14 @@ def test_a_broker_that_dies_without_a_word_is_started_once_more_and_a_loud_failu
     assert started == ["kafka.Kafka", "kafka.Kafka"]
     assert "(exit code 1)" in str(failure.value)
     assert "Address already in use" in str(failure.value)
+
+
+def test_a_service_that_dies_while_starting_is_told_with_its_exit_status(tmp_path: Path) -> None:
+    """Its own process handle says it died, whatever its PID file says."""
+    nobody_listens = {"BANK_ACCOUNTS_HTTP_PORT": str(free_port())}
+    services = LocalServices(launcher_config_for_tests(state_dir=tmp_path), env=nobody_listens)
+    accounts = services.named("accounts")[0]
+    dying = subprocess.Popen(["sh", "-c", "exit 3"])
+
+    with pytest.raises(LauncherError, match=r"accounts exited during start \(exit code 3\)"):
+        services.wait_ready(accounts, dying, timeout=30)

@@ -8,6 +8,7 @@ is `<name>-2`). Everything else comes from the BANK_* environment, as the servic
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bank_deploy.config import LauncherConfig
-from bank_deploy.processes import LauncherError, running_pid, spawn, stop_pid, tail
+from bank_deploy.processes import LauncherError, exit_status, running_pid, spawn, stop_pid, tail
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class LocalServices:
         for instance in self.instances:
             counts[instance.service.name] = counts.get(instance.service.name, 0) + 1
         self.remembered.write_text(",".join(f"{name}={n}" for name, n in counts.items()))
+        started: dict[str, subprocess.Popen[bytes]] = {}
         for instance in chosen:
             if self.pid(instance) is None:
                 env = {
@@ -118,20 +120,32 @@ class LocalServices:
                     instance.service.port_variable: str(instance.port),
                     "PYTHONUNBUFFERED": "1",
                 }
-                spawn(
+                started[instance.name] = spawn(
                     [sys.executable, "-m", instance.service.module],
                     pid_file=self.config.pid_file(instance.name),
                     log_file=self.config.log_file(instance.name),
                     env=env,
                 )
         for instance in chosen:
-            self.wait_ready(instance)
+            self.wait_ready(instance, started.get(instance.name))
 
-    def wait_ready(self, instance: ServiceInstance, timeout: float = 120) -> None:
+    def wait_ready(
+        self,
+        instance: ServiceInstance,
+        process: subprocess.Popen[bytes] | None = None,
+        timeout: float = 120,
+    ) -> None:
+        """Until its /ready answers. `process`, if we just started it, is asked whether it
+        still runs (its own handle, not the PID file), and tells how it ended."""
         deadline = time.monotonic() + timeout
         while not self.ready(instance):
             log = self.config.log_file(instance.name)
-            if self.pid(instance) is None:
+            if process is not None and process.poll() is not None:
+                raise LauncherError(
+                    f"{instance.name} exited during start ({exit_status(process)})."
+                    f" Its log ({log}):\n{tail(log)}"
+                )
+            if process is None and self.pid(instance) is None:
                 raise LauncherError(
                     f"{instance.name} exited during start. Its log ({log}):\n{tail(log)}"
                 )
