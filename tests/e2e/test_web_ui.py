@@ -67,8 +67,16 @@ async def open_account_on_dashboard(page: Page, owner: str, balance: str) -> str
     await form.get_by_label("Owner").fill(owner)
     await form.get_by_label("Opening balance").fill(balance)
     await form.get_by_label("Account id").fill(account_id)
-    await form.get_by_role("button").click()
+    async with page.expect_response(
+        lambda r: r.url.endswith("/accounts") and r.request.method == "POST"
+    ) as answered:
+        await form.get_by_role("button").click()
+    answer = await answered.value
+    assert answer.status == 201, await answer.text()
     await expect(account_row(page, account_id).locator(".balance")).to_have_text(f"€{balance}")
+    # The page clears the form once it has handled the answer; the row can show before that
+    # (the projector may beat the answer), and what is typed meanwhile would be cleared.
+    await expect(form.get_by_label("Owner")).to_have_value("")
     return account_id
 
 
@@ -84,6 +92,7 @@ async def start_transfer_on_dashboard(page: Page, source: str, target: str, amou
     answer = await answered.value
     assert answer.status == 202, await answer.text()
     transfer_id: str = (await answer.json())["transfer_id"]
+    await expect(form.get_by_label("Amount")).to_have_value("")  # the answer handled
     return transfer_id
 
 

@@ -145,13 +145,19 @@ const Bank = (() => {
       message.textContent = "";
       message.className = "form-message";
       try {
+        const sent = new Map(new FormData(form).entries());
         const result = await submit(fieldsOf(form));
         if (!result.ok) {
           message.textContent = result.error;
           message.classList.add("error");
         } else {
           if (result.note) message.textContent = result.note;
-          form.reset();
+          // Clear what was sent, not what was typed while the answer was on its way.
+          for (const field of form.elements) {
+            if (field.name && "defaultValue" in field && sent.get(field.name) === field.value) {
+              field.value = field.defaultValue;
+            }
+          }
         }
       } finally {
         button.disabled = false;
