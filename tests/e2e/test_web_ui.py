@@ -61,22 +61,28 @@ def transfer_row(page: Page, transfer_id: str) -> Any:
     return page.locator(f'#transfer-rows tr[data-transfer="{transfer_id}"]')
 
 
+async def submit(page: Page, form: Any, path: str, status: int, cleared: str) -> Any:
+    """Click the form's button and return the answer once the page has handled it, which is
+    when it clears the form: the new row can show before that (the projector may beat the
+    answer), and the next entry typed earlier would be cleared with it."""
+    async with page.expect_response(
+        lambda r: r.url.endswith(path) and r.request.method == "POST"
+    ) as answered:
+        await form.get_by_role("button").click()
+    answer = await answered.value
+    assert answer.status == status, await answer.text()
+    await expect(form.get_by_label(cleared)).to_have_value("")
+    return answer
+
+
 async def open_account_on_dashboard(page: Page, owner: str, balance: str) -> str:
     account_id = new_id(owner.lower())
     form = page.locator("#open-account")
     await form.get_by_label("Owner").fill(owner)
     await form.get_by_label("Opening balance").fill(balance)
     await form.get_by_label("Account id").fill(account_id)
-    async with page.expect_response(
-        lambda r: r.url.endswith("/accounts") and r.request.method == "POST"
-    ) as answered:
-        await form.get_by_role("button").click()
-    answer = await answered.value
-    assert answer.status == 201, await answer.text()
+    await submit(page, form, "/accounts", 201, cleared="Owner")
     await expect(account_row(page, account_id).locator(".balance")).to_have_text(f"€{balance}")
-    # The page clears the form once it has handled the answer; the row can show before that
-    # (the projector may beat the answer), and what is typed meanwhile would be cleared.
-    await expect(form.get_by_label("Owner")).to_have_value("")
     return account_id
 
 
@@ -85,14 +91,8 @@ async def start_transfer_on_dashboard(page: Page, source: str, target: str, amou
     await form.get_by_label("From account").fill(source)
     await form.get_by_label("To account").fill(target)
     await form.get_by_label("Amount").fill(amount)
-    async with page.expect_response(
-        lambda r: r.url.endswith("/transfers") and r.request.method == "POST"
-    ) as answered:
-        await form.get_by_role("button").click()
-    answer = await answered.value
-    assert answer.status == 202, await answer.text()
+    answer = await submit(page, form, "/transfers", 202, cleared="Amount")
     transfer_id: str = (await answer.json())["transfer_id"]
-    await expect(form.get_by_label("Amount")).to_have_value("")  # the answer handled
     return transfer_id
 
 
