@@ -219,15 +219,17 @@ class LocalKafka:
         `started` is the broker we just started, if we did: its exit status explains a failure."""
         deadline = time.monotonic() + self.config.kafka_start_timeout
         while True:
-            if self.pid() is None:
-                how = ""
-                if started is not None:
-                    how = f" ({exit_status(started.process)})"
-                    if self.log_path.stat().st_size == started.log_size:
-                        raise SilentExitError(exit_status(started.process))
+            # A broker we just started is asked through its own handle, not its PID file.
+            if started is not None and started.process.poll() is not None:
+                if self.log_path.stat().st_size == started.log_size:
+                    raise SilentExitError(exit_status(started.process))
                 raise LauncherError(
-                    f"Kafka exited during start{how}. Its log ({self.log_path}):\n"
-                    f"{tail(self.log_path)}"
+                    f"Kafka exited during start ({exit_status(started.process)})."
+                    f" Its log ({self.log_path}):\n{tail(self.log_path)}"
+                )
+            if started is None and self.pid() is None:
+                raise LauncherError(
+                    f"Kafka exited during start. Its log ({self.log_path}):\n{tail(self.log_path)}"
                 )
             if asyncio.run(self._answers()):
                 return

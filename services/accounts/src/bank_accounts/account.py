@@ -70,7 +70,6 @@ class AccountCommandHandler:
             attempts=self.max_conflict_retries,
             log=log,
             what=f"batch of {len(commands)} account commands",
-            transaction=False,  # the one write is save_changes
         )
 
     async def _apply(

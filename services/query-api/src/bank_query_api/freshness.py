@@ -17,9 +17,9 @@ from bank_shared.http.listen import Listener
 
 log = logging.getLogger(__name__)
 
-# The projector notifies CHANNEL in every batch transaction: the NOTIFY is delivered only when
-# the batch commits, so a re-read after it sees the batch. (Its payload, the transfers the batch
-# finished, is not needed here: any change wakes every waiter.)
+# The projector notifies CHANNEL in the statement that writes each batch: the NOTIFY is
+# delivered only when the batch commits, so a re-read after it sees the batch. (Its payload,
+# the transfers the batch finished, is not needed here: any change wakes every waiter.)
 CHANNEL = READ_MODEL_CHANNEL
 # Names the connection in pg_stat_activity (and lets tests cut it).
 APPLICATION_NAME = "bank-query-api-changes"

@@ -123,7 +123,6 @@ class TransferSaga:
             attempts=self.max_conflict_retries,
             log=log,
             what=f"saga {what}",
-            transaction=False,  # the one write is `_flush`'s statement
         )
 
     async def _load(self, conn: Connection, transfer_ids: set[str]) -> dict[str, Transfer]:

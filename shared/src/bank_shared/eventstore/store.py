@@ -7,6 +7,7 @@ processed record). All the writes of a batch go in one statement, which is atomi
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -37,29 +38,21 @@ async def decide_and_write(
     attempts: int,
     log: logging.Logger,
     what: str,
-    transaction: bool = True,
 ) -> T:
     """Run `decide` (load, decide, write) on one connection. A ConcurrencyError writes nothing
     and runs it again from a fresh load, up to `attempts` times; any other failure writes
     nothing and propagates.
 
-    With `transaction` (the default), in one transaction: one commit for a whole batch, and a
-    new transaction per attempt rather than a savepoint around `decide` (the savepoint cost two
-    round trips on every batch to save work only on the rare conflict).
-
-    `transaction=False` is for a `decide` whose only write is one statement (`save_changes`, or
-    a `WriteStatement`): no BEGIN and COMMIT, two round trips fewer per batch, and nothing lost
-    by it. That statement is atomic on its own, and at READ COMMITTED (PostgreSQL's default)
-    each read of a transaction sees what was committed when it started, so the reads before the
-    write saw no more stable a picture inside a transaction; the unique keys the write checks
-    are what catch a concurrent writer (ConcurrencyError) either way."""
+    `decide` writes once, in one statement (`save_changes`, or a `WriteStatement`), so there is
+    no BEGIN and COMMIT around it: that statement is atomic on its own, and at READ COMMITTED
+    (PostgreSQL's default) each read of a transaction sees what was committed when it started,
+    so the reads before the write would see no more stable a picture inside a transaction; the
+    unique keys the write checks are what catch a concurrent writer (ConcurrencyError) either
+    way."""
     async with pool.acquire() as conn:
         for attempt in range(1, attempts + 1):
             try:
-                if not transaction:
-                    return await decide(conn)
-                async with conn.transaction():
-                    return await decide(conn)
+                return await decide(conn)
             except ConcurrencyError as conflict:
                 log.info("%s: retry %d after %s", what, attempt, conflict)
     raise ConcurrencyError(f"{what} still conflicted after {attempts} attempts")
@@ -185,6 +178,13 @@ REMEMBER_PROCESSED = (
 PARAMETER = re.compile(r"\$(\d+)")
 
 
+@functools.lru_cache(maxsize=64)
+def _renumbered(write: str, offset: int) -> str:
+    """`write` with its parameters moved up by `offset`. Cached: a service builds the same few
+    statements for every batch."""
+    return PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", write)
+
+
 class WriteStatement:
     """The writes of one batch as one statement: data-modifying CTEs, which PostgreSQL runs
     all, atomically, in one round trip. A service adds its own tables' writes to the store's
@@ -212,9 +212,7 @@ class WriteStatement:
         """One INSERT, UPDATE or DELETE whose parameters are numbered from $1, as if it ran
         alone (no "$" in its text but those). It sees the tables as they were before the
         statement, not the rows of the other writes."""
-        offset = len(self._args)
-        renumbered = PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", write)
-        self._writes.append(f"w{len(self._writes)} AS ({renumbered})")
+        self._writes.append(f"w{len(self._writes)} AS ({_renumbered(write, len(self._args))})")
         self._args.extend(args)
 
     def include_changes(
