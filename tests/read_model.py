@@ -56,6 +56,8 @@ async def history(pg: PostgresSettings, database: str) -> dict[str, list[Envelop
     conn = await asyncpg.connect(pg.dsn(database))
     try:
         streams: dict[str, list[Envelope]] = {}
+        if await conn.fetchval("SELECT to_regclass('events')") is None:
+            return streams  # that service never ran in this session: no history yet
         for row in await conn.fetch(
             "SELECT stream_id, envelope FROM events ORDER BY stream_id, version"
         ):

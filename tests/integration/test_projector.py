@@ -254,12 +254,29 @@ async def test_after_200_random_commands_the_read_model_equals_the_fold_of_the_s
 async def test_a_rebuild_while_the_system_runs_gives_back_the_same_read_model(
     infra: Endpoints,
     accounts: Runtime,
+    saga: Runtime,
     projector: Runtime,
     projector_settings: ProjectorSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
 ) -> None:
+    # A history of its own (both stores), so the test proves something when run alone.
+    handler = AccountCommandHandler(accounts.pool, topics)
+    carol, dave = new_id("carol"), new_id("dave")
+    for command in (
+        OpenAccount(account_id=carol, owner="Carol", initial_balance="40.00"),
+        OpenAccount(account_id=dave, owner="Dave"),
+        DepositMoney(account_id=dave, amount="2.50"),
+    ):
+        await handler.handle(envelope_for(command), command)
+    transfer_id = new_id("transfer")
+    start = StartTransfer(
+        transfer_id=transfer_id, source_account_id=carol, target_account_id=dave, amount="15"
+    )
+    await send(producer, topics.transfer_commands, transfer_id, envelope_for(start))
     await read_model_settles(infra)
     before = await dump_read_model(infra.pg)
-    assert before["accounts"], "nothing to rebuild: the test would prove nothing"
+    assert any(row[0] == transfer_id and row[4] == "completed" for row in before["transfers"])
 
     report = await rebuild(projector_settings)
 
@@ -388,3 +405,26 @@ async def test_two_instances_projecting_the_same_stream_at_once_never_undo_each_
     finally:
         await behind_conn.close()
         await ahead.close()
+
+
+async def test_a_rebuild_before_any_service_ran_replays_nothing_and_fails_nothing(
+    infra: Endpoints,
+) -> None:
+    """A new bank: neither event store exists yet (their services create them when they first
+    start). The rebuild has no history to replay; it must say 0 events, not crash."""
+    names = [f"rebuild_fresh_{uuid.uuid4().hex[:8]}_{i}" for i in range(3)]
+    admin = await asyncpg.connect(infra.pg.dsn("postgres"))
+    try:
+        for name in names:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        pg = infra.pg.model_copy(
+            update={"accounts_db": names[0], "transfers_db": names[1], "read_db": names[2]}
+        )
+        report = await rebuild(ProjectorSettings(pg=pg))
+        assert report.events == 0
+        empty: dict[str, list[object]] = {"accounts": [], "account_activity": [], "transfers": []}
+        assert await dump_read_model(pg) == empty
+    finally:
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
