@@ -207,7 +207,7 @@ async def main(argv: Sequence[str] | None = None) -> Path:
         else list(QUICK_RATES if args.quick else FULL_RATES)
     )
     shape = (
-        LoadShape(warmup=1.0, window=2.0, drain=30.0, max_p99_ms=30_000.0)
+        LoadShape(warmup=1.0, window=2.0, drain=30.0, max_p99_ms=30_000.0, warm_up=0.0)
         if args.quick
         else LoadShape()
     )
@@ -244,6 +244,10 @@ async def run_all(
         "load": {
             "kind": "open loop, latency from the scheduled send time",
             "rates_per_s": rates,
+            "held_warm_up_before_sweep": {
+                "seconds": shape.warm_up,
+                "rate_per_s": shape.warm_up_rate,
+            },
             "warmup_s": shape.warmup,
             "window_s": shape.window,
             "drain_s": shape.drain,
