@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from pydantic import ValidationError
 
 from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
@@ -30,6 +31,7 @@ from bank_shared.contracts.accounts import (
 from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal_events, to_bytes
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.db import Connection
+from bank_shared.eventstore.migrate import migrate
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
 from tests.read_model import dump_read_model, expected_read_model, history
@@ -424,6 +426,66 @@ async def test_a_rebuild_before_any_service_ran_replays_nothing_and_fails_nothin
         assert report.events == 0
         empty: dict[str, list[object]] = {"accounts": [], "account_activity": [], "transfers": []}
         assert await dump_read_model(pg) == empty
+    finally:
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_a_rebuild_that_fails_part_way_leaves_the_read_model_as_it_was(
+    infra: Endpoints,
+) -> None:
+    """A store whose sixth event the projector cannot read, after five it has already written
+    (batches of two, so a write is in flight when the bad one is parsed): the rebuild fails
+    with the reason, and its emptying and writing are rolled back."""
+    names = [f"rebuild_broken_{uuid.uuid4().hex[:8]}_{i}" for i in range(3)]
+    admin = await asyncpg.connect(infra.pg.dsn("postgres"))
+    try:
+        for name in names:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        pg = infra.pg.model_copy(
+            update={"accounts_db": names[0], "transfers_db": names[1], "read_db": names[2]}
+        )
+        insert = (
+            "INSERT INTO events (stream_id, version, event_id, event_type, schema_version,"
+            " envelope) VALUES ($1, 1, $2, 'AccountOpened', 1, $3)"
+        )
+        store = await asyncpg.connect(pg.dsn(pg.accounts_db))
+        try:
+            await migrate(store, "bank_shared.eventstore.migrations")
+            for i in range(1, 6):
+                opened = AccountOpened(
+                    account_id=f"broken-{i}", owner="B", initial_balance="1", balance_after="1"
+                )
+                (envelope,) = seal_events(
+                    [opened],
+                    cause=uuid.uuid4(),
+                    correlation_id=uuid.uuid4(),
+                    stream_id=opened.account_id,
+                    after_version=0,
+                    occurred_at=datetime.now(UTC),
+                )
+                await store.execute(
+                    insert, opened.account_id, envelope.message_id, to_bytes(envelope).decode()
+                )
+            await store.execute(insert, "broken-6", uuid.uuid4(), '{"not": "an envelope"}')
+        finally:
+            await store.close()
+        read = await asyncpg.connect(pg.dsn(pg.read_db))
+        try:
+            await migrate(read, "bank_projector.migrations")
+            await read.execute(
+                "INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
+                " VALUES ('kept', 'Kept', 7, 1, now(), now())"
+            )
+        finally:
+            await read.close()
+        before = await dump_read_model(pg)
+
+        with pytest.raises(ValidationError, match="message_id"):
+            await rebuild(ProjectorSettings(pg=pg, rebuild_batch=2))
+
+        assert await dump_read_model(pg) == before
     finally:
         for name in names:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

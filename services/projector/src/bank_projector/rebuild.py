@@ -96,8 +96,10 @@ async def replay(read: Connection, source_dsn: str, batch: int) -> int:
                     replayed += await writing
             finally:
                 ahead.cancel()
-                if writing is not None:
-                    writing.cancel()
+                if writing is not None and not writing.done():
+                    # Failing part-way: the write in flight ends first, so the connection is
+                    # free for the ROLLBACK that undoes the whole rebuild.
+                    await asyncio.gather(writing, return_exceptions=True)
             return replayed
     finally:
         await source.close()
