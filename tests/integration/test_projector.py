@@ -4,8 +4,10 @@ stores, ignores redelivered events, and a rebuild gives it back row for row."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -33,6 +35,7 @@ from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.runtime import Runtime
+from bank_shared.settings import PostgresSettings
 from bank_shared.topics import TopicSettings
 from tests.read_model import dump_read_model, expected_read_model, history
 from tests.support import envelope_for, eventually, new_id, send
@@ -409,27 +412,33 @@ async def test_two_instances_projecting_the_same_stream_at_once_never_undo_each_
         await ahead.close()
 
 
+@contextlib.asynccontextmanager
+async def brand_new_databases(base: PostgresSettings) -> AsyncIterator[PostgresSettings]:
+    """The accounts, transfers and read databases as new, empty ones, dropped afterwards."""
+    names = [f"rebuild_{uuid.uuid4().hex[:8]}_{i}" for i in range(3)]
+    admin = await asyncpg.connect(base.dsn("postgres"))
+    try:
+        for name in names:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        yield base.model_copy(
+            update={"accounts_db": names[0], "transfers_db": names[1], "read_db": names[2]}
+        )
+    finally:
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 async def test_a_rebuild_before_any_service_ran_replays_nothing_and_fails_nothing(
     infra: Endpoints,
 ) -> None:
     """A new bank: neither event store exists yet (their services create them when they first
     start). The rebuild has no history to replay; it must say 0 events, not crash."""
-    names = [f"rebuild_fresh_{uuid.uuid4().hex[:8]}_{i}" for i in range(3)]
-    admin = await asyncpg.connect(infra.pg.dsn("postgres"))
-    try:
-        for name in names:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        pg = infra.pg.model_copy(
-            update={"accounts_db": names[0], "transfers_db": names[1], "read_db": names[2]}
-        )
+    async with brand_new_databases(infra.pg) as pg:
         report = await rebuild(ProjectorSettings(pg=pg))
         assert report.events == 0
         empty: dict[str, list[object]] = {"accounts": [], "account_activity": [], "transfers": []}
         assert await dump_read_model(pg) == empty
-    finally:
-        for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_a_rebuild_that_fails_part_way_leaves_the_read_model_as_it_was(
@@ -438,14 +447,7 @@ async def test_a_rebuild_that_fails_part_way_leaves_the_read_model_as_it_was(
     """A store whose sixth event the projector cannot read, after five it has already written
     (batches of two, so a write is in flight when the bad one is parsed): the rebuild fails
     with the reason, and its emptying and writing are rolled back."""
-    names = [f"rebuild_broken_{uuid.uuid4().hex[:8]}_{i}" for i in range(3)]
-    admin = await asyncpg.connect(infra.pg.dsn("postgres"))
-    try:
-        for name in names:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        pg = infra.pg.model_copy(
-            update={"accounts_db": names[0], "transfers_db": names[1], "read_db": names[2]}
-        )
+    async with brand_new_databases(infra.pg) as pg:
         insert = (
             "INSERT INTO events (stream_id, version, event_id, event_type, schema_version,"
             " envelope) VALUES ($1, 1, $2, 'AccountOpened', 1, $3)"
@@ -486,7 +488,3 @@ async def test_a_rebuild_that_fails_part_way_leaves_the_read_model_as_it_was(
             await rebuild(ProjectorSettings(pg=pg, rebuild_batch=2))
 
         assert await dump_read_model(pg) == before
-    finally:
-        for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
