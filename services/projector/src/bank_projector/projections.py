@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 
 from bank_shared.channels import READ_MODEL_CHANNEL, notify_payloads
 from bank_shared.contracts.accounts import (
@@ -129,6 +130,15 @@ def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+# READ_ACCOUNTS and READ_TRANSFERS select the stream id and its parked flag, then the row's
+# columns in the order of its dataclass's fields, which is also the order WRITE_* inserts them.
+ROW_COLUMNS_FROM = 2
+# A row's values in that order (not `astuple`, which deep-copies every value: 18 against
+# 0.2 µs a row, timeit).
+ACCOUNT_VALUES = attrgetter(*(f.name for f in fields(AccountRow)))
+TRANSFER_VALUES = attrgetter(*(f.name for f in fields(TransferRow)))
+
+
 # The stream ids of a batch, each with its row (NULLs if none yet) and whether it is parked.
 READ_ACCOUNTS = (
     "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, a.account_id, a.owner,"
@@ -161,9 +171,7 @@ async def _project_accounts(conn: Connection, events: Events) -> int:
     rows = await conn.fetch(READ_ACCOUNTS, _streams(events))
     events = _without_parked(events, {r["stream_id"] for r in rows if r["parked"]})
     accounts = {
-        r["account_id"]: AccountRow(
-            r["account_id"], r["owner"], r["balance"], r["version"], r["opened_at"], r["updated_at"]
-        )
+        r["account_id"]: AccountRow(*tuple(r)[ROW_COLUMNS_FROM:])
         for r in rows
         if r["account_id"] is not None
     }
@@ -203,10 +211,7 @@ async def _project_accounts(conn: Connection, events: Events) -> int:
         )
     if not activity:
         return 0
-    upserts = [
-        (a.account_id, a.owner, a.balance, a.version, a.opened_at, a.updated_at)
-        for a in (accounts[i] for i in changed)
-    ]
+    upserts = [ACCOUNT_VALUES(accounts[i]) for i in changed]
     await conn.execute(
         WRITE_ACCOUNTS,
         *_columns(upserts),
@@ -247,19 +252,7 @@ async def _project_transfers(conn: Connection, events: Events) -> int:
     rows = await conn.fetch(READ_TRANSFERS, _streams(events))
     events = _without_parked(events, {r["stream_id"] for r in rows if r["parked"]})
     transfers = {
-        r["transfer_id"]: TransferRow(
-            r["transfer_id"],
-            r["source_account_id"],
-            r["target_account_id"],
-            r["amount"],
-            r["status"],
-            r["reason"],
-            r["refunded"],
-            r["started_at"],
-            r["finished_at"],
-            r["version"],
-            r["debited_at"],
-        )
+        r["transfer_id"]: TransferRow(*tuple(r)[ROW_COLUMNS_FROM:])
         for r in rows
         if r["transfer_id"] is not None
     }
@@ -313,22 +306,7 @@ async def _project_transfers(conn: Connection, events: Events) -> int:
         applied += 1
     if not applied:
         return 0
-    upserts = [
-        (
-            t.transfer_id,
-            t.source_account_id,
-            t.target_account_id,
-            t.amount,
-            t.status,
-            t.reason,
-            t.refunded,
-            t.started_at,
-            t.finished_at,
-            t.version,
-            t.debited_at,
-        )
-        for t in (transfers[i] for i in changed)
-    ]
+    upserts = [TRANSFER_VALUES(transfers[i]) for i in changed]
     await conn.execute(
         WRITE_TRANSFERS, *_columns(upserts), READ_MODEL_CHANNEL, notify_payloads(sorted(finished))
     )
