@@ -77,10 +77,7 @@ async def main() -> None:
         **os.environ,
         "BANK_ACCOUNTS_HTTP_PORT": str(args.port),
         "BANK_ACCOUNTS_CONSUMER_GROUP": f"bench-{run}",
-        "BANK_TOPIC_ACCOUNT_COMMANDS": topics.account_commands,
-        "BANK_TOPIC_ACCOUNT_EVENTS": topics.account_events,
-        "BANK_TOPIC_COMMAND_OUTCOMES": topics.command_outcomes,
-        "BANK_TOPIC_DEAD_LETTERS": topics.dead_letters,
+        **{f"BANK_TOPIC_{name.upper()}": str(value) for name, value in topics},
     }
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap, enable_idempotence=True, linger_ms=5

@@ -116,6 +116,14 @@ async def outcomes(
 
 
 @pytest.fixture(scope="session")
+async def step_outcomes(
+    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+) -> AsyncIterator[TopicTap]:
+    async for tap in _tap(infra, topics.step_outcomes):
+        yield tap
+
+
+@pytest.fixture(scope="session")
 async def account_events(
     infra: Endpoints, topics: TopicSettings, accounts: Runtime
 ) -> AsyncIterator[TopicTap]:

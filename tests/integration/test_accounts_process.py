@@ -28,10 +28,7 @@ async def test_the_service_process_answers_health_and_ready_and_stops_cleanly(
         "BANK_KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap,
         "BANK_PG_HOST": infra.pg.host,
         "BANK_PG_PORT": str(infra.pg.port),
-        "BANK_TOPIC_ACCOUNT_COMMANDS": topics.account_commands,
-        "BANK_TOPIC_ACCOUNT_EVENTS": topics.account_events,
-        "BANK_TOPIC_COMMAND_OUTCOMES": topics.command_outcomes,
-        "BANK_TOPIC_DEAD_LETTERS": topics.dead_letters,
+        **{f"BANK_TOPIC_{name.upper()}": str(value) for name, value in topics},
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -58,6 +58,7 @@ async def flaky_service(
         account_commands=f"test.flaky.{run}.commands",
         account_events=topics.account_events,
         command_outcomes=topics.command_outcomes,
+        step_outcomes=topics.step_outcomes,
         dead_letters=topics.dead_letters,
         partitions=1,
     )

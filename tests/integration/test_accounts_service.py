@@ -213,6 +213,51 @@ async def test_a_poison_message_is_dead_lettered_and_the_next_command_still_proc
     assert all(r.headers["source-topic"] == topics.account_commands.encode() for r in letters)
 
 
+async def test_an_outcome_goes_to_the_topic_its_command_names_and_nowhere_else(
+    accounts_settings: AccountsSettings,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+    step_outcomes: TopicTap,
+    dead_letters: TopicTap,
+) -> None:
+    account = new_id("fay")
+    opening = envelope_for(OpenAccount(account_id=account, owner="Fay", initial_balance="10"))
+    deposit = envelope_for(DepositMoney(account_id=account, amount="5")).model_copy(
+        update={"reply_to": topics.step_outcomes}
+    )
+    await send(producer, topics.account_commands, account, opening)
+    await send(producer, topics.account_commands, account, deposit)
+
+    [first] = await step_outcomes.wait_for(caused_by(deposit.message_id))
+    await barrier(producer, topics, outcomes, account)
+    assert outcomes.matching(caused_by(opening.message_id))
+    assert not outcomes.matching(caused_by(deposit.message_id))
+
+    # The same command again, naming no topic: its first outcome again, on the default topic.
+    again = deposit.model_copy(update={"reply_to": None})
+    await send(producer, topics.account_commands, account, again)
+    [repeated] = await outcomes.wait_for(caused_by(deposit.message_id))
+    assert repeated.value == first.value
+
+    # A topic that is not an outcome topic: dead-lettered, saying what to send instead.
+    astray = envelope_for(DepositMoney(account_id=account, amount="7")).model_copy(
+        update={"reply_to": topics.account_events}
+    )
+    await send(producer, topics.account_commands, account, astray)
+    [letter] = await dead_letters.wait_for(lambda r: r.value == to_bytes(astray))
+    reason = letter.headers["dead-letter-reason"].decode()
+    assert "is not an outcome topic" in reason
+    assert topics.step_outcomes in reason
+    await barrier(producer, topics, outcomes, account)
+    assert await stored_stream(accounts_settings, account) == [
+        (1, "AccountOpened"),
+        (2, "MoneyDeposited"),
+        (3, "MoneyDeposited"),  # the two barriers'
+        (4, "MoneyDeposited"),
+    ]
+
+
 async def test_records_with_undecodable_headers_are_processed_not_skipped(
     topics: TopicSettings, producer: AIOKafkaProducer, outcomes: TopicTap
 ) -> None:

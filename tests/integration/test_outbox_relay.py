@@ -62,6 +62,7 @@ async def relay_topics(infra: Endpoints) -> TopicSettings:
         account_commands=f"test.relay.{run}.commands",
         account_events=f"test.relay.{run}.events",
         command_outcomes=f"test.relay.{run}.outcomes",
+        step_outcomes=f"test.relay.{run}.step-outcomes",
         dead_letters=f"test.relay.{run}.dead",
         partitions=3,
     )

@@ -88,6 +88,7 @@ async def test_every_consumer_dead_letters_poison_and_carries_on(
             producer, topics.transfer_commands, transfer_id, start
         ),
         topics.command_outcomes: await poison(producer, topics.command_outcomes, alice, start),
+        topics.step_outcomes: await poison(producer, topics.step_outcomes, alice, start),
         topics.account_events: await poison(producer, topics.account_events, new_id("x"), start),
         topics.transfer_events: await poison(producer, topics.transfer_events, new_id("y"), start),
     }

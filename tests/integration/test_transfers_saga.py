@@ -21,6 +21,7 @@ from bank_shared.eventstore.migrate import migrate
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
 from bank_transfers_saga.app import run_saga
+from bank_transfers_saga.saga import step_command_id
 from bank_transfers_saga.settings import SagaSettings
 from tests.support import TopicTap, caused_by, envelope_for, eventually, fresh_topics, new_id, send
 from tests.transfers_client import (
@@ -42,6 +43,7 @@ async def test_a_transfer_withdraws_deposits_and_completes_with_one_correlation_
     topics: TopicSettings,
     producer: AIOKafkaProducer,
     outcomes: TopicTap,
+    step_outcomes: TopicTap,
 ) -> None:
     ids = await open_accounts(accounts, topics, alice="100.00", bob="50.00")
     transfer_id, command = await start_transfer(producer, topics, ids["alice"], ids["bob"], "30")
@@ -67,6 +69,14 @@ async def test_a_transfer_withdraws_deposits_and_completes_with_one_correlation_
         ]
     assert len(caused) == 5
     assert {e.correlation_id for e in caused} == {command.correlation_id}
+
+    # The answers to the saga's steps go to the saga's own topic, not the command API's.
+    steps = [step_command_id(transfer_id, step) for step in ("withdraw", "deposit")]
+    for step in steps:
+        [answer] = await step_outcomes.wait_for(caused_by(step))
+        assert isinstance(answer.message, CommandOutcome)
+        assert answer.message.status == "accepted"
+    assert not outcomes.matching(lambda r: any(caused_by(step)(r) for step in steps))
 
 
 async def test_a_transfer_above_the_balance_fails_for_insufficient_funds_and_moves_nothing(

@@ -13,6 +13,9 @@ class TopicSettings(BaseSettings):
     account_commands: str = "bank.account-commands"
     account_events: str = "bank.account-events"
     command_outcomes: str = "bank.command-outcomes"
+    # The outcomes of the account commands the transfers saga sends (its steps), apart from
+    # the rest: the command API does not read the saga's answers, nor the saga the API's.
+    step_outcomes: str = "bank.transfer-step-outcomes"
     dead_letters: str = "bank.dead-letters"
     transfer_commands: str = "bank.transfer-commands"
     transfer_events: str = "bank.transfer-events"
@@ -22,6 +25,24 @@ class TopicSettings(BaseSettings):
         """The same topics under `<prefix>.`: an isolated set for a test or a benchmark."""
         names = {name: f"{prefix}.{value}" for name, value in self if isinstance(value, str)}
         return self.model_copy(update=names)
+
+    def outcome_topic(self, reply_to: str | None) -> str:
+        """Where the outcome of a command goes: the topic its sender named, or the command
+        API's outcomes topic. A name that is not one of the bank's outcome topics is refused:
+        an outcome sent to, say, an events topic would stop the consumers of that topic."""
+        if reply_to is None:
+            return self.command_outcomes
+        if reply_to in (self.command_outcomes, self.step_outcomes):
+            return reply_to
+        raise UnknownReplyTopicError(
+            f"reply_to {reply_to!r} is not an outcome topic of this bank; send the command"
+            f" with reply_to {self.command_outcomes!r}, {self.step_outcomes!r} or none"
+        )
+
+
+class UnknownReplyTopicError(ValueError):
+    """A command asks for its outcome on a topic that is not an outcome topic: applying it
+    again can only fail again, so it is dead-lettered."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,7 @@ def account_topics(settings: TopicSettings) -> list[TopicSpec]:
         TopicSpec(settings.account_commands, settings.partitions),
         TopicSpec(settings.account_events, settings.partitions, KEEP_FOREVER),
         TopicSpec(settings.command_outcomes, settings.partitions),
+        TopicSpec(settings.step_outcomes, settings.partitions),
         TopicSpec(settings.dead_letters, 1, KEEP_FOREVER),
     ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -94,9 +95,12 @@ class AccountCommandHandler:
 
         for envelope, command in commands:
             command_id = envelope.message_id
+            reply_topic = self.topics.outcome_topic(envelope.reply_to)
             if command_id in answers:
                 # Publish the very same outcome again: the sender may have missed the first.
-                outbox.append(answers[command_id])
+                # To the topic this copy of the command names (a step re-sent by a saga that
+                # has since moved its answers to their own topic finds them there).
+                outbox.append(replace(answers[command_id], topic=reply_topic))
                 outcomes.append(CommandOutcome.model_validate(answers[command_id].envelope.payload))
                 continue
             stream_id = command.account_id
@@ -134,7 +138,7 @@ class AccountCommandHandler:
                     balance=decision[-1].balance_after,
                 )
             answer = OutboxMessage(
-                self.topics.command_outcomes,
+                reply_topic,
                 stream_id,
                 seal(
                     outcome,

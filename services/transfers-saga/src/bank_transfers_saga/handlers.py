@@ -20,7 +20,7 @@ def build_router(
     async def on_transfer_commands(batch: list[tuple[Envelope, Message]]) -> None:
         await saga.start_batch([(e, c) for e, c in batch if isinstance(c, StartTransfer)])
 
-    async def on_command_outcomes(batch: list[tuple[Envelope, Message]]) -> None:
+    async def on_step_outcomes(batch: list[tuple[Envelope, Message]]) -> None:
         await saga.answers_batch([(e, o) for e, o in batch if isinstance(o, CommandOutcome)])
 
     subscribe_batches(
@@ -34,9 +34,9 @@ def build_router(
     )
     subscribe_batches(
         router,
-        settings.topics.command_outcomes,
+        settings.topics.step_outcomes,
         group_id=settings.answers_group,
-        handle=on_command_outcomes,
+        handle=on_step_outcomes,
         dead_letters=dead_letters,
         accepts=lambda m: isinstance(m, CommandOutcome),
         max_records=max_records,

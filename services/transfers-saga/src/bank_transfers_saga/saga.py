@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -154,8 +154,10 @@ class TransferSaga:
         outcomes: list[CommandOutcome] = []
 
         for envelope, command in commands:
+            reply_topic = self.topics.outcome_topic(envelope.reply_to)
             if envelope.message_id in answers:
-                changes.outbox.append(answers[envelope.message_id])  # the same answer again
+                # The same answer again, to where this copy of the command asks for it.
+                changes.outbox.append(replace(answers[envelope.message_id], topic=reply_topic))
                 outcomes.append(
                     CommandOutcome.model_validate(answers[envelope.message_id].envelope.payload)
                 )
@@ -183,7 +185,7 @@ class TransferSaga:
                     version=transfer.version,
                 )
             answer = OutboxMessage(
-                self.topics.command_outcomes,
+                reply_topic,
                 command.transfer_id,
                 seal(
                     outcome,
@@ -284,6 +286,7 @@ class TransferSaga:
                         correlation_id=transfer.correlation_id,
                         causation_id=envelope.message_id,
                         occurred_at=now,
+                        reply_to=self.topics.step_outcomes,
                     ),
                 )
                 changes.outbox.append(message)
@@ -323,10 +326,18 @@ class TransferSaga:
             )
             if not rows:
                 return 0
+            # Asks for the answer on the step outcomes topic even if the step was first sent
+            # by an older saga, which read its answers among the command API's outcomes.
             await add_to_outbox(
                 conn,
                 [
-                    OutboxMessage(r["topic"], r["key"], Envelope.model_validate_json(r["command"]))
+                    OutboxMessage(
+                        r["topic"],
+                        r["key"],
+                        Envelope.model_validate_json(r["command"]).model_copy(
+                            update={"reply_to": self.topics.step_outcomes}
+                        ),
+                    )
                     for r in rows
                 ],
             )

@@ -40,6 +40,8 @@ class Envelope(BaseModel):
     schema_version: int = 1
     stream_id: str | None = None
     stream_version: int | None = None
+    # A command's return address: the topic its outcome goes to (None: the command API's).
+    reply_to: str | None = None
     payload: dict[str, Any]
 
 
@@ -67,6 +69,7 @@ def seal(
     occurred_at: datetime,
     stream_id: str | None = None,
     stream_version: int | None = None,
+    reply_to: str | None = None,
 ) -> Envelope:
     return Envelope(
         message_id=message_id,
@@ -77,6 +80,7 @@ def seal(
         schema_version=message.SCHEMA_VERSION,
         stream_id=stream_id,
         stream_version=stream_version,
+        reply_to=reply_to,
         payload=message.model_dump(mode="json"),
     )
 

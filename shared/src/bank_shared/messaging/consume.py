@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from bank_shared.contracts.envelope import Envelope, Message, UnreadableMessageError, open_envelope
 from bank_shared.faults import crash_point
+from bank_shared.topics import UnknownReplyTopicError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ POISON = (
     TypeError,
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
+    UnknownReplyTopicError,
 )
 
 
