@@ -1,14 +1,17 @@
 """A batch that fails is redelivered, not skipped; one that always fails because of one
-message gets that message dead-lettered, and the others applied."""
+message gets that message dead-lettered, and the others applied; a graceful stop leaves
+nothing applied to be delivered again."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
+from functools import partial
 
+import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaRouter
 
 from bank_accounts.account import AccountCommandHandler
@@ -22,10 +25,12 @@ from bank_shared.contracts.accounts import (
 from bank_shared.contracts.envelope import Envelope, to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.eventstore.relay import RelaySettings
+from bank_shared.eventstore.store import load_stream
+from bank_shared.messaging import consume
 from bank_shared.messaging.consume import DeadLetters
 from bank_shared.runtime import Runtime, run_runtime
-from bank_shared.topics import TopicSettings, account_topics
-from tests.support import TopicTap, caused_by, envelope_for, new_id, send
+from bank_shared.topics import TopicSettings, TopicSpec, account_topics
+from tests.support import TopicTap, caused_by, envelope_for, eventually, new_id, send
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +138,59 @@ async def test_a_command_that_always_fails_is_dead_lettered_and_the_rest_are_app
     assert isinstance(last.message, CommandOutcome)
     assert (last.message.version, last.message.balance) == (2, Decimal("2.00"))
     assert outcomes.matching(caused_by(broken.message_id)) == []
+
+
+async def test_a_graceful_stop_commits_the_offsets_of_everything_applied(
+    infra: Endpoints,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Background commits pause between rounds (COMMIT_INTERVAL, made a minute here): a stop
+    must not leave what was applied meanwhile for the group's next consumer to handle again."""
+    monkeypatch.setattr(consume, "COMMIT_INTERVAL", 60.0)
+    run = uuid.uuid4().hex[:8]
+    own = topics.model_copy(update={"account_commands": f"test.stop.{run}.commands"})
+    group = f"stop-{run}"
+    account = new_id("gil")
+    commands = [
+        envelope_for(OpenAccount(account_id=account, owner="Gil")),
+        envelope_for(DepositMoney(account_id=account, amount="3")),
+    ]
+
+    def routers(runtime: Runtime) -> list[KafkaRouter]:
+        handler = AccountCommandHandler(runtime.pool, own)
+        dead_letters = DeadLetters(runtime.producer, own.dead_letters)
+        return [build_router(own, handler, dead_letters, group_id=group)]
+
+    dsn = infra.pg.dsn(infra.pg.accounts_db)
+    async with run_runtime(
+        name="accounts-stop",
+        dsn=dsn,
+        kafka=infra.kafka,
+        topics=[TopicSpec(own.account_commands, 1)],
+        migrations=["bank_shared.eventstore.migrations"],
+        pool_size=2,
+        routers=routers,
+        relay=None,
+    ):
+        # One at a time: the first batch's commit starts the pause, the second's waits for it.
+        for version, command in enumerate(commands, start=1):
+            await send(producer, own.account_commands, account, command)
+            await eventually(partial(has_version, dsn, account, version), what=f"v{version}")
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka.bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        partition = TopicPartition(own.account_commands, 0)
+        assert await consumer.committed(partition) == len(commands)
+    finally:
+        await consumer.stop()
+
+
+async def has_version(dsn: str, stream_id: str, version: int) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return len(await load_stream(conn, stream_id)) >= version
+    finally:
+        await conn.close()

@@ -4,6 +4,7 @@ commit Kafka offsets only after every effect of the batch is committed in Postgr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -97,6 +98,9 @@ class OffsetCommits:
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Set while no batch is being handled: a stopping subscriber waits for it.
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     def applied(self, consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
         """The effects of `records` are committed: their offsets may be committed too."""
@@ -112,16 +116,34 @@ class OffsetCommits:
     async def _commit_pending(self) -> None:
         # One commit in flight, then a pause; what is applied meanwhile goes with the next one.
         while self._pending and self._consumer is not None:
-            offsets, self._pending = self._pending, {}
-            assigned = self._consumer.assignment()
-            offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-            if not offsets:
-                continue
-            try:
-                await self._consumer.commit(offsets)
-            except Exception as error:  # a rebalance or a stopping consumer: not an error
-                log.info("offsets not committed (%r): those records may come again", error)
+            await self._commit_once(self._consumer)
             await asyncio.sleep(COMMIT_INTERVAL)
+
+    async def _commit_once(self, consumer: AIOKafkaConsumer) -> None:
+        offsets, self._pending = self._pending, {}
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except asyncio.CancelledError:
+            # Interrupted by `flush`: these offsets are committed by it, not forgotten.
+            for tp, offset in offsets.items():
+                self._pending[tp] = max(self._pending.get(tp, 0), offset)
+            raise
+        except Exception as error:  # a rebalance or a stopping consumer: not an error
+            log.info("offsets not committed (%r): those records may come again", error)
+
+    async def flush(self) -> None:
+        """Commit now what is applied and not committed yet: the pause between background
+        commits would otherwise outlive a consumer that is closing."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pending and self._consumer is not None:
+            await self._commit_once(self._consumer)
 
 
 async def tolerant_batch_parser(
@@ -181,6 +203,24 @@ async def consume_batch(
     recognised by its message id.
     """
     records = batch_records(message)
+    commits.idle.clear()
+    try:
+        return await _consume_batch(
+            message, records, handle, dead_letters, accepts, failure_backoff, commits
+        )
+    finally:
+        commits.idle.set()
+
+
+async def _consume_batch(
+    message: KafkaMessage,
+    records: Sequence[Record],
+    handle: BatchHandler,
+    dead_letters: DeadLetters | None,
+    accepts: Callable[[Message], bool],
+    failure_backoff: float,
+    commits: OffsetCommits,
+) -> int:
     try:
         readable: list[tuple[Record, Envelope, Message]] = []
         for record in records:
@@ -261,6 +301,33 @@ def poll_without_pause(subscriber: BatchSubscriber, max_records: int) -> None:
     subscriber.get_msg = get_msg  # type: ignore[method-assign]
 
 
+# How long a stopping subscriber waits for the batch in hand to be applied.
+STOP_GRACE = 10.0
+
+
+def stop_after_committing(subscriber: BatchSubscriber, commits: OffsetCommits) -> None:
+    """Make a stopping subscriber finish the batch in hand, then commit the offsets of what
+    it applied, before FastStream cancels its loop and closes its consumer.
+
+    Why: FastStream's `stop` cancels the consume loop and closes the consumer at once, so the
+    batch in hand was cut off and the offsets applied since the last background commit (up to
+    COMMIT_INTERVAL's worth) were never committed: after every restart, the next consumer
+    handled those records again (and dropped them as applied). Records fetched but not yet
+    handled are still left to the next consumer. Like `poll_without_pause`, an instance
+    attribute replaces the subscriber's method; FastStream has no hook between the two.
+    """
+    stop = subscriber.stop
+
+    async def stop_when_committed() -> None:
+        subscriber.running = False  # the loop takes no batch after the one in hand
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(commits.idle.wait(), STOP_GRACE)
+        await commits.flush()
+        await stop()
+
+    subscriber.stop = stop_when_committed  # type: ignore[method-assign]
+
+
 def subscribe_batches(
     router: KafkaRouter,
     topic: str,
@@ -295,4 +362,5 @@ def subscribe_batches(
         title=f"{group_id}:{topic}",
     )
     poll_without_pause(subscriber, max_records)
+    stop_after_committing(subscriber, commits)
     subscriber(on_batch)
