@@ -181,7 +181,7 @@ async def test_a_step_without_an_answer_is_sent_again_and_applied_once_when_answ
         resend_check_interval=0.1,
         relay_poll_interval=0.1,
         commands_group=f"{topics.transfer_commands}.saga",
-        answers_group=f"{topics.command_outcomes}.saga",
+        answers_group=f"{topics.step_outcomes}.saga",
     )
     accounts_settings = AccountsSettings(
         kafka=isolated.kafka,

@@ -41,7 +41,7 @@ async def test_a_saga_killed_between_debit_and_deposit_completes_after_restart_e
     saga_dsn = SagaSettings(pg=isolated.pg).dsn
     env = service_env(isolated.kafka, isolated.pg, topics) | {
         "BANK_SAGA_COMMANDS_GROUP": f"{topics.transfer_commands}.saga",
-        "BANK_SAGA_ANSWERS_GROUP": f"{topics.command_outcomes}.saga",
+        "BANK_SAGA_ANSWERS_GROUP": f"{topics.step_outcomes}.saga",
         "BANK_SAGA_RELAY_POLL_INTERVAL": "0.1",
     }
     async with run_accounts(accounts_settings) as accounts:

@@ -280,3 +280,20 @@ def test_stream_names_refuse_empty_long_or_odd_strings(name: str) -> None:
 def test_stream_names_refuse_non_strings() -> None:
     with pytest.raises(ValidationError):
         Named.model_validate({"name": 12345})
+
+
+def test_a_message_without_a_return_address_is_written_as_before_the_field_existed() -> None:
+    """An envelope forbids unknown fields, so a consumer not yet upgraded would refuse every
+    message carrying `"reply_to": null`; and a stored answer must be sent again unchanged."""
+    envelope = sealed(DepositMoney(account_id="alice", amount="1.00"))
+    assert "reply_to" not in json.loads(to_bytes(envelope))
+    parsed, _ = open_envelope(to_bytes(envelope))
+    assert parsed == envelope
+
+
+def test_a_return_address_travels_with_its_command() -> None:
+    envelope = sealed(DepositMoney(account_id="alice", amount="1.00"), reply_to="t.outcomes")
+    document = json.loads(to_bytes(envelope))
+    assert document["reply_to"] == "t.outcomes"
+    parsed, _ = open_envelope(to_bytes(envelope))
+    assert parsed == envelope

@@ -140,5 +140,13 @@ def read_payload(envelope: Envelope) -> Message:
         raise UnreadableMessageError(f"invalid {envelope.type} payload: {error}") from None
 
 
+def to_json(envelope: Envelope) -> str:
+    """The wire form. `reply_to` is left out when there is none: a message without one is
+    written as before the field existed, so a consumer not yet upgraded (whose envelope
+    forbids unknown fields) still reads it, and an answer stored before is sent again byte
+    for byte."""
+    return envelope.model_dump_json(exclude=None if envelope.reply_to else {"reply_to"})
+
+
 def to_bytes(envelope: Envelope) -> bytes:
-    return envelope.model_dump_json().encode()
+    return to_json(envelope).encode()

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
-from bank_shared.contracts.envelope import Envelope, to_bytes
+from bank_shared.contracts.envelope import Envelope, to_bytes, to_json
 from bank_shared.db import Connection
 
 # Woken on commit: NOTIFY is transactional, so the relay hears of rows only once they are visible.
@@ -239,7 +239,7 @@ class WriteStatement:
             [e.message_id for e in events],
             [e.type for e in events],
             [e.schema_version for e in events],
-            [e.model_dump_json() for e in events],
+            [to_json(e) for e in events],
         )
         self.add(
             QUEUE_OUTBOX,

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
+from faststream._internal.endpoint.subscriber.utils import MultiLock
 from faststream.kafka import KafkaMessage, KafkaRouter
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pydantic import ValidationError
@@ -98,9 +99,6 @@ class OffsetCommits:
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        # Set while no batch is being handled: a stopping subscriber waits for it.
-        self.idle = asyncio.Event()
-        self.idle.set()
 
     def applied(self, consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
         """The effects of `records` are committed: their offsets may be committed too."""
@@ -203,24 +201,6 @@ async def consume_batch(
     recognised by its message id.
     """
     records = batch_records(message)
-    commits.idle.clear()
-    try:
-        return await _consume_batch(
-            message, records, handle, dead_letters, accepts, failure_backoff, commits
-        )
-    finally:
-        commits.idle.set()
-
-
-async def _consume_batch(
-    message: KafkaMessage,
-    records: Sequence[Record],
-    handle: BatchHandler,
-    dead_letters: DeadLetters | None,
-    accepts: Callable[[Message], bool],
-    failure_backoff: float,
-    commits: OffsetCommits,
-) -> int:
     try:
         readable: list[tuple[Record, Envelope, Message]] = []
         for record in records:
@@ -301,29 +281,38 @@ def poll_without_pause(subscriber: BatchSubscriber, max_records: int) -> None:
     subscriber.get_msg = get_msg  # type: ignore[method-assign]
 
 
-# How long a stopping subscriber waits for the batch in hand to be applied.
-STOP_GRACE = 10.0
+# How long a stopping subscriber waits for the batch in hand, then for its last commit.
+STOP_GRACE = 15.0
+FLUSH_TIMEOUT = 5.0
 
 
 def stop_after_committing(subscriber: BatchSubscriber, commits: OffsetCommits) -> None:
-    """Make a stopping subscriber finish the batch in hand, then commit the offsets of what
-    it applied, before FastStream cancels its loop and closes its consumer.
+    """Make a stopping subscriber commit the offsets of everything it applied before
+    FastStream closes its consumer.
 
-    Why: FastStream's `stop` cancels the consume loop and closes the consumer at once, so the
-    batch in hand was cut off and the offsets applied since the last background commit (up to
-    COMMIT_INTERVAL's worth) were never committed: after every restart, the next consumer
-    handled those records again (and dropped them as applied). Records fetched but not yet
-    handled are still left to the next consumer. Like `poll_without_pause`, an instance
-    attribute replaces the subscriber's method; FastStream has no hook between the two.
+    Why: FastStream's `stop` waits for the batch in hand (its `lock`), then cancels the consume
+    loop and closes the consumer, and the offsets applied since the last background commit (up
+    to COMMIT_INTERVAL's worth, the batch in hand among them) were never committed: after every
+    restart the group's next consumer handled those records again (and dropped them as
+    applied). Here the loop takes no new batch, the one in hand finishes, its offsets and the
+    others pending are committed (bounded: a broker that does not answer does not hold up the
+    stop), then FastStream's own stop runs, whatever happened before. Records fetched but not
+    handled are left to the next consumer. Like `poll_without_pause`, an instance attribute
+    replaces the subscriber's method; FastStream has no hook between the two steps.
     """
     stop = subscriber.stop
 
     async def stop_when_committed() -> None:
-        subscriber.running = False  # the loop takes no batch after the one in hand
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(commits.idle.wait(), STOP_GRACE)
-        await commits.flush()
-        await stop()
+        # `consume` checks `running` and takes the lock without yielding in between, so once
+        # the lock is released no batch is being handled and none will start.
+        subscriber.running = False
+        try:
+            if isinstance(subscriber.lock, MultiLock):
+                await subscriber.lock.wait_release(STOP_GRACE)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(commits.flush(), FLUSH_TIMEOUT)
+        finally:
+            await stop()
 
     subscriber.stop = stop_when_committed  # type: ignore[method-assign]
 
