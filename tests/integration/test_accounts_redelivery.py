@@ -146,8 +146,9 @@ async def test_a_graceful_stop_commits_the_offsets_of_everything_applied(
     producer: AIOKafkaProducer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Background commits pause between rounds (COMMIT_INTERVAL, made a minute here): a stop
-    must not leave what was applied meanwhile for the group's next consumer to handle again."""
+    """Background commits pause between rounds (COMMIT_INTERVAL, made a minute here, for the
+    subscribers registered from now on: this test's): a stop must not leave what was applied
+    meanwhile for the group's next consumer to handle again."""
     monkeypatch.setattr(consume, "COMMIT_INTERVAL", 60.0)
     run = uuid.uuid4().hex[:8]
     own = topics.model_copy(update={"account_commands": f"test.stop.{run}.commands"})

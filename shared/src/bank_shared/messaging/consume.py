@@ -96,6 +96,8 @@ class OffsetCommits:
     """
 
     def __init__(self) -> None:
+        # Read once, when the subscriber is registered (a test lengthens it for its own).
+        self.interval = COMMIT_INTERVAL
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -115,7 +117,7 @@ class OffsetCommits:
         # One commit in flight, then a pause; what is applied meanwhile goes with the next one.
         while self._pending and self._consumer is not None:
             await self._commit_once(self._consumer)
-            await asyncio.sleep(COMMIT_INTERVAL)
+            await asyncio.sleep(self.interval)
 
     async def _commit_once(self, consumer: AIOKafkaConsumer) -> None:
         offsets, self._pending = self._pending, {}
