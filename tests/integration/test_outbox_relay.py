@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
-from bank_shared.db import create_pool
+from bank_shared.db import Connection, create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RelaySettings
+from bank_shared.eventstore.store import OutboxMessage, add_to_outbox
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.topics import TopicSettings, account_topics
 from tests.support import TopicTap, envelope_for, eventually, keyed, records_in_topic
@@ -253,3 +255,79 @@ async def test_purge_deletes_published_rows_past_retention_and_keeps_unpublished
 
 async def _is_zero(count: Awaitable[int]) -> bool:
     return await count == 0
+
+
+class RoundsRecorded(OutboxRelay):
+    """A relay that counts its rounds and notes the ids each round sent."""
+
+    calls = 0
+    rounds: list[list[int]]
+
+    async def publish_pending(
+        self, conn: Connection, producer: AIOKafkaProducer, sent_before: Sequence[int] = ()
+    ) -> list[int]:
+        self.calls += 1
+        sent = await super().publish_pending(conn, producer, sent_before)
+        if sent:
+            self.rounds.append(sent)
+        return sent
+
+
+# Starts a relay with the given linger; returns it and a function that commits one outbox row
+# and returns its id.
+StartRelay = Callable[[float], Awaitable[tuple[RoundsRecorded, Callable[[], Awaitable[int]]]]]
+
+
+@pytest.fixture
+async def relay_with_linger(
+    infra: Endpoints, store_dsn: str, relay_topics: TopicSettings
+) -> AsyncIterator[StartRelay]:
+    conn = await asyncpg.connect(store_dsn)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def commit_row() -> int:
+        deposit = DepositMoney(account_id="acct-linger", amount="1.00")
+        message = OutboxMessage(relay_topics.account_commands, "acct-linger", envelope_for(deposit))
+        await add_to_outbox(conn, [message])
+        row_id: int = await conn.fetchval("SELECT max(id) FROM outbox")
+        return row_id
+
+    async def start(linger: float) -> tuple[RoundsRecorded, Callable[[], Awaitable[int]]]:
+        settings = RelaySettings(lock_key=11, linger=linger)
+        relay = RoundsRecorded(store_dsn, infra.kafka, settings, name="test-linger")
+        relay.rounds = []
+        tasks.append(asyncio.create_task(relay.run()))
+        # Its first round comes after it LISTENs: from then on it hears of every commit.
+        await eventually(lambda: relay.calls > 0, what="the relay's first round")
+        return relay, commit_row
+
+    try:
+        yield start
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await conn.close()
+
+
+async def test_rows_committed_while_the_relay_lingers_share_its_round(
+    relay_with_linger: StartRelay,
+) -> None:
+    relay, commit_row = await relay_with_linger(1.0)
+    first = await commit_row()
+    await asyncio.sleep(0.2)  # well within the linger the first row woke
+    second = await commit_row()
+    await eventually(lambda: relay.rounds, what="a round")
+    await asyncio.sleep(1.5)  # a second round, if there were one, would have been sent by now
+    assert relay.rounds == [[first, second]]
+
+
+async def test_without_a_linger_each_row_goes_in_its_own_round(
+    relay_with_linger: StartRelay,
+) -> None:
+    relay, commit_row = await relay_with_linger(0.0)
+    first = await commit_row()
+    await asyncio.sleep(0.3)  # far longer than a round takes, far shorter than a linger test's
+    second = await commit_row()
+    await eventually(lambda: len(relay.rounds) >= 2, what="two rounds")
+    assert relay.rounds == [[first], [second]]

@@ -71,7 +71,9 @@ async def run_command_api(settings: CommandApiSettings) -> AsyncIterator[Command
         pool_size=settings.pool_size,
         routers=routers,
         relay=RelaySettings(
-            lock_key=settings.relay_lock_key, poll_interval=settings.relay_poll_interval
+            lock_key=settings.relay_lock_key,
+            poll_interval=settings.relay_poll_interval,
+            linger=settings.relay_linger,
         ),
         background=background,
     ) as runtime:
