@@ -327,7 +327,7 @@ async def test_without_a_linger_each_row_goes_in_its_own_round(
 ) -> None:
     relay, commit_row = await relay_with_linger(0.0)
     first = await commit_row()
-    await asyncio.sleep(0.3)  # far longer than a round takes, far shorter than a linger test's
+    await asyncio.sleep(0.3)  # far longer than a round takes: the first row is gone by now
     second = await commit_row()
     await eventually(lambda: len(relay.rounds) >= 2, what="two rounds")
     assert relay.rounds == [[first], [second]]

@@ -28,7 +28,7 @@ class CommandApiSettings(ServiceSettings):
     pool_size: int = 10
     relay_lock_key: int = 7_345_100_003
     relay_poll_interval: float = 1.0
-    # Seconds the relay lets rows that come back to back gather (eventstore/relay.py); 0: never.
+    # Seconds a woken relay waits for more rows before it sends (eventstore/relay.py); 0: none.
     relay_linger: float = 0.005
 
     @property
