@@ -29,7 +29,7 @@ class CommandApiSettings(ServiceSettings):
     relay_lock_key: int = 7_345_100_003
     relay_poll_interval: float = 1.0
     # Seconds a woken relay waits for more rows before it sends (eventstore/relay.py); 0: none.
-    relay_linger: float = 0.005
+    relay_linger: float = 0.010
 
     @property
     def dsn(self) -> str:

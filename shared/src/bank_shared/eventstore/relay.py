@@ -28,10 +28,12 @@ The marks of one round are written by the next round's read, in the same stateme
 MARK_DELAY if no round follows): one PostgreSQL round trip and one commit per round, not two.
 A crash before that write only means more rows sent again.
 
-Batching: once woken, the relay waits `linger` (5 ms) before its round, so that rows committed
+Batching: once woken, the relay waits `linger` (10 ms) before its round, so that rows committed
 meanwhile go with it. Without it, a busy bank sent a round per transaction, and every later hop
 (a Kafka fetch, a consumer's batch and its statements) paid per transaction too; Kafka's own
-producer has waited 5 ms by default since 4.0 for the same reason (`linger.ms`, KIP-1030).
+producer has waited 5 ms by default since 4.0 for the same reason (`linger.ms`, KIP-1030). 10
+rather than 5 ms: less CPU per transfer at every rate measured, for about 30 ms more per
+transfer at light load (docs/performance.md, changes 23 and 24).
 Only *when* a round starts changes, so none of the rules above does.
 """
 
@@ -73,8 +75,8 @@ class RelaySettings:
     batch_size: int = 500
     poll_interval: float = 1.0
     # Seconds a woken relay waits for more rows before its round (0: none). The price is this
-    # much latency on every hop; docs/performance.md (change 23) has the measurements.
-    linger: float = 0.005
+    # much latency on every hop; docs/performance.md (changes 23, 24) has the measurements.
+    linger: float = 0.010
     retention: timedelta = timedelta(days=1)
     purge_every: float = 60.0
 
