@@ -6,6 +6,7 @@ about which of them to make cheaper; CPU seconds per process over a steady windo
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,3 +62,26 @@ class CpuMeter:
             for pid, seconds in postgres_processes().items()
         )
         return used
+
+
+async def wait_until_quiet(
+    pids: Mapping[str, int | None], *, cores: float = 0.3, window: float = 2.0, limit: float = 120.0
+) -> float:
+    """Wait until the processes and PostgreSQL together use less than `cores` of CPU over one
+    `window` (or `limit` seconds have passed); return the seconds waited.
+
+    Why: the step at half of the maximum follows saturated steps, and a bank still working off
+    their backlog when it starts would be measured with that backlog. Whether that happened is
+    not known: in one full run, ours at half of its maximum (99/s) had p50 219.3 ms right after
+    two saturated steps, where the sweep's own 100/s step had 105.1 ms; in the next, with this
+    wait, the bank was quiet within one window (docs/performance.md, the seventh round). The
+    seconds waited go into the results."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        meter = CpuMeter(pids)
+        meter.start()
+        await asyncio.sleep(window)
+        busy = sum(meter.stop().values()) / window
+        if busy < cores or loop.time() - started >= limit:
+            return loop.time() - started

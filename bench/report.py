@@ -19,6 +19,12 @@ def fmt(value: float) -> str:
     return "lost" if math.isinf(value) else f"{value:,.1f}"
 
 
+def sustained_mark(step: dict[str, Any]) -> str:
+    if step["sustained"]:
+        return "yes"
+    return "NO, run again" if step.get("repeated") else "NO"
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [
         f"{'system':<14}{'offered/s':>10}{'achieved/s':>12}{'p50 ms':>10}{'p90 ms':>10}"
@@ -30,7 +36,7 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"{name:<14}{step['offered_per_s']:>10,.0f}{step['achieved_per_s']:>12,.1f}"
                 f"{fmt(ms['p50']):>10}{fmt(ms['p90']):>10}{fmt(ms['p99']):>10}"
-                f"{fmt(ms['max']):>10}  {'yes' if step['sustained'] else 'NO'}"
+                f"{fmt(ms['max']):>10}  {sustained_mark(step)}"
             )
         lines.append("")
     lines.append("max sustained transfers/s (p99 <= bound, kept up with the schedule):")

@@ -37,6 +37,7 @@ import uvloop
 from bank_deploy.cluster import LocalInfra
 from bank_shared.settings import PostgresSettings
 from bench import report
+from bench.cpu import wait_until_quiet
 from bench.deposits import deposit_load
 from bench.openloop import (
     LoadShape,
@@ -94,7 +95,7 @@ def progress(name: str, step: Step) -> None:
     say(
         f"  {name}: offered {step.offered_per_s:,.0f}/s -> achieved {step.achieved_per_s:,.1f}/s,"
         f" p50 {report.fmt(ms['p50'])} ms, p99 {report.fmt(ms['p99'])} ms"
-        f"{'' if step.sustained else '  (saturated)'}"
+        f"{'' if step.sustained else '  (not sustained)'}"
     )
     for sample in step.error_samples:
         say(f"    error: {sample}")
@@ -155,11 +156,15 @@ async def bench_transfers(
                 systems[name] = summary(steps)
                 best = systems[name]["max_transfers_per_s"]
                 if best:
-                    say(f"ours: half of the max, {best / 2:,.0f}/s")
+                    quiet_after = await wait_until_quiet(ours.processes)
+                    say(
+                        f"ours: half of the max, {best / 2:,.0f}/s (quiet after {quiet_after:.0f}s)"
+                    )
                     half = await run_step(ours, best / 2, workload.pairs(), shape)
                     progress(name, half)
                     systems[name]["latency_ms_at_half_max"] = {
                         "offered_per_s": round(best / 2, 1),
+                        "waited_for_quiet_s": round(quiet_after, 1),
                         "p50": round(half.latency_ms["p50"], 1),
                         "p99": round(half.latency_ms["p99"], 1),
                         "step": half.as_json(),
@@ -257,6 +262,9 @@ async def run_all(
             "drain_s": shape.drain,
             "sustained_when": f"nothing lost, p99 <= {shape.max_p99_ms:g} ms and achieved >="
             f" {shape.min_achieved_share:.0%} of offered",
+            "missed_step": "run once more at the same rate; the sweep stops if it misses again"
+            if shape.repeat_missed
+            else "the sweep stops",
             "initial_balance": str(INITIAL_BALANCE),
             "peer_connections": PEER_CONNECTIONS,
         },
