@@ -16,7 +16,7 @@ from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
 from bank_shared.db import Connection, create_pool
 from bank_shared.eventstore.migrate import migrate
-from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RelaySettings
+from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RecentRows, RelaySettings
 from bank_shared.eventstore.store import OutboxMessage, add_to_outbox
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.topics import TopicSettings, account_topics
@@ -273,9 +273,11 @@ class RoundsRecorded(OutboxRelay):
         return sent
 
 
-# Starts a relay with the given linger; returns it and a function that commits one outbox row
-# and returns its id.
-StartRelay = Callable[[float], Awaitable[tuple[RoundsRecorded, Callable[[], Awaitable[int]]]]]
+# Starts a relay with the given linger and rate from which it lingers; returns it and a function
+# that commits one outbox row and returns its id.
+StartRelay = Callable[
+    [float, float], Awaitable[tuple[RoundsRecorded, Callable[[], Awaitable[int]]]]
+]
 
 
 @pytest.fixture
@@ -292,10 +294,14 @@ async def relay_with_linger(
         row_id: int = await conn.fetchval("SELECT max(id) FROM outbox")
         return row_id
 
-    async def start(linger: float) -> tuple[RoundsRecorded, Callable[[], Awaitable[int]]]:
-        settings = RelaySettings(lock_key=11, linger=linger)
+    async def start(
+        linger: float, min_rate: float
+    ) -> tuple[RoundsRecorded, Callable[[], Awaitable[int]]]:
+        settings = RelaySettings(lock_key=11, linger=linger, linger_min_rate=min_rate)
         relay = RoundsRecorded(store_dsn, infra.kafka, settings, name="test-linger")
         relay.rounds = []
+        # A clock that stands still: every row of the test is sent in the same second.
+        relay._sent = RecentRows(clock=lambda: 0.0)
         tasks.append(asyncio.create_task(relay.run()))
         # Its first round comes after it LISTENs: from then on it hears of every commit.
         await eventually(lambda: relay.calls > 0, what="the relay's first round")
@@ -313,7 +319,7 @@ async def relay_with_linger(
 async def test_rows_committed_while_the_relay_lingers_share_its_round(
     relay_with_linger: StartRelay,
 ) -> None:
-    relay, commit_row = await relay_with_linger(1.0)
+    relay, commit_row = await relay_with_linger(1.0, 0.0)
     first = await commit_row()
     await asyncio.sleep(0.2)  # well within the linger the first row woke
     second = await commit_row()
@@ -325,9 +331,26 @@ async def test_rows_committed_while_the_relay_lingers_share_its_round(
 async def test_without_a_linger_each_row_goes_in_its_own_round(
     relay_with_linger: StartRelay,
 ) -> None:
-    relay, commit_row = await relay_with_linger(0.0)
+    relay, commit_row = await relay_with_linger(0.0, 0.0)
     first = await commit_row()
     await asyncio.sleep(0.3)  # far longer than a round takes: the first row is gone by now
     second = await commit_row()
     await eventually(lambda: len(relay.rounds) >= 2, what="two rounds")
     assert relay.rounds == [[first], [second]]
+
+
+async def test_below_its_rate_of_rows_the_relay_does_not_linger(
+    relay_with_linger: StartRelay,
+) -> None:
+    relay, commit_row = await relay_with_linger(1.0, 2.0)
+    first = await commit_row()  # no row sent yet in this (frozen) second: no linger
+    await asyncio.sleep(0.3)
+    second = await commit_row()  # one sent: no linger either
+    await eventually(lambda: len(relay.rounds) >= 2, what="two rounds")
+    assert relay.rounds == [[first], [second]]
+    third = await commit_row()  # two sent, the rate: this round lingers
+    await asyncio.sleep(0.2)
+    fourth = await commit_row()
+    await eventually(lambda: len(relay.rounds) >= 3, what="a third round")
+    await asyncio.sleep(1.5)  # a fourth round, if there were one, would have been sent by now
+    assert relay.rounds == [[first], [second], [third, fourth]]

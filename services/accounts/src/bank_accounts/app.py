@@ -40,6 +40,7 @@ async def run_accounts(settings: AccountsSettings) -> AsyncIterator[Runtime]:
             lock_key=settings.relay_lock_key,
             poll_interval=settings.relay_poll_interval,
             linger=settings.relay_linger,
+            linger_min_rate=settings.relay_linger_min_rate,
         ),
     ) as runtime:
         yield runtime

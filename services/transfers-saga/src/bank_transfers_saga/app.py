@@ -55,6 +55,7 @@ async def run_saga(settings: SagaSettings) -> AsyncIterator[Runtime]:
             lock_key=settings.relay_lock_key,
             poll_interval=settings.relay_poll_interval,
             linger=settings.relay_linger,
+            linger_min_rate=settings.relay_linger_min_rate,
         ),
         background=background,
     ) as runtime:

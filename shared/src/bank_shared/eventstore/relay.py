@@ -33,7 +33,11 @@ meanwhile go with it. Without it, a busy bank sent a round per transaction, and 
 (a Kafka fetch, a consumer's batch and its statements) paid per transaction too; Kafka's own
 producer has waited 5 ms by default since 4.0 for the same reason (`linger.ms`, KIP-1030). 10
 rather than 5 ms: less CPU per transfer at every rate measured, for about 30 ms more per
-transfer at light load (docs/performance.md, changes 23 and 24).
+transfer at light load (docs/performance.md, changes 23 and 24). It lingers only while it sends
+at least `linger_min_rate` rows a second: below that a linger rarely catches another commit and
+is only delay, so a quiet bank does not wait (change 25). Rows, not commits, measure the load:
+the linger batches commits downstream (a consumer's batch is one transaction), and a version
+that counted commits cost CPU under the load the linger is meant for.
 Only *when* a round starts changes, so none of the rules above does.
 """
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -77,8 +82,38 @@ class RelaySettings:
     # Seconds a woken relay waits for more rows before its round (0: none). The price is this
     # much latency on every hop; docs/performance.md (changes 23, 24) has the measurements.
     linger: float = 0.010
+    # ... but only once it sends at least this many rows a second (0: always). Below that, a
+    # linger rarely catches another commit: it is pure delay (change 25).
+    linger_min_rate: float = 200.0
     retention: timedelta = timedelta(days=1)
     purge_every: float = 60.0
+
+
+class RecentRows:
+    """How many rows the relay sent lately: in the last whole second, or so far in this one if
+    that is more (a burst counts at once, a lull only after a second). Rows, not commits or
+    rounds: those fall as the linger batches them, rows do not."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._second = int(clock())
+        self._now = 0
+        self._before = 0
+
+    def add(self, rows: int) -> None:
+        self._roll()
+        self._now += rows
+
+    def per_second(self) -> int:
+        self._roll()
+        return max(self._before, self._now)
+
+    def _roll(self) -> None:
+        second = int(self._clock())
+        if second != self._second:
+            self._before = self._now if second == self._second + 1 else 0
+            self._now = 0
+            self._second = second
 
 
 class OutboxRelay:
@@ -98,6 +133,7 @@ class OutboxRelay:
         self.fault = fault
         self.is_leader = False
         self._wake = asyncio.Event()
+        self._sent = RecentRows()
 
     async def run(self) -> None:
         """Publish until cancelled. Reconnects after database or Kafka errors."""
@@ -146,6 +182,7 @@ class OutboxRelay:
             while True:
                 self._wake.clear()
                 unmarked = await self.publish_pending(conn, producer, unmarked)
+                self._sent.add(len(unmarked))
                 if loop.time() - last_purge > self.settings.purge_every:
                     await self.purge(conn)
                     last_purge = loop.time()
@@ -154,7 +191,7 @@ class OutboxRelay:
                     wait = MARK_DELAY if unmarked else self.settings.poll_interval
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), wait)
-                    if self._wake.is_set() and self.settings.linger:
+                    if self._wake.is_set() and self._lingers():
                         await asyncio.sleep(self.settings.linger)  # rows gather meanwhile
         finally:
             self.is_leader = False
@@ -166,6 +203,11 @@ class OutboxRelay:
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
+
+    def _lingers(self) -> bool:
+        return self.settings.linger > 0 and (
+            self._sent.per_second() >= self.settings.linger_min_rate
+        )
 
     async def publish_pending(
         self, conn: Connection, producer: AIOKafkaProducer, sent_before: Sequence[int] = ()
