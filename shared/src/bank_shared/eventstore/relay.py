@@ -32,8 +32,8 @@ Batching: once woken, the relay waits `linger` (10 ms) before its round, so that
 meanwhile go with it. Without it, a busy bank sent a round per transaction, and every later hop
 (a Kafka fetch, a consumer's batch and its statements) paid per transaction too; Kafka's own
 producer has waited 5 ms by default since 4.0 for the same reason (`linger.ms`, KIP-1030). 10
-rather than 5 ms: less CPU per transfer at every rate measured, for about 30 ms more per
-transfer at light load (docs/performance.md, changes 23 and 24). It lingers only while it sends
+rather than 5 ms: less CPU per transfer in all comparisons but one (docs/performance.md,
+changes 23 and 24). It lingers only while it sends
 at least `linger_min_rate` rows a second: below that a linger rarely catches another commit and
 is only delay, so a quiet bank does not wait (change 25). Rows, not commits, measure the load:
 the linger batches commits downstream (a consumer's batch is one transaction), and a version
@@ -80,7 +80,8 @@ class RelaySettings:
     batch_size: int = 500
     poll_interval: float = 1.0
     # Seconds a woken relay waits for more rows before its round (0: none). The price is this
-    # much latency on every hop; docs/performance.md (changes 23, 24) has the measurements.
+    # much latency on every hop while it lingers; docs/performance.md (changes 23 to 25) has
+    # the measurements.
     linger: float = 0.010
     # ... but only once it sends at least this many rows a second (0: always). Below that, a
     # linger rarely catches another commit: it is pure delay (change 25).
