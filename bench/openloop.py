@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, wait_until_quiet
 
 
 class TransferSystem(Protocol):
@@ -212,7 +212,8 @@ async def sweep(
     the second), so that run's maximum was 0, where the two full runs before it held 299.8
     and 252.0/s (docs/performance.md, the sixth round). A saturated system misses the repeat
     too, so the maximum still only counts steps that held; the missed step stays in the
-    results, marked `repeated`. Every system gets the same rule."""
+    results, marked `repeated`. The repeat starts once the system is quiet again. Every system
+    gets the same rule."""
     next_transfer = workload.pairs()
     # A few transfers one at a time first, not measured: connections opened, consumer groups
     # joined, caches filled, so the first step measures the system and not its start.
@@ -242,6 +243,8 @@ async def sweep(
         step = await measure(rate)
         if not step.sustained and shape.repeat_missed:
             step.repeated = True
+            # From a quiet system: the missed step's backlog would otherwise be measured too.
+            await wait_until_quiet(system.processes)
             step = await measure(rate)
         if not step.sustained:
             break

@@ -1,4 +1,5 @@
-"""The bench's sweep: a missed step is run once more at its rate; two misses in a row end it."""
+"""The bench's sweep: a missed step is run once more at its rate, once the system is quiet;
+two misses in a row end it."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ class NoBank:
 
 def scripted_steps(
     monkeypatch: pytest.MonkeyPatch, outcomes: dict[float, list[bool]]
-) -> list[float]:
+) -> list[float | str]:
     """Replace the measurement of a step: each rate holds or misses as `outcomes` lists, in
-    order. Returns the rates measured, in order (the held warm-up's rate included)."""
-    measured: list[float] = []
+    order. Returns the rates measured, in order (the held warm-up's rate included), with
+    "quiet" where the sweep waited for the system to be quiet."""
+    measured: list[float | str] = []
     left: dict[float, Iterator[bool]] = {rate: iter(seq) for rate, seq in outcomes.items()}
 
     async def fake_run_step(
@@ -40,7 +42,12 @@ def scripted_steps(
         held = next(left[rate], False) if rate in left else True
         return Step(rate, rate if held else rate / 2, 10, 0, 0, sustained=held)
 
+    async def fake_wait_until_quiet(pids: object) -> float:
+        measured.append("quiet")
+        return 0.0
+
     monkeypatch.setattr(openloop, "run_step", fake_run_step)
+    monkeypatch.setattr(openloop, "wait_until_quiet", fake_wait_until_quiet)
     return measured
 
 
@@ -53,7 +60,7 @@ async def test_a_step_missed_once_is_run_again_and_the_sweep_goes_on(
 ) -> None:
     measured = scripted_steps(monkeypatch, {25: [False, True], 50: [True], 100: [False, False]})
     steps = await sweep(NoBank(), [25, 50, 100, 200], WORKLOAD, SHAPE)
-    assert measured == [1.0, 25, 25, 50, 100, 100]
+    assert measured == [1.0, 25, "quiet", 25, 50, 100, "quiet", 100]
     assert [(s.offered_per_s, s.sustained, s.repeated) for s in steps] == [
         (25, False, True),
         (25, True, False),
@@ -69,7 +76,7 @@ async def test_a_first_step_missed_twice_ends_the_sweep_with_nothing_held(
 ) -> None:
     measured = scripted_steps(monkeypatch, {25: [False, False]})
     steps = await sweep(NoBank(), [25, 50], WORKLOAD, SHAPE)
-    assert measured == [1.0, 25, 25]
+    assert measured == [1.0, 25, "quiet", 25]
     assert max_sustained(steps) == 0.0
 
 
