@@ -262,7 +262,8 @@ async def run_all(
             "drain_s": shape.drain,
             "sustained_when": f"nothing lost, p99 <= {shape.max_p99_ms:g} ms and achieved >="
             f" {shape.min_achieved_share:.0%} of offered",
-            "missed_step": "run once more at the same rate; the sweep stops if it misses again"
+            "missed_step": "run once more at the same rate once the system is quiet;"
+            " the sweep stops if it misses again"
             if shape.repeat_missed
             else "the sweep stops",
             "initial_balance": str(INITIAL_BALANCE),
