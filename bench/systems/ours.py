@@ -37,6 +37,14 @@ PORTS = {
 API = "http://127.0.0.1:8194"
 # A safety net only (a notification missed while reconnecting): the payloads settle the rest.
 RECHECK_INTERVAL = 1.0
+# Connections the bench's HTTP client keeps to the command API, like the peers' 8 connections
+# or threads: past that, a due transfer waits in the client, and its latency still runs from
+# its due time. Why a bound: with none, a step past saturation opened a connection for every
+# waiting POST (9,456 at once at 380/s), and accepting and serving them doubled the command
+# API's and the bench's CPU per transfer, so the bank fell to 150 to 175 transfers/s where it
+# held 322 to 350 with this bound (docs/performance.md, change 26). At 250/s, under the
+# bound, CPU per transfer and latency were the same with and without it.
+MAX_CONNECTIONS = 100
 
 
 class TransferFailedError(Exception):
@@ -191,7 +199,7 @@ async def our_bank(
             await asyncio.wait_for(connected.wait(), 30)
             # Idle connections closed before uvicorn's 5 s keep-alive does: a request sent
             # on one the server is closing fails, which would count as a failed transfer.
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0)
+            connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=2.0)
             timeout = aiohttp.ClientTimeout(total=60)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
                 kafka = LocalInfra().kafka.pid()
