@@ -4,6 +4,7 @@ answers, rejections, validation, waiting, timeouts and idempotency."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -302,6 +303,64 @@ async def test_without_a_decision_in_time_a_post_is_202_pending_and_stays_pendin
             "pending",
             "StartTransfer",
         )
+
+
+async def test_past_max_waiting_a_post_is_202_pending_at_once_and_its_command_is_sent(
+    infra: Endpoints, topics: TopicSettings
+) -> None:
+    """An instance whose transfer commands nobody consumes, so whoever waits, waits for good."""
+    unconsumed = topics.model_copy(
+        update={"transfer_commands": f"test.{uuid.uuid4().hex[:8]}.unconsumed-transfers"}
+    )
+    settings = settings_for(infra, unconsumed, decision_timeout=30.0, max_waiting=1)
+    async with serving(settings) as api:
+        first_id = new_id("waits")
+        first = asyncio.create_task(
+            api.post(
+                "/transfers",
+                json={
+                    "source_account_id": "a",
+                    "target_account_id": "b",
+                    "amount": "1",
+                    "transfer_id": first_id,
+                },
+            )
+        )
+        try:
+            conn = await asyncpg.connect(settings.dsn)
+            try:
+                # The first request registers its wait before its command is written.
+                await eventually(
+                    lambda: conn.fetchval(
+                        "SELECT count(*) = 1 FROM commands WHERE stream_id = $1", first_id
+                    )
+                )
+                started = time.monotonic()
+                answer = await api.post(
+                    "/transfers",
+                    json={"source_account_id": "a", "target_account_id": "b", "amount": "1"},
+                )
+                elapsed = time.monotonic() - started
+                assert answer.status_code == 202, answer.text
+                body = answer.json()
+                assert body["status"] == "pending"
+                # Not the decision timeout: the bound answered it.
+                assert elapsed < settings.decision_timeout / 3
+                assert "preference-applied" not in answer.headers
+                # Sent all the same: recorded, with its outbox row.
+                sent = await conn.fetchval(
+                    "SELECT count(*) FROM commands c JOIN outbox o ON o.message_id = c.command_id"
+                    " WHERE c.command_id = $1",
+                    uuid.UUID(body["command_id"]),
+                )
+                assert sent == 1
+            finally:
+                await conn.close()
+            assert not first.done(), "the first request should still be waiting"
+        finally:
+            first.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await first
 
 
 async def test_a_lost_listener_connection_comes_back_and_waiting_still_works(

@@ -79,14 +79,20 @@ async def run_command_api(settings: CommandApiSettings) -> AsyncIterator[Command
         background=background,
     ) as runtime:
         await asyncio.wait_for(listener.connected.wait(), LISTENER_START_TIMEOUT)
-        dispatcher = Dispatcher(runtime.pool, listener, decision_timeout=settings.decision_timeout)
+        dispatcher = Dispatcher(
+            runtime.pool,
+            listener,
+            decision_timeout=settings.decision_timeout,
+            max_waiting=settings.max_waiting,
+        )
         yield CommandApi(runtime, dispatcher)
 
 
 DESCRIPTION = """\
 Send commands to the bank. Each POST is validated here, recorded and sent through Kafka to the
 service that decides it, and answered with that decision (within `decision_timeout`, else
-202 pending with a `Location` to poll). Reads (balances, histories, transfer progress) are the
+202 pending with a `Location` to poll; 202 pending at once, too, while `max_waiting` POSTs wait
+already). Reads (balances, histories, transfer progress) are the
 query API's.
 
 * Money: euros as strings with at most two decimals, e.g. `"10.50"` (integers too).

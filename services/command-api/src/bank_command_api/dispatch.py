@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,6 +17,11 @@ from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
 from bank_shared.eventstore.store import OutboxMessage, WriteStatement
+
+log = logging.getLogger(__name__)
+
+# At most one warning this often while POSTs are answered without waiting.
+OVERLOAD_LOG_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -33,19 +40,26 @@ class Dispatcher:
         listener: DecisionListener,
         *,
         decision_timeout: float,
+        max_waiting: int,
         clock: Clock = utc_now,
     ) -> None:
         self.pool = pool
         self.listener = listener
         self.decision_timeout = decision_timeout
+        self.max_waiting = max_waiting
         self.clock = clock
+        self._warned_at = -OVERLOAD_LOG_INTERVAL
 
     async def send(
         self, outgoing: Outgoing, *, idempotency: IdempotencyKey | None, wait: bool
     ) -> CommandRecord:
         """The command's record: decided if the decision came within the timeout (and `wait`),
         else pending. A repeated Idempotency-Key gets the first request's command instead,
-        waited for the same way; nothing is sent again."""
+        waited for the same way; nothing is sent again. With `max_waiting` requests waiting
+        already, none more waits: its record is pending."""
+        if wait and self.listener.waiting >= self.max_waiting:
+            wait = False
+            self._warn_overloaded()
         command_id = uuid4()
         with self.listener.expect(command_id) as decision:
             record = await self._record(command_id, outgoing, idempotency)
@@ -55,6 +69,16 @@ class Dispatcher:
             # Read again now that we listen: it may have been decided since the claim.
             record = await self.find(record.command_id) or record
             return await self._await(record, decision) if wait else record
+
+    def _warn_overloaded(self) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= OVERLOAD_LOG_INTERVAL:
+            self._warned_at = now
+            log.warning(
+                "%d requests wait for decisions (max_waiting): answering 202 pending at once"
+                " until fewer wait; the write side is behind",
+                self.listener.waiting,
+            )
 
     async def find(self, command_id: UUID) -> CommandRecord | None:
         async with self.pool.acquire() as conn:

@@ -50,8 +50,9 @@ COMMON: Responses = by_status(
 PENDING: Responses = {
     202: {
         "model": CommandPending,
-        "description": "No decision within the timeout, or `Prefer: respond-async` was sent:"
-        " the command is on its way; poll GET /commands/{command_id} (the Location).",
+        "description": "No decision within the timeout, `Prefer: respond-async` was sent, or"
+        " too many requests wait for decisions already (`max_waiting`): the command is on its"
+        " way; poll GET /commands/{command_id} (the Location).",
         "headers": {
             "Location": LOCATION,
             "Preference-Applied": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from bank_shared.money import DEFAULT_MAX_AMOUNT
@@ -17,6 +18,12 @@ class CommandApiSettings(ServiceSettings):
     http_port: int = 8001
     # How long a POST waits for the write side's decision before answering 202 pending.
     decision_timeout: float = 10.0
+    # How many POSTs may wait for their decisions at once; past that, a POST is answered 202
+    # pending at once (its command is sent all the same). Past saturation, waiting POSTs hold
+    # their connections, and a client that opens one per request piled up thousands, whose
+    # handling took the CPU the write side needed (docs/performance.md, change 27). 0: none
+    # waits.
+    max_waiting: int = Field(default=500, ge=0)
     max_amount: Decimal = DEFAULT_MAX_AMOUNT
     max_body_bytes: int = 16_384
     # Where clients read a transfer's progress (the Location of an accepted transfer).

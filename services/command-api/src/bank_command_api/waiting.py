@@ -52,6 +52,11 @@ class DecisionListener(Listener):
                 if not waiters:
                     del self._waiting[command_id]
 
+    @property
+    def waiting(self) -> int:
+        """How many commands have requests waiting for their decisions."""
+        return len(self._waiting)
+
     def resolve(self, record: CommandRecord) -> None:
         for future in self._waiting.get(record.command_id, ()):
             if not future.done():
