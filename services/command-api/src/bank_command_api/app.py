@@ -91,9 +91,8 @@ async def run_command_api(settings: CommandApiSettings) -> AsyncIterator[Command
 DESCRIPTION = """\
 Send commands to the bank. Each POST is validated here, recorded and sent through Kafka to the
 service that decides it, and answered with that decision (within `decision_timeout`, else
-202 pending with a `Location` to poll; 202 pending at once, too, while `max_waiting` POSTs wait
-already). Reads (balances, histories, transfer progress) are the
-query API's.
+202 pending with a `Location` to poll; 202 pending at once, too, while `max_waiting` POSTs
+wait already). Reads (balances, histories, transfer progress) are the query API's.
 
 * Money: euros as strings with at most two decimals, e.g. `"10.50"` (integers too).
 * `Idempotency-Key`: retry safely; the same key and request answer the same, once.

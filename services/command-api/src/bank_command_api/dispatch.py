@@ -75,8 +75,9 @@ class Dispatcher:
         if now - self._warned_at >= OVERLOAD_LOG_INTERVAL:
             self._warned_at = now
             log.warning(
-                "%d requests wait for decisions (max_waiting): answering 202 pending at once"
-                " until fewer wait; the write side is behind",
+                "%d requests wait for decisions (BANK_COMMAND_API_MAX_WAITING): answering 202"
+                " pending at once until fewer wait. The write side is behind: check the"
+                " accounts service and the saga (make status, their logs)",
                 self.listener.waiting,
             )
 
