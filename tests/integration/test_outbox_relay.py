@@ -16,7 +16,7 @@ from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
 from bank_shared.db import Connection, create_pool
 from bank_shared.eventstore.migrate import migrate
-from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RecentRows, RelaySettings
+from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RelaySettings
 from bank_shared.eventstore.store import OutboxMessage, add_to_outbox
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.topics import TopicSettings, account_topics
@@ -298,10 +298,11 @@ async def relay_with_linger(
         linger: float, min_rate: float
     ) -> tuple[RoundsRecorded, Callable[[], Awaitable[int]]]:
         settings = RelaySettings(lock_key=11, linger=linger, linger_min_rate=min_rate)
-        relay = RoundsRecorded(store_dsn, infra.kafka, settings, name="test-linger")
-        relay.rounds = []
         # A clock that stands still: every row of the test is sent in the same second.
-        relay._sent = RecentRows(clock=lambda: 0.0)
+        relay = RoundsRecorded(
+            store_dsn, infra.kafka, settings, name="test-linger", clock=lambda: 0.0
+        )
+        relay.rounds = []
         tasks.append(asyncio.create_task(relay.run()))
         # Its first round comes after it LISTENs: from then on it hears of every commit.
         await eventually(lambda: relay.calls > 0, what="the relay's first round")

@@ -29,15 +29,14 @@ MARK_DELAY if no round follows): one PostgreSQL round trip and one commit per ro
 A crash before that write only means more rows sent again.
 
 Batching: once woken, the relay waits `linger` (10 ms) before its round, so that rows committed
-meanwhile go with it. Without it, a busy bank sent a round per transaction, and every later hop
-(a Kafka fetch, a consumer's batch and its statements) paid per transaction too; Kafka's own
-producer has waited 5 ms by default since 4.0 for the same reason (`linger.ms`, KIP-1030). 10
-rather than 5 ms: less CPU per transfer in all comparisons but one (docs/performance.md,
-changes 23 and 24). It lingers only while it sends
-at least `linger_min_rate` rows a second: below that a linger rarely catches another commit and
-is only delay, so a quiet bank does not wait (change 25). Rows, not commits, measure the load:
-the linger batches commits downstream (a consumer's batch is one transaction), and a version
-that counted commits cost CPU under the load the linger is meant for.
+meanwhile go with it. Without it, a busy bank sent a round per transaction, and every later hop (a
+Kafka fetch, a consumer's batch and its statements) paid per transaction too; Kafka's own producer
+has waited 5 ms by default since 4.0 for the same reason (`linger.ms`, KIP-1030). 10 rather than 5
+ms: less CPU per transfer in all comparisons but one (docs/performance.md, changes 23 and 24). It
+lingers only while it sends at least `linger_min_rate` rows a second: below that a linger rarely
+catches another commit and is only delay, so a quiet bank does not wait (change 25). Rows, not
+commits, measure the load: the linger batches commits downstream (a consumer's batch is one
+transaction), and a version that counted commits cost CPU under the load the linger is meant for.
 Only *when* a round starts changes, so none of the rules above does.
 """
 
@@ -126,7 +125,9 @@ class OutboxRelay:
         *,
         name: str,
         fault: FaultHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` (seconds) counts the rows sent a second, which decide the linger."""
         self.dsn = dsn
         self.kafka = kafka
         self.name = name
@@ -134,7 +135,7 @@ class OutboxRelay:
         self.fault = fault
         self.is_leader = False
         self._wake = asyncio.Event()
-        self._sent = RecentRows()
+        self._sent = RecentRows(clock)
 
     async def run(self) -> None:
         """Publish until cancelled. Reconnects after database or Kafka errors."""
