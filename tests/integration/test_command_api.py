@@ -95,6 +95,34 @@ async def test_open_deposit_and_withdraw_answer_with_version_and_balance(
     assert (withdrawn.json()["version"], withdrawn.json()["balance"]) == (3, "100.50")
 
 
+async def test_concurrent_posts_are_each_recorded_sent_and_answered_once(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    """Commands of concurrent requests are written together (group commit): each still gets
+    its own command row, outbox row and answer."""
+    account = await open_account(api, "0")
+    answers = await asyncio.gather(
+        *(api.post(f"/accounts/{account}/deposits", json={"amount": n}) for n in range(1, 41))
+    )
+    assert [a.status_code for a in answers] == [200] * 40, [a.text for a in answers]
+    bodies = [a.json() for a in answers]
+    assert sorted(b["version"] for b in bodies) == list(range(2, 42))
+    assert len({b["command_id"] for b in bodies}) == 40
+    assert max(bodies, key=lambda b: b["version"])["balance"] == f"{sum(range(1, 41))}.00"
+    conn = await asyncpg.connect(api_settings.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.command_id, count(o.id) AS sent FROM commands c"
+            " LEFT JOIN outbox o ON o.message_id = c.command_id"
+            " WHERE c.stream_id = $1 AND c.command_type = 'DepositMoney' GROUP BY c.command_id",
+            account,
+        )
+    finally:
+        await conn.close()
+    assert {str(r["command_id"]) for r in rows} == {b["command_id"] for b in bodies}
+    assert {r["sent"] for r in rows} == {1}
+
+
 async def test_withdrawing_more_than_the_balance_is_409_insufficient_funds(
     api: httpx.AsyncClient,
 ) -> None:

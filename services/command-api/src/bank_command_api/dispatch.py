@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
+from bank_command_api.group_commit import GroupCommit
 from bank_command_api.idempotency import IdempotencyKey, claim
-from bank_command_api.ledger import CommandRecord, insert_command, load_command
+from bank_command_api.ledger import CommandRecord, insert_commands, load_command
 from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
@@ -49,6 +51,7 @@ class Dispatcher:
         self.max_waiting = max_waiting
         self.clock = clock
         self._warned_at = -OVERLOAD_LOG_INTERVAL
+        self._new_commands = GroupCommit(self._write_commands)
 
     async def send(
         self, outgoing: Outgoing, *, idempotency: IdempotencyKey | None, wait: bool
@@ -100,27 +103,27 @@ class Dispatcher:
             causation_id=None,
             occurred_at=self.clock(),
         )
-        # One statement: command row and outbox row exist together or not at all, so a crash
-        # never leaves a command recorded but unsent, or sent but unknown here.
-        statement = WriteStatement()
-        insert_command(statement, record)
-        statement.include_changes(
-            [], [OutboxMessage(outgoing.topic, outgoing.stream_id, envelope)], []
-        )
-        async with self.pool.acquire() as conn:
-            if idempotency is None:
-                await statement.execute(conn)
-                return record
-            # With a key, one transaction: the key exists with them, or none of the three.
-            async with conn.transaction():
-                earlier = await claim(conn, idempotency, command_id)
-                if earlier is not None:
-                    found = await load_command(conn, earlier)
-                    if found is None:  # the foreign key makes this impossible
-                        raise RuntimeError(f"idempotency key without its command {earlier}")
-                    return found
-                await statement.execute(conn)
+        sent = OutboxMessage(outgoing.topic, outgoing.stream_id, envelope)
+        if idempotency is None:
+            # Written with the commands of concurrent requests, in one statement.
+            await self._new_commands.add((record, sent))
+            return record
+        # With a key, one transaction: the key exists with them, or none of the three.
+        async with self.pool.acquire() as conn, conn.transaction():
+            earlier = await claim(conn, idempotency, command_id)
+            if earlier is not None:
+                found = await load_command(conn, earlier)
+                if found is None:  # the foreign key makes this impossible
+                    raise RuntimeError(f"idempotency key without its command {earlier}")
+                return found
+            await _statement([(record, sent)]).execute(conn)
         return record
+
+    async def _write_commands(
+        self, commands: Sequence[tuple[CommandRecord, OutboxMessage]]
+    ) -> None:
+        async with self.pool.acquire() as conn:
+            await _statement(commands).execute(conn)
 
     async def _await(
         self, record: CommandRecord, decision: asyncio.Future[CommandRecord]
@@ -132,3 +135,12 @@ class Dispatcher:
         except TimeoutError:
             # The notification may have been lost while the listener reconnected.
             return await self.find(record.command_id) or record
+
+
+def _statement(commands: Sequence[tuple[CommandRecord, OutboxMessage]]) -> WriteStatement:
+    """One statement: a command's row and its outbox row exist together or not at all, so a
+    crash never leaves a command recorded but unsent, or sent but unknown here."""
+    statement = WriteStatement()
+    insert_commands(statement, [record for record, _ in commands])
+    statement.include_changes([], [sent for _, sent in commands], [])
+    return statement

@@ -67,13 +67,14 @@ def _record(row: asyncpg.Record) -> CommandRecord:
     )
 
 
-def insert_command(statement: WriteStatement, record: CommandRecord) -> None:
-    """Add the command's row to `statement`, which also writes its outbox row."""
+def insert_commands(statement: WriteStatement, records: Sequence[CommandRecord]) -> None:
+    """Add the commands' rows to `statement`, which also writes their outbox rows."""
     statement.add(
-        "INSERT INTO commands (command_id, command_type, stream_id) VALUES ($1, $2, $3)",
-        record.command_id,
-        record.command_type,
-        record.stream_id,
+        "INSERT INTO commands (command_id, command_type, stream_id)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])",
+        [r.command_id for r in records],
+        [r.command_type for r in records],
+        [r.stream_id for r in records],
     )
 
 
