@@ -54,7 +54,7 @@ def table(results: dict[str, Any]) -> str:
         )
     sustained = [s for s in results["systems"].get("ours", {}).get("steps", []) if s["sustained"]]
     if sustained:
-        step = sustained[-1]
+        step = max(sustained, key=lambda s: s["achieved_per_s"])
         lines.append(
             f"ours, CPU ms per transfer at {step['offered_per_s']:,.0f}/s offered: "
             + ", ".join(f"{name} {ms:.1f}" for name, ms in step["cpu_ms_per_transfer"].items())
@@ -93,7 +93,11 @@ def write_json(results: dict[str, Any], path: Path) -> None:
 def plot(results: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(9, 5.5), dpi=110)
     for name, system in results["systems"].items():
-        steps = [s for s in system["steps"] if not math.isinf(s["latency_ms"]["p99"])]
+        # By rate: the refinement steps run after the step that ended the sweep.
+        steps = sorted(
+            (s for s in system["steps"] if not math.isinf(s["latency_ms"]["p99"])),
+            key=lambda s: s["offered_per_s"],
+        )
         if not steps:
             continue
         x = [s["achieved_per_s"] for s in steps]

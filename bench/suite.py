@@ -217,7 +217,7 @@ async def main(argv: Sequence[str] | None = None) -> Path:
         else list(QUICK_RATES if args.quick else FULL_RATES)
     )
     shape = (
-        LoadShape(warmup=1.0, window=2.0, drain=30.0, max_p99_ms=30_000.0, warm_up=0.0)
+        LoadShape(warmup=1.0, window=2.0, drain=30.0, max_p99_ms=30_000.0, warm_up=0.0, refine=0)
         if args.quick
         else LoadShape()
     )
@@ -267,6 +267,9 @@ async def run_all(
             " the sweep stops if it misses again"
             if shape.repeat_missed
             else "the sweep stops",
+            "refinement_steps": shape.refine,
+            "refinement": "after the sweep stops, each step runs at the middle of the highest"
+            " rate held and the lowest missed (missed steps run again as above)",
             "initial_balance": str(INITIAL_BALANCE),
             "peer_connections": PEER_CONNECTIONS,
         },
