@@ -54,7 +54,7 @@ SEED ?= 1
 chaos: install ## Long run of the bank under faults: make chaos DURATION=600 SEED=1
 	$(UV) run python -m tests.reliability.chaos --duration $(DURATION) --seed $(SEED)
 
-bench: install ## Benchmark: ours vs plain SQL vs the eventsourcing library (~10 min; table, JSON, PNG)
+bench: install ## Benchmark: ours vs plain SQL vs the eventsourcing library (~15 min; table, JSON, PNG)
 	$(UV) run python -m bench.suite
 
 bench-quick: install ## A tiny run of the benchmark that only checks the tool works (CI)
