@@ -1,6 +1,6 @@
 """`make bench`: our bank and two peers under the same open-loop transfer load, side by side.
 
-    uv run python -m bench.suite            # the full run (about ten minutes on 2 cores)
+    uv run python -m bench.suite            # the full run (about fifteen minutes on 2 cores)
     uv run python -m bench.suite --quick    # a tiny run that only checks the tool works
 
 It starts the local Kafka and PostgreSQL (`bank-infra start --infra-only`; left running if they

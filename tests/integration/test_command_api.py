@@ -98,8 +98,8 @@ async def test_open_deposit_and_withdraw_answer_with_version_and_balance(
 async def test_concurrent_posts_are_each_recorded_sent_and_answered_once(
     api: httpx.AsyncClient, api_settings: CommandApiSettings
 ) -> None:
-    """Commands of concurrent requests are written together (group commit): each still gets
-    its own command row, outbox row and answer."""
+    """Concurrent requests' commands may share one statement (group commit, whose batching
+    the unit tests show): each must still get its own command row, outbox row and answer."""
     account = await open_account(api, "0")
     answers = await asyncio.gather(
         *(api.post(f"/accounts/{account}/deposits", json={"amount": n}) for n in range(1, 41))

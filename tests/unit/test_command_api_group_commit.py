@@ -1,5 +1,6 @@
 """The command API's group commit: concurrent requests' commands share one write, a lone one
-is written at once, a failing write fails only the items that fail alone."""
+is written at once, a write refused for one item fails only that item, any other failure
+fails its whole batch at once, and nobody is left waiting when the process stops."""
 
 from __future__ import annotations
 
@@ -11,13 +12,26 @@ import pytest
 from bank_command_api.group_commit import GroupCommit
 
 
+class RefusedError(Exception):
+    """What the database says of a value it refuses: one item's fault."""
+
+
 class Writes:
     """Records each write's items; holds a write open until released, and fails the writes
-    that contain a poisoned item."""
+    that contain a poisoned item with `error`."""
 
-    def __init__(self, *, poisoned: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        *,
+        poisoned: frozenset[str] = frozenset(),
+        error: type[Exception] = RefusedError,
+        hang_on: list[str] | None = None,
+    ) -> None:
         self.calls: list[list[str]] = []
         self.poisoned = poisoned
+        self.error = error
+        self.hang_on = hang_on
+        self.hanging = asyncio.Event()
         self.release = asyncio.Event()
         self.release.set()
         self.started = asyncio.Event()
@@ -25,15 +39,23 @@ class Writes:
     async def __call__(self, items: Sequence[str]) -> None:
         self.calls.append(list(items))
         self.started.set()
+        if list(items) == self.hang_on:
+            self.hanging.set()
+            await asyncio.Event().wait()  # never set: only cancelling ends this write
         await self.release.wait()
         if self.poisoned & set(items):
-            raise ValueError(f"refused {sorted(self.poisoned & set(items))}")
+            raise self.error(f"refused {sorted(self.poisoned & set(items))}")
 
 
 async def test_a_lone_item_is_written_at_once_on_its_own() -> None:
     writes = Writes()
     group = GroupCommit(writes)
-    await asyncio.wait_for(group.add("a"), 1)
+    added = asyncio.create_task(group.add("a"))
+    # Two turns of the loop (the caller's, the writer's) and no timer: nothing gathers first.
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert writes.started.is_set()
+    await asyncio.wait_for(added, 1)
     assert writes.calls == [["a"]]
 
 
@@ -64,10 +86,10 @@ async def test_a_batch_is_at_most_max_batch_items() -> None:
     assert writes.calls == [["a"], ["b", "c"], ["d", "e"], ["f"]]
 
 
-async def test_a_failed_write_fails_only_the_item_that_fails_alone() -> None:
+async def test_a_write_refused_for_one_item_fails_only_that_item() -> None:
     writes = Writes(poisoned=frozenset({"c"}))
     writes.release.clear()
-    group = GroupCommit(writes)
+    group = GroupCommit(writes, item_errors=(RefusedError,))
     first = asyncio.create_task(group.add("a"))
     await writes.started.wait()
     later = {item: asyncio.create_task(group.add(item)) for item in ("b", "c", "d")}
@@ -76,10 +98,49 @@ async def test_a_failed_write_fails_only_the_item_that_fails_alone() -> None:
     await asyncio.wait_for(first, 1)
     await asyncio.wait_for(later["b"], 1)
     await asyncio.wait_for(later["d"], 1)
-    with pytest.raises(ValueError, match="refused"):
+    with pytest.raises(RefusedError, match="refused"):
         await asyncio.wait_for(later["c"], 1)
     # The batch failed, then each of its items was written on its own.
     assert writes.calls == [["a"], ["b", "c", "d"], ["b"], ["c"], ["d"]]
+
+
+async def test_any_other_failure_fails_the_whole_batch_at_once() -> None:
+    writes = Writes(poisoned=frozenset({"c"}), error=ConnectionError)
+    writes.release.clear()
+    group = GroupCommit(writes, item_errors=(RefusedError,))
+    first = asyncio.create_task(group.add("a"))
+    await writes.started.wait()
+    later = [asyncio.create_task(group.add(item)) for item in ("b", "c", "d")]
+    await asyncio.sleep(0)
+    writes.release.set()
+    await asyncio.wait_for(first, 1)
+    for task in later:
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(task, 1)
+    # Not tried again one by one: with the database unreachable, that only repeats the wait.
+    assert writes.calls == [["a"], ["b", "c", "d"]]
+
+
+async def test_when_the_writer_is_cancelled_nobody_is_left_waiting() -> None:
+    writes = Writes(poisoned=frozenset({"c"}), hang_on=["b"])
+    writes.release.clear()
+    group = GroupCommit(writes, item_errors=(RefusedError,))
+    first = asyncio.create_task(group.add("a"))
+    await writes.started.wait()
+    later = [asyncio.create_task(group.add(item)) for item in ("b", "c", "d")]
+    await asyncio.sleep(0)
+    writes.release.set()
+    await asyncio.wait_for(first, 1)
+    # The batch b, c, d failed; the writer now writes them one at a time, and b hangs.
+    await asyncio.wait_for(writes.hanging.wait(), 1)
+    waiting = asyncio.create_task(group.add("e"))
+    await asyncio.sleep(0)
+    # As at shutdown, when the event loop cancels every task that is left.
+    (writer,) = [task for task in asyncio.all_tasks() if task.get_name() == "group commit"]
+    writer.cancel()
+    done, pending = await asyncio.wait([*later, waiting], timeout=1)
+    assert not pending, "callers left waiting after the writer was cancelled"
+    assert all(task.cancelled() for task in done)
 
 
 async def test_a_caller_that_stops_waiting_does_not_stop_the_others() -> None:

@@ -51,7 +51,8 @@ class Dispatcher:
         self.max_waiting = max_waiting
         self.clock = clock
         self._warned_at = -OVERLOAD_LOG_INTERVAL
-        self._new_commands = GroupCommit(self._write_commands)
+        # A value the database refuses is one command's fault: the others are written.
+        self._new_commands = GroupCommit(self._write_commands, item_errors=(asyncpg.DataError,))
 
     async def send(
         self, outgoing: Outgoing, *, idempotency: IdempotencyKey | None, wait: bool

@@ -21,23 +21,31 @@ class GroupCommit(Generic[T]):
 
     Why: every POST was a transaction of its own. Near saturation that cost PostgreSQL about
     0.3 ms of CPU per transfer more than one write for the POSTs that arrive together, and
-    the bank held 450 to 500 transfers a second with it where it fell to 360 to 430 without
+    the bank held 450 to 550 transfers a second with it where it fell to 360 to 430 without
     (docs/performance.md, change 28). Nothing waits on purpose: a write starts as soon as no
     write is running, with everything that arrived meanwhile. So a lone request is written at
     once, and a busy API writes bigger batches, not later ones.
 
     A caller's `add` returns once its item is committed, and raises what its write raised. A
-    batch that fails is written again one item at a time, so a failure reaches only the callers
-    whose item fails alone. A caller that stops waiting (cancelled) does not take its item back:
-    it is written with its batch, as a request cancelled during its own INSERT could have been.
+    batch that fails with one of `item_errors` (errors one item can cause, such as a value the
+    database refuses) is written again one item at a time, so that failure reaches only the
+    callers whose item fails alone. Any other error (the database unreachable, a timeout)
+    fails the whole batch at once: trying its items one by one would only repeat it, each
+    time as slowly. A caller that stops waiting (cancelled) does not take its item back: it is
+    written with its batch, as a request cancelled during its own INSERT could have been.
     """
 
     def __init__(
-        self, write: Callable[[Sequence[T]], Awaitable[None]], *, max_batch: int = MAX_BATCH
+        self,
+        write: Callable[[Sequence[T]], Awaitable[None]],
+        *,
+        item_errors: tuple[type[Exception], ...] = (),
+        max_batch: int = MAX_BATCH,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self._write = write
+        self._item_errors = item_errors
         self._max_batch = max_batch
         self._waiting: list[tuple[T, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -53,15 +61,22 @@ class GroupCommit(Generic[T]):
         await done
 
     async def _write_waiting(self) -> None:
-        while self._waiting:
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
-            await self._write_batch(batch)
+        batch: list[tuple[T, asyncio.Future[None]]] = []
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                await self._write_batch(batch)
+        except BaseException:  # cancelled: the process is stopping, nobody is answered
+            for _, done in batch + self._waiting:
+                done.cancel()  # does nothing to a caller already answered
+            self._waiting.clear()
+            raise
 
     async def _write_batch(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
         try:
             await self._write([item for item, _ in batch])
-        except Exception as error:
+        except self._item_errors as error:
             if len(batch) == 1:
                 _settle(batch[0][1], error)
                 return
@@ -73,18 +88,20 @@ class GroupCommit(Generic[T]):
             for one in batch:
                 await self._write_batch([one])
             return
-        except BaseException:  # cancelled: the process is stopping, nobody is answered
-            for _, done in batch + self._waiting:
-                done.cancel()
-            self._waiting.clear()
-            raise
+        except Exception as error:
+            for _, done in batch:
+                _settle(done, error)
+            return
         for _, done in batch:
             _settle(done, None)
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    # A caller that was cancelled (its client went away) no longer waits: nothing to tell it.
     if done.done():
+        # Its caller was cancelled (the client went away): nobody waits for the answer, but a
+        # command that could not be written should not vanish without a word.
+        if error is not None:
+            log.warning("a command whose request went away could not be written: %r", error)
         return
     if error is None:
         done.set_result(None)
