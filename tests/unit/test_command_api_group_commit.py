@@ -47,6 +47,19 @@ class Writes:
             raise self.error(f"refused {sorted(self.poisoned & set(items))}")
 
 
+async def behind_a_write(
+    group: GroupCommit[str], writes: Writes, items: Sequence[str]
+) -> tuple[asyncio.Task[None], list[asyncio.Task[None]]]:
+    """Item "a" is written first and its write held open; `items` arrive meanwhile, so they
+    wait for the next write. The caller releases the held write."""
+    writes.release.clear()
+    first = asyncio.create_task(group.add("a"))
+    await writes.started.wait()
+    later = [asyncio.create_task(group.add(item)) for item in items]
+    await asyncio.sleep(0)
+    return first, later
+
+
 async def test_a_lone_item_is_written_at_once_on_its_own() -> None:
     writes = Writes()
     group = GroupCommit(writes)
@@ -61,12 +74,8 @@ async def test_a_lone_item_is_written_at_once_on_its_own() -> None:
 
 async def test_items_that_arrive_during_a_write_go_together_in_the_next() -> None:
     writes = Writes()
-    writes.release.clear()
     group = GroupCommit(writes)
-    first = asyncio.create_task(group.add("a"))
-    await writes.started.wait()
-    later = [asyncio.create_task(group.add(item)) for item in ("b", "c", "d")]
-    await asyncio.sleep(0)
+    first, later = await behind_a_write(group, writes, ("b", "c", "d"))
     assert not any(task.done() for task in [first, *later]), "nothing is answered before its commit"
     writes.release.set()
     await asyncio.wait_for(asyncio.gather(first, *later), 1)
@@ -75,12 +84,8 @@ async def test_items_that_arrive_during_a_write_go_together_in_the_next() -> Non
 
 async def test_a_batch_is_at_most_max_batch_items() -> None:
     writes = Writes()
-    writes.release.clear()
     group = GroupCommit(writes, max_batch=2)
-    first = asyncio.create_task(group.add("a"))
-    await writes.started.wait()
-    later = [asyncio.create_task(group.add(item)) for item in ("b", "c", "d", "e", "f")]
-    await asyncio.sleep(0)
+    first, later = await behind_a_write(group, writes, ("b", "c", "d", "e", "f"))
     writes.release.set()
     await asyncio.wait_for(asyncio.gather(first, *later), 1)
     assert writes.calls == [["a"], ["b", "c"], ["d", "e"], ["f"]]
@@ -88,12 +93,9 @@ async def test_a_batch_is_at_most_max_batch_items() -> None:
 
 async def test_a_write_refused_for_one_item_fails_only_that_item() -> None:
     writes = Writes(poisoned=frozenset({"c"}))
-    writes.release.clear()
     group = GroupCommit(writes, item_errors=(RefusedError,))
-    first = asyncio.create_task(group.add("a"))
-    await writes.started.wait()
-    later = {item: asyncio.create_task(group.add(item)) for item in ("b", "c", "d")}
-    await asyncio.sleep(0)
+    first, queued = await behind_a_write(group, writes, ("b", "c", "d"))
+    later = dict(zip(("b", "c", "d"), queued, strict=True))
     writes.release.set()
     await asyncio.wait_for(first, 1)
     await asyncio.wait_for(later["b"], 1)
@@ -106,12 +108,8 @@ async def test_a_write_refused_for_one_item_fails_only_that_item() -> None:
 
 async def test_any_other_failure_fails_the_whole_batch_at_once() -> None:
     writes = Writes(poisoned=frozenset({"c"}), error=ConnectionError)
-    writes.release.clear()
     group = GroupCommit(writes, item_errors=(RefusedError,))
-    first = asyncio.create_task(group.add("a"))
-    await writes.started.wait()
-    later = [asyncio.create_task(group.add(item)) for item in ("b", "c", "d")]
-    await asyncio.sleep(0)
+    first, later = await behind_a_write(group, writes, ("b", "c", "d"))
     writes.release.set()
     await asyncio.wait_for(first, 1)
     for task in later:
@@ -123,12 +121,8 @@ async def test_any_other_failure_fails_the_whole_batch_at_once() -> None:
 
 async def test_when_the_writer_is_cancelled_nobody_is_left_waiting() -> None:
     writes = Writes(poisoned=frozenset({"c"}), hang_on=["b"])
-    writes.release.clear()
     group = GroupCommit(writes, item_errors=(RefusedError,))
-    first = asyncio.create_task(group.add("a"))
-    await writes.started.wait()
-    later = [asyncio.create_task(group.add(item)) for item in ("b", "c", "d")]
-    await asyncio.sleep(0)
+    first, later = await behind_a_write(group, writes, ("b", "c", "d"))
     writes.release.set()
     await asyncio.wait_for(first, 1)
     # The batch b, c, d failed; the writer now writes them one at a time, and b hangs.
