@@ -207,10 +207,10 @@ async def sweep(
     progress: Callable[[str, Step], Awaitable[None] | None] | None = None,
 ) -> list[Step]:
     """Run the rates (ascending) in order; stop at the first rate that was not sustained twice
-    in a row (saturation). Then refine: `shape.refine` more steps, each at the middle of the highest
-    rate held and the lowest missed, so every system's maximum is known to a quarter of the
-    gap its grid step left (with the default 2), not to the whole gap. No refinement when
-    nothing held or the grid ended before a miss (its maximum is then a lower bound).
+    in a row (saturation). Then refine: `shape.refine` more steps, each at the middle of the
+    highest rate held and the lowest missed, so every system's maximum is known to a quarter
+    of the gap its grid step left (with the default 2), not to the whole gap. No refinement
+    when nothing held or the grid ended before a miss (its maximum is then a lower bound).
 
     Why twice: a single step can miss its bound on a transient far below saturation. In one
     full run, ours missed the first step (25/s) by 17.5 ms of p99 (a few transfers just over
