@@ -158,6 +158,12 @@ async def test_fifty_concurrent_handlers_on_one_account_conflict_and_retry_witho
     )
     account = new_id("dave")
     await handler.handle(*opened(account, "100"))
+    # Every connection of the pool opened first. Otherwise, on a busy machine, the handlers can
+    # run one after another on the one open connection while the others are still connecting,
+    # and never race.
+    held = [await accounts.pool.acquire() for _ in range(accounts.pool.get_max_size())]
+    for conn in held:
+        await accounts.pool.release(conn)
     withdrawals = [
         envelope_for(WithdrawMoney(account_id=account, amount="10.00")) for _ in range(50)
     ]

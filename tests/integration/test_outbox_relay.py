@@ -349,6 +349,10 @@ async def test_below_its_rate_of_rows_the_relay_does_not_linger(
     second = await commit_row()  # one sent: no linger either
     await eventually(lambda: len(relay.rounds) >= 2, what="two rounds")
     assert relay.rounds == [[first], [second]]
+    # Past the round that marks the second row (MARK_DELAY): committed during that wait, the
+    # third row could be read by that round before its NOTIFY woke the relay, and no round
+    # would linger.
+    await asyncio.sleep(0.3)
     third = await commit_row()  # two sent, the rate: this round lingers
     await asyncio.sleep(0.2)
     fourth = await commit_row()
