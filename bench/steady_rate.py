@@ -1,7 +1,7 @@
 """One offered rate held for a long window: latency and CPU per process, for profiling.
 
 Usage (starts Kafka and PostgreSQL if they are not running, and leaves them running):
-    uv run python -m bench.steady_rate --rate 25 --window 30 [--hops]
+    uv run python -m bench.steady_rate --rate 25 --window 30 [--hops] [--idempotency-keys]
 
 The sweep of `make bench` changes the rate every 13 s; attaching py-spy, or reading
 per-thread context switches in /proc, needs one rate held longer. Same services, accounts and
@@ -30,11 +30,18 @@ async def main() -> None:
     parser.add_argument(
         "--hops", action="store_true", help="also print each hop's delay (bench/hops.py)"
     )
+    parser.add_argument(
+        "--idempotency-keys",
+        action="store_true",
+        help="send every transfer's POST with an Idempotency-Key (make bench sends none)",
+    )
     args = parser.parse_args()
 
     infra = LocalInfra()
     await asyncio.to_thread(infra.start)
-    async with our_bank(infra.config.pg, args.accounts, INITIAL_BALANCE) as (bank, ids):
+    async with our_bank(
+        infra.config.pg, args.accounts, INITIAL_BALANCE, idempotency_keys=args.idempotency_keys
+    ) as (bank, ids):
         next_transfer = Workload(ids).pairs()
         print(f"processes: {bank.processes}", flush=True)
         step = await run_step(bank, args.rate, next_transfer, LoadShape(window=args.window))

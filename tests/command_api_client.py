@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from bank_command_api.app import create_app
 from bank_command_api.settings import CommandApiSettings
@@ -35,11 +36,20 @@ def settings_for(infra: Endpoints, topics: TopicSettings, **overrides: Any) -> C
 @contextlib.asynccontextmanager
 async def serving(settings: CommandApiSettings) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, and a client that talks to it in-process."""
+    async with serving_app(settings) as (client, _):
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def serving_app(
+    settings: CommandApiSettings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """As `serving`, and the app itself, for tests that look at its state."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://command-api") as client:
-            yield client
+            yield client, app
 
 
 async def open_account(api: httpx.AsyncClient, balance: str, owner: str = "Test") -> str:

@@ -106,8 +106,11 @@ class OurBank:
         processes: dict[str, int | None],
         pg: PostgresSettings,
         topics: TopicSettings,
+        *,
+        idempotency_keys: bool = False,
     ) -> None:
         self._http = http
+        self._idempotency_keys = idempotency_keys
         self._projected = projected
         self.processes = processes
         self.pg = pg  # its scratch databases
@@ -137,8 +140,10 @@ class OurBank:
             "amount": str(amount),
             "transfer_id": transfer_id,
         }
+        # A client that retries safely sends a key; the transfer's own id is unique already.
+        headers = {"Idempotency-Key": transfer_id} if self._idempotency_keys else None
         try:
-            async with self._http.post(f"{API}/transfers", json=body) as answer:
+            async with self._http.post(f"{API}/transfers", json=body, headers=headers) as answer:
                 if answer.status >= 300:
                     raise TransferFailedError(f"{answer.status} {await answer.text()}")
             await finished
@@ -184,9 +189,10 @@ def service_env(run: str, pg: PostgresSettings) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def our_bank(
-    base: PostgresSettings, accounts: int, balance: Decimal
+    base: PostgresSettings, accounts: int, balance: Decimal, *, idempotency_keys: bool = False
 ) -> AsyncIterator[tuple[OurBank, Sequence[str]]]:
-    """The four services on scratch databases, the accounts opened, the completion listener."""
+    """The four services on scratch databases, the accounts opened, the completion listener.
+    With `idempotency_keys`, every transfer's POST carries an `Idempotency-Key`."""
     run = uuid.uuid4().hex[:8]
     async with (
         scratch_bank(base, f"ours_{run}") as pg,
@@ -203,7 +209,14 @@ async def our_bank(
             timeout = aiohttp.ClientTimeout(total=60)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
                 kafka = LocalInfra().kafka.pid()
-                bank = OurBank(http, projected, {**pids, "kafka": kafka}, pg, bench_topics(run))
+                bank = OurBank(
+                    http,
+                    projected,
+                    {**pids, "kafka": kafka},
+                    pg,
+                    bench_topics(run),
+                    idempotency_keys=idempotency_keys,
+                )
                 opened = await bank.open_accounts(accounts, balance)
                 yield bank, opened
         finally:

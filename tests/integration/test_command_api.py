@@ -15,6 +15,13 @@ import asyncpg
 import httpx
 import pytest
 
+from bank_command_api.dispatch import Dispatcher
+from bank_command_api.idempotency import (
+    IdempotencyKey,
+    IdempotencyKeyReusedError,
+    claim_keys,
+    fingerprint,
+)
 from bank_command_api.ledger import (
     DECIDED_CHANNEL,
     MAX_REASON,
@@ -27,7 +34,7 @@ from bank_deploy.providers import Endpoints
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
-from tests.command_api_client import QUERY_API, open_account, serving, settings_for
+from tests.command_api_client import QUERY_API, open_account, serving, serving_app, settings_for
 from tests.support import eventually, new_id
 
 pytestmark = pytest.mark.integration
@@ -95,14 +102,24 @@ async def test_open_deposit_and_withdraw_answer_with_version_and_balance(
     assert (withdrawn.json()["version"], withdrawn.json()["balance"]) == (3, "100.50")
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["without keys", "with keys"])
 async def test_concurrent_posts_are_each_recorded_sent_and_answered_once(
-    api: httpx.AsyncClient, api_settings: CommandApiSettings
+    api: httpx.AsyncClient, api_settings: CommandApiSettings, keyed: bool
 ) -> None:
     """Concurrent requests' commands may share one statement (group commit, whose batching
-    the unit tests show): each must still get its own command row, outbox row and answer."""
+    the unit tests show): each must still get its own command row, outbox row and answer,
+    and with a key, the key bound to that command."""
     account = await open_account(api, "0")
+    keys = [f"{account}-{n}" for n in range(1, 41)]
     answers = await asyncio.gather(
-        *(api.post(f"/accounts/{account}/deposits", json={"amount": n}) for n in range(1, 41))
+        *(
+            api.post(
+                f"/accounts/{account}/deposits",
+                json={"amount": n},
+                headers={"Idempotency-Key": key} if keyed else None,
+            )
+            for n, key in enumerate(keys, start=1)
+        )
     )
     assert [a.status_code for a in answers] == [200] * 40, [a.text for a in answers]
     bodies = [a.json() for a in answers]
@@ -117,10 +134,15 @@ async def test_concurrent_posts_are_each_recorded_sent_and_answered_once(
             " WHERE c.stream_id = $1 AND c.command_type = 'DepositMoney' GROUP BY c.command_id",
             account,
         )
+        bound = await conn.fetch(
+            "SELECT key, command_id FROM idempotency_keys WHERE key = ANY($1)", keys
+        )
     finally:
         await conn.close()
     assert {str(r["command_id"]) for r in rows} == {b["command_id"] for b in bodies}
     assert {r["sent"] for r in rows} == {1}
+    expected = {key: body["command_id"] for key, body in zip(keys, bodies, strict=True)}
+    assert {r["key"]: str(r["command_id"]) for r in bound} == (expected if keyed else {})
 
 
 async def test_withdrawing_more_than_the_balance_is_409_insufficient_funds(
@@ -446,6 +468,27 @@ async def test_two_concurrent_requests_with_one_key_make_one_command(
     assert (after.json()["version"], after.json()["balance"]) == (3, "69.00")
 
 
+async def test_concurrent_requests_reusing_one_key_for_different_bodies_make_one_command(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    account = await open_account(api, "100")
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    before = await sent_so_far(api_settings)
+    answers = await asyncio.gather(
+        *(
+            api.post(f"/accounts/{account}/deposits", json={"amount": n}, headers=key)
+            for n in range(1, 6)
+        )
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 422, 422, 422, 422], [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 422} == {"idempotency_key_reused"}
+    (won,) = [a.json() for a in answers if a.status_code == 200]
+    assert won["version"] == 2
+    commands, outbox = await sent_so_far(api_settings)
+    assert (commands - before[0], outbox - before[1]) == (1, 1)
+
+
 async def test_a_repeated_rejection_is_the_same_rejection(api: httpx.AsyncClient) -> None:
     key = {"Idempotency-Key": str(uuid.uuid4())}
     path = f"/accounts/{new_id('ghost')}/deposits"
@@ -469,6 +512,254 @@ async def test_a_key_reused_for_another_request_is_422(
         assert reused.json()["code"] == "idempotency_key_reused"
         assert "new key" in reused.json()["message"]
     assert await sent_so_far(api_settings) == before
+
+
+# --- idempotency: keys claimed in batches (claim_keys, the keyed group commit) -------------------
+# These tests take the `api` fixture for the commands database it migrates.
+
+CLAIMS_STREAM = "test-claims"
+
+
+def claim(name: str, body: str = "one body") -> IdempotencyKey:
+    return IdempotencyKey(name, fingerprint("POST", "/test", {"body": body}))
+
+
+async def record_command(conn: asyncpg.Connection, command_id: uuid.UUID) -> None:
+    """The command row a key's foreign key needs at commit."""
+    await conn.execute(
+        "INSERT INTO commands (command_id, command_type, stream_id) VALUES ($1, 'Test', $2)",
+        command_id,
+        CLAIMS_STREAM,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connections(dsn: str, count: int) -> AsyncIterator[list[asyncpg.Connection]]:
+    """`count` connections; afterwards, the rows the claim tests made are deleted."""
+    opened = [await asyncpg.connect(dsn) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for conn in opened:
+            await conn.close()
+        cleanup = await asyncpg.connect(dsn)
+        try:
+            await cleanup.execute(
+                "DELETE FROM idempotency_keys WHERE command_id IN"
+                " (SELECT command_id FROM commands WHERE stream_id = $1)",
+                CLAIMS_STREAM,
+            )
+            await cleanup.execute("DELETE FROM commands WHERE stream_id = $1", CLAIMS_STREAM)
+        finally:
+            await cleanup.close()
+
+
+async def waits_for_a_lock(observer: asyncpg.Connection, pid: int | None = None) -> bool:
+    """Whether the backend `pid` (any backend of this database if None) waits for a lock."""
+    waiting: int = await observer.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND ($1::int IS NULL OR pid = $1)",
+        pid,
+    )
+    return waiting > 0
+
+
+async def test_keys_claimed_together_bind_the_first_use_and_answer_the_repeats(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    """One batch of claims: a key twice, once with another body, and a second key."""
+    first, repeat, other_body, second = (uuid.uuid4() for _ in range(4))
+    k1, k2 = new_id("k1"), new_id("k2")
+    async with connections(api_settings.dsn, 1) as [conn]:
+        async with conn.transaction():
+            answers = await claim_keys(
+                conn,
+                [
+                    (claim(k2), second),
+                    (claim(k1), first),
+                    (claim(k1), repeat),
+                    (claim(k1, "another body"), other_body),
+                ],
+            )
+            for command_id in (first, second):
+                await record_command(conn, command_id)
+        assert answers[:3] == [None, None, first]
+        assert isinstance(answers[3], IdempotencyKeyReusedError)
+        bound = await conn.fetch(
+            "SELECT key, command_id FROM idempotency_keys WHERE key = ANY($1)", [k1, k2]
+        )
+        assert {r["key"]: r["command_id"] for r in bound} == {k1: first, k2: second}
+
+        # Later claims of the same keys find what they stand for.
+        async with conn.transaction():
+            again = await claim_keys(
+                conn, [(claim(k1), uuid.uuid4()), (claim(k2, "another body"), uuid.uuid4())]
+            )
+        assert again[0] == first
+        assert isinstance(again[1], IdempotencyKeyReusedError)
+
+
+async def test_a_key_claimed_by_an_uncommitted_transaction_is_answered_once_it_commits(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    """Two API instances claiming one key at once: the second waits for the first's commit,
+    then is answered with its command, not an error and not a second command."""
+    key, winner = new_id("shared"), uuid.uuid4()
+    async with connections(api_settings.dsn, 3) as [first, second, observer]:
+        holding = first.transaction()
+        await holding.start()
+        assert await claim_keys(first, [(claim(key), winner)]) == [None]
+        await record_command(first, winner)
+
+        async def claim_in_second() -> list[uuid.UUID | Exception | None]:
+            async with second.transaction():
+                return await claim_keys(second, [(claim(key), uuid.uuid4())])
+
+        waiting = asyncio.create_task(claim_in_second())
+        await eventually(
+            lambda: waits_for_a_lock(observer, second.get_server_pid()),
+            within=10,
+            what="the second claim to wait for the first transaction",
+        )
+        assert not waiting.done()
+        await holding.commit()
+        assert await asyncio.wait_for(waiting, 10) == [winner]
+
+
+async def test_transactions_waiting_for_each_others_keys_do_not_deadlock(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    """T0 holds m. T1 claims a, b and m; T2 claims b and a, in the order a request would.
+    Claimed in sorted order, T1 holds a and b and waits for m, T2 waits for a: a chain that
+    ends when T0 commits. Claimed in the order given, T1 would hold a and wait for m while T2
+    held b and waited for a; once T0 committed, T1 would wait for b: a deadlock."""
+    a, b, m = (new_id(name) for name in ("a", "b", "m"))
+    async with connections(api_settings.dsn, 4) as [t0, t1, t2, observer]:
+        holding = t0.transaction()
+        await holding.start()
+        held_m = uuid.uuid4()
+        await claim_keys(t0, [(claim(m), held_m)])
+        await record_command(t0, held_m)
+
+        async def claim_and_commit(
+            conn: asyncpg.Connection, keys: list[str]
+        ) -> tuple[list[uuid.UUID], list[uuid.UUID | Exception | None]]:
+            commands = [uuid.uuid4() for _ in keys]
+            async with conn.transaction():
+                answers = await claim_keys(
+                    conn, [(claim(k), c) for k, c in zip(keys, commands, strict=True)]
+                )
+                for command_id, answer in zip(commands, answers, strict=True):
+                    if answer is None:
+                        await record_command(conn, command_id)
+            return commands, answers
+
+        first = asyncio.create_task(claim_and_commit(t1, [a, m, b]))
+        await eventually(
+            lambda: waits_for_a_lock(observer, t1.get_server_pid()), within=10, what="T1 waiting"
+        )
+        second = asyncio.create_task(claim_and_commit(t2, [b, a]))
+        await eventually(
+            lambda: waits_for_a_lock(observer, t2.get_server_pid()), within=10, what="T2 waiting"
+        )
+        await holding.commit()
+        (t1_a, _, t1_b), answers_1 = await asyncio.wait_for(first, 10)
+        _, answers_2 = await asyncio.wait_for(second, 10)
+        assert answers_1 == [None, held_m, None]
+        assert answers_2 == [t1_b, t1_a]
+
+
+async def test_requests_repeating_a_key_in_one_batch_make_one_command(
+    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+) -> None:
+    """A key claimed elsewhere and not committed holds a first request's write, so the five
+    requests that follow, all with one key, two bodies, queue into one batch behind it."""
+    settings = settings_for(infra, topics)
+    async with (
+        serving_app(settings) as (api, app),
+        connections(settings.dsn, 2) as [outside, observer],
+    ):
+        dispatcher: Dispatcher = app.state.dispatcher
+        account = await open_account(api, "100")
+        deposits = f"/accounts/{account}/deposits"
+        blocker, key = new_id("blocker"), new_id("repeated")
+        holding = outside.transaction()
+        await holding.start()
+        await claim_keys(outside, [(claim(blocker), uuid.uuid4())])
+        held = asyncio.create_task(
+            api.post(deposits, json={"amount": "1"}, headers={"Idempotency-Key": blocker})
+        )
+        await eventually(lambda: waits_for_a_lock(observer), within=10, what="a held write")
+        repeats = [
+            asyncio.create_task(
+                api.post(deposits, json={"amount": amount}, headers={"Idempotency-Key": key})
+            )
+            for amount in ("5", "5", "5", "6", "6")
+        ]
+        await eventually(lambda: dispatcher.listener.waiting == 6, what="all six queued")
+        await holding.rollback()  # the blocker's claim never was: the held request's key is new
+        first = await asyncio.wait_for(held, 30)
+        answers = await asyncio.wait_for(asyncio.gather(*repeats), 30)
+        assert first.status_code == 200, first.text
+        won = [a for a in answers if a.status_code == 200]
+        refused = [a for a in answers if a.status_code != 200]
+        # Whichever body came first made the one command; the same body repeats its answer.
+        assert len(won) in (2, 3), [a.text for a in answers]
+        assert len({a.text for a in won}) == 1
+        assert {(a.status_code, a.json()["code"]) for a in refused} == {
+            (422, "idempotency_key_reused")
+        }
+        assert len(won) + len(refused) == 5
+        assert won[0].json()["version"] == 3
+        made = await observer.fetchval(
+            "SELECT count(*) FROM commands WHERE stream_id = $1 AND command_type = 'DepositMoney'",
+            account,
+        )
+        assert made == 2  # the held request's and the repeated key's
+
+
+async def test_a_key_held_too_long_elsewhere_is_409_and_holds_up_no_other_request(
+    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+) -> None:
+    """Another instance has claimed key X and not committed. A batch with X and Y waits
+    KEY_LOCK_TIMEOUT_MS, then is written one request at a time: Y's request is answered and
+    X's is told to send it again (409 idempotency_key_in_use), the same key then working."""
+    settings = settings_for(infra, topics)
+    async with (
+        serving_app(settings) as (api, app),
+        connections(settings.dsn, 3) as [holds_blocker, holds_x, observer],
+    ):
+        dispatcher: Dispatcher = app.state.dispatcher
+        account = await open_account(api, "100")
+        deposits = f"/accounts/{account}/deposits"
+        blocker, x, y = new_id("blocker"), new_id("x"), new_id("y")
+        holding_blocker, holding_x = holds_blocker.transaction(), holds_x.transaction()
+        await holding_blocker.start()
+        await holding_x.start()
+        await claim_keys(holds_blocker, [(claim(blocker), uuid.uuid4())])
+        await claim_keys(holds_x, [(claim(x), uuid.uuid4())])
+        held = asyncio.create_task(
+            api.post(deposits, json={"amount": "1"}, headers={"Idempotency-Key": blocker})
+        )
+        await eventually(lambda: waits_for_a_lock(observer), within=10, what="a held write")
+        batch = [
+            asyncio.create_task(
+                api.post(deposits, json={"amount": "2"}, headers={"Idempotency-Key": key})
+            )
+            for key in (x, y)
+        ]
+        await eventually(lambda: dispatcher.listener.waiting == 3, what="X and Y queued")
+        await holding_blocker.rollback()
+        x_answer, y_answer = await asyncio.wait_for(asyncio.gather(*batch), 30)
+        assert y_answer.status_code == 200, y_answer.text
+        assert x_answer.status_code == 409, x_answer.text
+        assert x_answer.json()["code"] == "idempotency_key_in_use"
+        assert "same key" in x_answer.json()["message"]
+        assert x_answer.headers["retry-after"] == "1"
+        assert (await asyncio.wait_for(held, 30)).status_code == 200
+        await holding_x.rollback()  # the other instance's claim never was
+        again = await api.post(deposits, json={"amount": "2"}, headers={"Idempotency-Key": x})
+        assert (again.status_code, again.json()["version"]) == (200, 4), again.text
 
 
 async def test_an_idempotency_key_with_spaces_is_422(api: httpx.AsyncClient) -> None:

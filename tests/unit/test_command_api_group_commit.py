@@ -1,6 +1,7 @@
 """The command API's group commit: concurrent requests' commands share one write, a lone one
-is written at once, a write refused for one item fails only that item, any other failure
-fails its whole batch at once, and nobody is left waiting when the process stops."""
+is written at once, each caller gets its own item's answer, a write refused for one item fails
+only that item, any other failure fails its whole batch at once, and nobody is left waiting
+when the process stops."""
 
 from __future__ import annotations
 
@@ -16,9 +17,14 @@ class RefusedError(Exception):
     """What the database says of a value it refuses: one item's fault."""
 
 
+class UnwelcomeError(Exception):
+    """An answer for one item alone, such as a reused idempotency key."""
+
+
 class Writes:
-    """Records each write's items; holds a write open until released, and fails the writes
-    that contain a poisoned item with `error`."""
+    """Records each write's items and answers each with its name in capitals (or, for an
+    unwelcome item, an UnwelcomeError); holds a write open until released, and fails the
+    writes that contain a poisoned item with `error`."""
 
     def __init__(
         self,
@@ -26,7 +32,11 @@ class Writes:
         poisoned: frozenset[str] = frozenset(),
         error: type[Exception] = RefusedError,
         hang_on: list[str] | None = None,
+        unwelcome: frozenset[str] = frozenset(),
+        answers: int | None = None,
     ) -> None:
+        self.unwelcome = unwelcome
+        self.answers = answers
         self.calls: list[list[str]] = []
         self.poisoned = poisoned
         self.error = error
@@ -36,7 +46,7 @@ class Writes:
         self.release.set()
         self.started = asyncio.Event()
 
-    async def __call__(self, items: Sequence[str]) -> None:
+    async def __call__(self, items: Sequence[str]) -> list[str | Exception]:
         self.calls.append(list(items))
         self.started.set()
         if list(items) == self.hang_on:
@@ -45,11 +55,15 @@ class Writes:
         await self.release.wait()
         if self.poisoned & set(items):
             raise self.error(f"refused {sorted(self.poisoned & set(items))}")
+        answers: list[str | Exception] = [
+            UnwelcomeError(item) if item in self.unwelcome else item.upper() for item in items
+        ]
+        return answers[: self.answers]
 
 
 async def behind_a_write(
-    group: GroupCommit[str], writes: Writes, items: Sequence[str]
-) -> tuple[asyncio.Task[None], list[asyncio.Task[None]]]:
+    group: GroupCommit[str, str], writes: Writes, items: Sequence[str]
+) -> tuple[asyncio.Task[str], list[asyncio.Task[str]]]:
     """Item "a" is written first and its write held open; `items` arrive meanwhile, so they
     wait for the next write. The caller releases the held write."""
     writes.release.clear()
@@ -80,6 +94,40 @@ async def test_items_that_arrive_during_a_write_go_together_in_the_next() -> Non
     writes.release.set()
     await asyncio.wait_for(asyncio.gather(first, *later), 1)
     assert writes.calls == [["a"], ["b", "c", "d"]]
+
+
+async def test_each_caller_gets_its_own_items_answer() -> None:
+    writes = Writes()
+    group = GroupCommit(writes)
+    first, later = await behind_a_write(group, writes, ("b", "c", "d"))
+    writes.release.set()
+    assert await asyncio.wait_for(asyncio.gather(first, *later), 1) == ["A", "B", "C", "D"]
+
+
+async def test_an_exception_as_an_items_answer_is_raised_to_its_caller_alone() -> None:
+    writes = Writes(unwelcome=frozenset({"c"}))
+    group = GroupCommit(writes)
+    first, queued = await behind_a_write(group, writes, ("b", "c", "d"))
+    later = dict(zip(("b", "c", "d"), queued, strict=True))
+    writes.release.set()
+    with pytest.raises(UnwelcomeError):
+        await asyncio.wait_for(later["c"], 1)
+    answered = await asyncio.wait_for(asyncio.gather(first, later["b"], later["d"]), 1)
+    assert list(answered) == ["A", "B", "D"]
+    # An answer, not a failed write: nothing is written again.
+    assert writes.calls == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_write_that_answers_too_few_items_fails_its_whole_batch() -> None:
+    writes = Writes(answers=2)
+    group = GroupCommit(writes)
+    first, later = await behind_a_write(group, writes, ("b", "c", "d"))
+    writes.release.set()
+    assert await asyncio.wait_for(first, 1) == "A"
+    # Answers matched to callers by position would give someone another's answer.
+    for task in later:
+        with pytest.raises(RuntimeError, match="2 results for a batch of 3"):
+            await asyncio.wait_for(task, 1)
 
 
 async def test_a_batch_is_at_most_max_batch_items() -> None:

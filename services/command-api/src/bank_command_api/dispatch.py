@@ -13,8 +13,8 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from bank_command_api.group_commit import GroupCommit
-from bank_command_api.idempotency import IdempotencyKey, claim
-from bank_command_api.ledger import CommandRecord, insert_commands, load_command
+from bank_command_api.idempotency import IdempotencyKey, claim_keys
+from bank_command_api.ledger import CommandRecord, insert_commands, load_command, load_commands
 from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 
 # At most one warning this often while POSTs are answered without waiting.
 OVERLOAD_LOG_INTERVAL = 10.0
+# How long a write of keyed requests waits for a key another transaction holds.
+KEY_LOCK_TIMEOUT_MS = 2000
+
+
+@dataclass(frozen=True)
+class NewCommand:
+    """A command's row and its outbox row, written together."""
+
+    record: CommandRecord
+    outbox: OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,20 @@ class Dispatcher:
         self.max_waiting = max_waiting
         self.clock = clock
         self._warned_at = -OVERLOAD_LOG_INTERVAL
-        # A value the database refuses is one command's fault: the others are written.
-        self._new_commands = GroupCommit(self._write_commands, item_errors=(asyncpg.DataError,))
+        # The commands of concurrent requests are written together. Those with an
+        # Idempotency-Key go in batches of their own: claiming a key can wait for another
+        # instance's claim of it to commit, and requests without one should not wait too.
+        # A value the database refuses is one command's fault: the others are written. So is
+        # a key another transaction holds too long (KEY_LOCK_TIMEOUT_MS).
+        self._new_commands: GroupCommit[NewCommand, CommandRecord] = GroupCommit(
+            self._write_commands, item_errors=(asyncpg.DataError,)
+        )
+        self._keyed_commands: GroupCommit[tuple[NewCommand, IdempotencyKey], CommandRecord] = (
+            GroupCommit(
+                self._write_keyed_commands,
+                item_errors=(asyncpg.DataError, asyncpg.LockNotAvailableError),
+            )
+        )
 
     async def send(
         self, outgoing: Outgoing, *, idempotency: IdempotencyKey | None, wait: bool
@@ -104,27 +126,46 @@ class Dispatcher:
             causation_id=None,
             occurred_at=self.clock(),
         )
-        sent = OutboxMessage(outgoing.topic, outgoing.stream_id, envelope)
+        new = NewCommand(record, OutboxMessage(outgoing.topic, outgoing.stream_id, envelope))
         if idempotency is None:
-            # Written with the commands of concurrent requests, in one statement.
-            await self._new_commands.add((record, sent))
-            return record
-        # With a key, one transaction: the key exists with them, or none of the three.
-        async with self.pool.acquire() as conn, conn.transaction():
-            earlier = await claim(conn, idempotency, command_id)
-            if earlier is not None:
-                found = await load_command(conn, earlier)
-                if found is None:  # the foreign key makes this impossible
-                    raise RuntimeError(f"idempotency key without its command {earlier}")
-                return found
-            await _statement([(record, sent)]).execute(conn)
-        return record
+            return await self._new_commands.add(new)
+        return await self._keyed_commands.add((new, idempotency))
 
-    async def _write_commands(
-        self, commands: Sequence[tuple[CommandRecord, OutboxMessage]]
-    ) -> None:
+    async def _write_commands(self, commands: Sequence[NewCommand]) -> list[CommandRecord]:
         async with self.pool.acquire() as conn:
             await _statement(commands).execute(conn)
+        return [command.record for command in commands]
+
+    async def _write_keyed_commands(
+        self, keyed: Sequence[tuple[NewCommand, IdempotencyKey]]
+    ) -> list[CommandRecord | Exception]:
+        """One transaction: each key exists with its command and outbox row, or none of the
+        three. A request whose key was used before gets the command the key stands for."""
+        commands = [command for command, _ in keyed]
+        async with self.pool.acquire() as conn, conn.transaction():
+            # A key another instance has claimed but not committed holds the whole batch until
+            # it does, normally milliseconds. Past the timeout the batch is written again one
+            # request at a time, and the request whose key is still held is refused (409,
+            # send it again) instead of holding up this instance's keyed requests.
+            await conn.execute(f"SET LOCAL lock_timeout = '{KEY_LOCK_TIMEOUT_MS}ms'")
+            answers = await claim_keys(conn, [(k, c.record.command_id) for c, k in keyed])
+            new = [c for c, answer in zip(commands, answers, strict=True) if answer is None]
+            if new:
+                await _statement(new).execute(conn)
+            found = {c.record.command_id: c.record for c in new}
+            earlier = {a for a in answers if isinstance(a, UUID)} - found.keys()
+            found.update((r.command_id, r) for r in await load_commands(conn, earlier))
+        results: list[CommandRecord | Exception] = []
+        for command, answer in zip(commands, answers, strict=True):
+            if answer is None:
+                results.append(command.record)
+            elif isinstance(answer, Exception):
+                results.append(answer)
+            elif answer in found:
+                results.append(found[answer])
+            else:  # the foreign key makes this impossible
+                results.append(RuntimeError(f"idempotency key without its command {answer}"))
+        return results
 
     async def _await(
         self, record: CommandRecord, decision: asyncio.Future[CommandRecord]
@@ -138,10 +179,10 @@ class Dispatcher:
             return await self.find(record.command_id) or record
 
 
-def _statement(commands: Sequence[tuple[CommandRecord, OutboxMessage]]) -> WriteStatement:
+def _statement(commands: Sequence[NewCommand]) -> WriteStatement:
     """One statement: a command's row and its outbox row exist together or not at all, so a
     crash never leaves a command recorded but unsent, or sent but unknown here."""
     statement = WriteStatement()
-    insert_commands(statement, [record for record, _ in commands])
-    statement.include_changes([], [sent for _, sent in commands], [])
+    insert_commands(statement, [c.record for c in commands])
+    statement.include_changes([], [c.outbox for c in commands], [])
     return statement

@@ -1,4 +1,4 @@
-"""Group commit: what concurrent requests write goes to PostgreSQL together, in one statement."""
+"""Group commit: what concurrent requests write goes to PostgreSQL together, in one transaction."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from typing import Generic, TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
-# Items per statement at most: a burst is written in several statements of bounded size.
+# Items per write at most: a burst is written in several writes of bounded size.
 MAX_BATCH = 200
 
 
-class GroupCommit(Generic[T]):
-    """Writes the items of concurrent callers in batches: one `write` (one statement, one
-    commit) per batch, one batch at a time.
+class GroupCommit(Generic[T, R]):
+    """Writes the items of concurrent callers in batches: one `write` (one transaction) per
+    batch, one batch at a time.
 
     Why: every POST was a transaction of its own. Near saturation that cost PostgreSQL about
     0.3 ms of CPU per transfer more than one write for the POSTs that arrive together, and
@@ -26,7 +27,9 @@ class GroupCommit(Generic[T]):
     write is running, with everything that arrived meanwhile. So a lone request is written at
     once, and a busy API writes bigger batches, not later ones.
 
-    A caller's `add` returns once its item is committed, and raises what its write raised. A
+    `write` returns one result per item, in order. A caller's `add` returns its item's result
+    once the batch is committed, and raises what the write raised, or its result if that is an
+    exception (an answer for that item alone, such as a reused idempotency key). A
     batch that fails with one of `item_errors` (errors one item can cause, such as a value the
     database refuses) is written again one item at a time, so that failure reaches only the
     callers whose item fails alone. Any other error (the database unreachable, a timeout)
@@ -37,7 +40,7 @@ class GroupCommit(Generic[T]):
 
     def __init__(
         self,
-        write: Callable[[Sequence[T]], Awaitable[None]],
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]],
         *,
         item_errors: tuple[type[Exception], ...] = (),
         max_batch: int = MAX_BATCH,
@@ -47,21 +50,21 @@ class GroupCommit(Generic[T]):
         self._write = write
         self._item_errors = item_errors
         self._max_batch = max_batch
-        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def add(self, item: T) -> None:
-        """Return once `item` is committed; raise if its write failed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def add(self, item: T) -> R:
+        """`item`'s result, once it is committed; raise if its write failed."""
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, done))
         # The writer takes everything waiting before it ends (no await between its last look
         # and its end), so an item is never left behind by a writer that is finishing.
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_waiting(), name="group commit")
-        await done
+        return await done
 
     async def _write_waiting(self) -> None:
-        batch: list[tuple[T, asyncio.Future[None]]] = []
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._waiting:
                 batch = self._waiting[: self._max_batch]
@@ -73,12 +76,12 @@ class GroupCommit(Generic[T]):
             self._waiting.clear()
             raise
 
-    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
-            await self._write([item for item, _ in batch])
+            results = await self._write([item for item, _ in batch])
         except self._item_errors as error:
             if len(batch) == 1:
-                _settle(batch[0][1], error)
+                _fail(batch[0][1], error)
                 return
             log.warning(
                 "a write of %d commands failed (%r); writing them one at a time",
@@ -90,20 +93,27 @@ class GroupCommit(Generic[T]):
             return
         except Exception as error:
             for _, done in batch:
-                _settle(done, error)
+                _fail(done, error)
             return
-        for _, done in batch:
-            _settle(done, None)
+        if len(results) != len(batch):  # a bug in `write`: no caller may get another's answer
+            mismatch = RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
+            for _, done in batch:
+                _fail(done, mismatch)
+            return
+        for (_, done), result in zip(batch, results, strict=True):
+            if done.done():  # its caller went away; the answer was for it alone
+                continue
+            if isinstance(result, Exception):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+def _fail(done: asyncio.Future[R], error: Exception) -> None:
+    """The item's write failed."""
     if done.done():
         # Its caller was cancelled (the client went away): nobody waits for the answer, but a
         # command that could not be written should not vanish without a word.
-        if error is not None:
-            log.warning("a command whose request went away could not be written: %r", error)
+        log.warning("a command whose request went away could not be written: %r", error)
         return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
+    done.set_exception(error)

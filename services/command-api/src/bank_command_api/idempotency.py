@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -35,28 +36,58 @@ def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def claim(conn: Connection, key: IdempotencyKey, command_id: UUID) -> UUID | None:
-    """Bind `key` to `command_id` in the caller's transaction. Returns None when the key is
-    new, else the command it already stands for; raises when it stood for another request.
+async def claim_keys(
+    conn: Connection, claims: Sequence[tuple[IdempotencyKey, UUID]]
+) -> list[UUID | Exception | None]:
+    """Bind each key to its command in the caller's transaction. One answer per claim, in
+    order: None when the key was new and now stands for the claim's command; the command it
+    already stood for; or an error for that claim alone (IdempotencyKeyReusedError when the
+    key stood for a different request). A key claimed twice
+    here is bound by its first claim, and the second is answered as a repetition of it.
 
-    A concurrent first use of the same key holds the row: ON CONFLICT waits for that
-    transaction, and the next statement sees its row once it committed (READ COMMITTED).
+    A concurrent first use of a key holds its row: ON CONFLICT waits for that transaction, and
+    the next statement sees the row once it committed (READ COMMITTED). The keys are inserted
+    in sorted order, and each transaction claims once, so a transaction only ever waits for a
+    key that sorts after every key it holds: no cycle of waits, no deadlock.
     """
-    inserted = await conn.fetchval(
-        "INSERT INTO idempotency_keys (key, fingerprint, command_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (key) DO NOTHING RETURNING command_id",
-        key.key,
-        key.fingerprint,
-        command_id,
+    first: dict[str, tuple[IdempotencyKey, UUID]] = {}
+    for key, command_id in claims:
+        first.setdefault(key.key, (key, command_id))
+    bound = [first[name] for name in sorted(first)]
+    inserted = await conn.fetch(
+        "INSERT INTO idempotency_keys (key, fingerprint, command_id)"
+        " SELECT k, f, c FROM unnest($1::text[], $2::text[], $3::uuid[])"
+        " WITH ORDINALITY AS claim(k, f, c, n) ORDER BY n"
+        " ON CONFLICT (key) DO NOTHING RETURNING key",
+        [key.key for key, _ in bound],
+        [key.fingerprint for key, _ in bound],
+        [command_id for _, command_id in bound],
     )
-    if inserted is not None:
-        return None
-    row = await conn.fetchrow(
-        "SELECT fingerprint, command_id FROM idempotency_keys WHERE key = $1", key.key
-    )
-    if row is None:  # only if the row vanished between the two statements; never deleted today
-        raise RuntimeError(f"idempotency key {key.key!r} disappeared while being claimed")
-    if row["fingerprint"] != key.fingerprint:
-        raise IdempotencyKeyReusedError(key.key)
-    earlier: UUID = row["command_id"]
-    return earlier
+    new = {row["key"] for row in inserted}
+    # What the keys bound earlier stand for (a second statement: it sees the rows of the
+    # transactions the INSERT waited for).
+    stored: dict[str, tuple[str, UUID]] = {
+        name: (key.fingerprint, command_id)
+        for name, (key, command_id) in first.items()
+        if name in new
+    }
+    used_before = [name for name in first if name not in new]
+    if used_before:
+        rows = await conn.fetch(
+            "SELECT key, fingerprint, command_id FROM idempotency_keys WHERE key = ANY($1)",
+            used_before,
+        )
+        stored.update((row["key"], (row["fingerprint"], row["command_id"])) for row in rows)
+    answers: list[UUID | Exception | None] = []
+    for key, command_id in claims:
+        if key.key not in stored:  # only if a row vanished in between; never deleted today
+            answers.append(RuntimeError(f"idempotency key {key.key!r} vanished while claimed"))
+            continue
+        fingerprint_stored, bound_to = stored[key.key]
+        if bound_to == command_id:
+            answers.append(None)
+        elif fingerprint_stored != key.fingerprint:
+            answers.append(IdempotencyKeyReusedError(key.key))
+        else:
+            answers.append(bound_to)
+    return answers

@@ -87,6 +87,18 @@ async def load_command(conn: Connection, command_id: UUID) -> CommandRecord | No
     return None if row is None else _record(row)
 
 
+async def load_commands(conn: Connection, command_ids: Iterable[UUID]) -> list[CommandRecord]:
+    wanted = list(command_ids)
+    if not wanted:
+        return []
+    rows = await conn.fetch(
+        "SELECT command_id, command_type, stream_id, status, code, reason, version, balance"
+        " FROM commands WHERE command_id = ANY($1::uuid[])",
+        wanted,
+    )
+    return [_record(r) for r in rows]
+
+
 async def load_decided(conn: Connection, command_ids: Iterable[UUID]) -> list[CommandRecord]:
     rows = await conn.fetch(
         "SELECT command_id, command_type, stream_id, status, code, reason, version, balance"

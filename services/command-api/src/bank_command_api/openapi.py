@@ -27,6 +27,11 @@ KEY_REUSED = (
     "idempotency_key_reused",
     "This Idempotency-Key was used for a different request; use a new key for a new request.",
 )
+KEY_IN_USE = (
+    "idempotency_key_in_use",
+    "A request with this Idempotency-Key is still being recorded; send it again in a moment,"
+    " with the same key.",
+)
 
 COMMON: Responses = by_status(
     problem(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID, uuid4
 
+import asyncpg
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,7 +18,14 @@ from bank_command_api.idempotency import (
     IdempotencyKeyReusedError,
     fingerprint,
 )
-from bank_command_api.openapi import BAD_AMOUNT, KEY_REUSED, PENDING, problem, responses
+from bank_command_api.openapi import (
+    BAD_AMOUNT,
+    KEY_IN_USE,
+    KEY_REUSED,
+    PENDING,
+    problem,
+    responses,
+)
 from bank_command_api.problems import ProblemError
 from bank_command_api.schemas import (
     AccountCommandAccepted,
@@ -32,6 +40,7 @@ from bank_command_api.schemas import (
 from bank_command_api.settings import CommandApiSettings
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount, WithdrawMoney
 from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.http.problems import RETRY_SOON
 from bank_shared.ids import StreamName
 from bank_shared.money import SEND_INSTEAD
 
@@ -109,6 +118,9 @@ def command_routes(settings: CommandApiSettings) -> APIRouter:
             )
         except IdempotencyKeyReusedError:
             raise ProblemError(422, *KEY_REUSED) from None
+        except asyncpg.LockNotAvailableError:
+            # Another instance's request with this key has claimed it and not committed yet.
+            raise ProblemError(409, *KEY_IN_USE, headers=RETRY_SOON) from None
         answer = answer_for(
             record, query_api_url=settings.query_api_url, async_requested=async_requested
         )
@@ -128,8 +140,10 @@ def command_routes(settings: CommandApiSettings) -> APIRouter:
         responses=responses(
             INVALID,
             problem(
-                "409 An account with this id exists already",
+                "409 An account with this id exists already, or a request with this key is"
+                " still being recorded",
                 ("account_already_exists", "Account 'alice' exists already. Choose another."),
+                KEY_IN_USE,
             ),
         ),
     )
@@ -154,7 +168,11 @@ def command_routes(settings: CommandApiSettings) -> APIRouter:
         tags=["accounts"],
         summary="Deposit money",
         response_model=AccountCommandAccepted,
-        responses=responses(INVALID_OR_REFUSED_AMOUNT, NOT_FOUND),
+        responses=responses(
+            INVALID_OR_REFUSED_AMOUNT,
+            NOT_FOUND,
+            problem("409 A request with this key is still being recorded", KEY_IN_USE),
+        ),
     )
     async def deposit(
         account_id: AccountIdPath,
@@ -178,8 +196,10 @@ def command_routes(settings: CommandApiSettings) -> APIRouter:
             INVALID_OR_REFUSED_AMOUNT,
             NOT_FOUND,
             problem(
-                "409 The account does not hold that much",
+                "409 The account does not hold that much, or a request with this key is still"
+                " being recorded",
                 ("insufficient_funds", "Account 'alice' does not hold that much. ..."),
+                KEY_IN_USE,
             ),
         ),
     )
@@ -212,8 +232,10 @@ def command_routes(settings: CommandApiSettings) -> APIRouter:
                     KEY_REUSED,
                 ),
                 problem(
-                    "409 A transfer with this id exists already",
+                    "409 A transfer with this id exists already, or a request with this key is"
+                    " still being recorded",
                     ("transfer_already_exists", "Transfer 't-1' exists already. ..."),
+                    KEY_IN_USE,
                 ),
             ),
             202: {
