@@ -14,6 +14,7 @@ from decimal import Decimal
 import asyncpg
 import httpx
 import pytest
+from asyncpg.transaction import Transaction
 
 from bank_command_api.dispatch import Dispatcher
 from bank_command_api.idempotency import (
@@ -669,6 +670,35 @@ async def test_transactions_waiting_for_each_others_keys_do_not_deadlock(
         assert answers_2 == [t1_b, t1_a]
 
 
+async def hold_key(conn: asyncpg.Connection, key: str) -> Transaction:
+    """Claim `key` in a transaction left open, as another instance in mid-write would."""
+    holding = conn.transaction()
+    await holding.start()
+    await claim_keys(conn, [(claim(key), uuid.uuid4())])
+    return holding
+
+
+async def deposit_behind_a_held_key(
+    api: httpx.AsyncClient, account: str, holds: asyncpg.Connection, observer: asyncpg.Connection
+) -> tuple[asyncio.Task[httpx.Response], Transaction]:
+    """A keyed deposit whose write waits for a key `holds` has claimed and not committed, so
+    the requests that come meanwhile queue into the next batch. Rolling back the returned
+    transaction lets the write go on (its key is then new)."""
+    blocker = new_id("blocker")
+    holding = await hold_key(holds, blocker)
+    held = asyncio.create_task(keyed_deposit(api, account, blocker, "1"))
+    await eventually(lambda: waits_for_a_lock(observer), within=10, what="a held write")
+    return held, holding
+
+
+async def keyed_deposit(
+    api: httpx.AsyncClient, account: str, key: str, amount: str
+) -> httpx.Response:
+    return await api.post(
+        f"/accounts/{account}/deposits", json={"amount": amount}, headers={"Idempotency-Key": key}
+    )
+
+
 async def test_requests_repeating_a_key_in_one_batch_make_one_command(
     infra: Endpoints, topics: TopicSettings, accounts: Runtime
 ) -> None:
@@ -681,19 +711,10 @@ async def test_requests_repeating_a_key_in_one_batch_make_one_command(
     ):
         dispatcher: Dispatcher = app.state.dispatcher
         account = await open_account(api, "100")
-        deposits = f"/accounts/{account}/deposits"
-        blocker, key = new_id("blocker"), new_id("repeated")
-        holding = outside.transaction()
-        await holding.start()
-        await claim_keys(outside, [(claim(blocker), uuid.uuid4())])
-        held = asyncio.create_task(
-            api.post(deposits, json={"amount": "1"}, headers={"Idempotency-Key": blocker})
-        )
-        await eventually(lambda: waits_for_a_lock(observer), within=10, what="a held write")
+        held, holding = await deposit_behind_a_held_key(api, account, outside, observer)
+        key = new_id("repeated")
         repeats = [
-            asyncio.create_task(
-                api.post(deposits, json={"amount": amount}, headers={"Idempotency-Key": key})
-            )
+            asyncio.create_task(keyed_deposit(api, account, key, amount))
             for amount in ("5", "5", "5", "6", "6")
         ]
         await eventually(lambda: dispatcher.listener.waiting == 6, what="all six queued")
@@ -731,23 +752,12 @@ async def test_a_key_held_too_long_elsewhere_is_409_and_holds_up_no_other_reques
     ):
         dispatcher: Dispatcher = app.state.dispatcher
         account = await open_account(api, "100")
-        deposits = f"/accounts/{account}/deposits"
-        blocker, x, y = new_id("blocker"), new_id("x"), new_id("y")
-        holding_blocker, holding_x = holds_blocker.transaction(), holds_x.transaction()
-        await holding_blocker.start()
-        await holding_x.start()
-        await claim_keys(holds_blocker, [(claim(blocker), uuid.uuid4())])
-        await claim_keys(holds_x, [(claim(x), uuid.uuid4())])
-        held = asyncio.create_task(
-            api.post(deposits, json={"amount": "1"}, headers={"Idempotency-Key": blocker})
+        x, y = new_id("x"), new_id("y")
+        holding_x = await hold_key(holds_x, x)
+        held, holding_blocker = await deposit_behind_a_held_key(
+            api, account, holds_blocker, observer
         )
-        await eventually(lambda: waits_for_a_lock(observer), within=10, what="a held write")
-        batch = [
-            asyncio.create_task(
-                api.post(deposits, json={"amount": "2"}, headers={"Idempotency-Key": key})
-            )
-            for key in (x, y)
-        ]
+        batch = [asyncio.create_task(keyed_deposit(api, account, key, "2")) for key in (x, y)]
         await eventually(lambda: dispatcher.listener.waiting == 3, what="X and Y queued")
         await holding_blocker.rollback()
         x_answer, y_answer = await asyncio.wait_for(asyncio.gather(*batch), 30)
@@ -758,7 +768,7 @@ async def test_a_key_held_too_long_elsewhere_is_409_and_holds_up_no_other_reques
         assert x_answer.headers["retry-after"] == "1"
         assert (await asyncio.wait_for(held, 30)).status_code == 200
         await holding_x.rollback()  # the other instance's claim never was
-        again = await api.post(deposits, json={"amount": "2"}, headers={"Idempotency-Key": x})
+        again = await keyed_deposit(api, account, x, "2")
         assert (again.status_code, again.json()["version"]) == (200, 4), again.text
 
 
