@@ -42,8 +42,8 @@ async def claim_keys(
     """Bind each key to its command in the caller's transaction. One answer per claim, in
     order: None when the key was new and now stands for the claim's command; the command it
     already stood for; or an error for that claim alone (IdempotencyKeyReusedError when the
-    key stood for a different request). A key claimed twice
-    here is bound by its first claim, and the second is answered as a repetition of it.
+    key stood for a different request). A key claimed twice here is bound by its first claim,
+    and the second is answered as a repetition of it.
 
     A concurrent first use of a key holds its row: ON CONFLICT waits for that transaction, and
     the next statement sees the row once it committed (READ COMMITTED). The keys are inserted
