@@ -79,12 +79,8 @@ def insert_commands(statement: WriteStatement, records: Sequence[CommandRecord])
 
 
 async def load_command(conn: Connection, command_id: UUID) -> CommandRecord | None:
-    row = await conn.fetchrow(
-        "SELECT command_id, command_type, stream_id, status, code, reason, version, balance"
-        " FROM commands WHERE command_id = $1",
-        command_id,
-    )
-    return None if row is None else _record(row)
+    found = await load_commands(conn, [command_id])
+    return found[0] if found else None
 
 
 async def load_commands(conn: Connection, command_ids: Iterable[UUID]) -> list[CommandRecord]:
