@@ -13,8 +13,8 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from bank_command_api.group_commit import GroupCommit
-from bank_command_api.idempotency import IdempotencyKey, claim_keys
-from bank_command_api.ledger import CommandRecord, insert_commands, load_command, load_commands
+from bank_command_api.idempotency import IdempotencyKey, IdempotencyKeyInUseError, claim_keys
+from bank_command_api.ledger import CommandRecord, insert_commands, load_command
 from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
@@ -69,11 +69,11 @@ class Dispatcher:
         self._new_commands: GroupCommit[NewCommand, CommandRecord] = GroupCommit(
             self._write_commands, item_errors=(asyncpg.DataError,)
         )
-        self._keyed_commands: GroupCommit[tuple[NewCommand, IdempotencyKey], CommandRecord] = (
-            GroupCommit(
-                self._write_keyed_commands,
-                item_errors=(asyncpg.DataError, asyncpg.LockNotAvailableError),
-            )
+        self._keyed_commands: GroupCommit[
+            tuple[NewCommand, IdempotencyKey], CommandRecord | UUID
+        ] = GroupCommit(
+            self._write_keyed_commands,
+            item_errors=(asyncpg.DataError, asyncpg.LockNotAvailableError),
         )
 
     async def send(
@@ -88,12 +88,14 @@ class Dispatcher:
             self._warn_overloaded()
         command_id = uuid4()
         with self.listener.expect(command_id) as decision:
-            record = await self._record(command_id, outgoing, idempotency)
-            if record.command_id == command_id:
-                return await self._await(record, decision) if wait else record
-        with self.listener.expect(record.command_id) as decision:
-            # Read again now that we listen: it may have been decided since the claim.
-            record = await self.find(record.command_id) or record
+            recorded = await self._record(command_id, outgoing, idempotency)
+            if isinstance(recorded, CommandRecord):
+                return await self._await(recorded, decision) if wait else recorded
+        # A repeated key: the command it stands for, read once we listen for its decision.
+        with self.listener.expect(recorded) as decision:
+            record = await self.find(recorded)
+            if record is None:  # the key's foreign key makes this impossible
+                raise RuntimeError(f"idempotency key without its command {recorded}")
             return await self._await(record, decision) if wait else record
 
     def _warn_overloaded(self) -> None:
@@ -113,7 +115,8 @@ class Dispatcher:
 
     async def _record(
         self, command_id: UUID, outgoing: Outgoing, idempotency: IdempotencyKey | None
-    ) -> CommandRecord:
+    ) -> CommandRecord | UUID:
+        """The new command's record, or the id of the command a repeated key stands for."""
         record = CommandRecord(
             command_id=command_id,
             command_type=outgoing.command.message_type(),
@@ -129,7 +132,10 @@ class Dispatcher:
         new = NewCommand(record, OutboxMessage(outgoing.topic, outgoing.stream_id, envelope))
         if idempotency is None:
             return await self._new_commands.add(new)
-        return await self._keyed_commands.add((new, idempotency))
+        try:
+            return await self._keyed_commands.add((new, idempotency))
+        except asyncpg.LockNotAvailableError:
+            raise IdempotencyKeyInUseError(idempotency.key) from None
 
     async def _write_commands(self, commands: Sequence[NewCommand]) -> list[CommandRecord]:
         async with self.pool.acquire() as conn:
@@ -138,9 +144,10 @@ class Dispatcher:
 
     async def _write_keyed_commands(
         self, keyed: Sequence[tuple[NewCommand, IdempotencyKey]]
-    ) -> list[CommandRecord | Exception]:
+    ) -> list[CommandRecord | UUID | Exception]:
         """One transaction: each key exists with its command and outbox row, or none of the
-        three. A request whose key was used before gets the command the key stands for."""
+        three. A request whose key was used before is answered with the id of the command the
+        key stands for."""
         commands = [command for command, _ in keyed]
         async with self.pool.acquire() as conn, conn.transaction():
             # A key another instance has claimed but not committed holds the whole batch until
@@ -152,20 +159,10 @@ class Dispatcher:
             new = [c for c, answer in zip(commands, answers, strict=True) if answer is None]
             if new:
                 await _statement(new).execute(conn)
-            found = {c.record.command_id: c.record for c in new}
-            earlier = {a for a in answers if isinstance(a, UUID)} - found.keys()
-            found.update((r.command_id, r) for r in await load_commands(conn, earlier))
-        results: list[CommandRecord | Exception] = []
-        for command, answer in zip(commands, answers, strict=True):
-            if answer is None:
-                results.append(command.record)
-            elif isinstance(answer, Exception):
-                results.append(answer)
-            elif answer in found:
-                results.append(found[answer])
-            else:  # the foreign key makes this impossible
-                results.append(RuntimeError(f"idempotency key without its command {answer}"))
-        return results
+        return [
+            command.record if answer is None else answer
+            for command, answer in zip(commands, answers, strict=True)
+        ]
 
     async def _await(
         self, record: CommandRecord, decision: asyncio.Future[CommandRecord]

@@ -19,6 +19,10 @@ class IdempotencyKeyReusedError(Exception):
     """The key was first used for a different request."""
 
 
+class IdempotencyKeyInUseError(Exception):
+    """Another transaction (another instance's write) holds the key and has not committed."""
+
+
 @dataclass(frozen=True)
 class IdempotencyKey:
     key: str

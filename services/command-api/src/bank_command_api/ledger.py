@@ -79,20 +79,12 @@ def insert_commands(statement: WriteStatement, records: Sequence[CommandRecord])
 
 
 async def load_command(conn: Connection, command_id: UUID) -> CommandRecord | None:
-    found = await load_commands(conn, [command_id])
-    return found[0] if found else None
-
-
-async def load_commands(conn: Connection, command_ids: Iterable[UUID]) -> list[CommandRecord]:
-    wanted = list(command_ids)
-    if not wanted:
-        return []
-    rows = await conn.fetch(
+    row = await conn.fetchrow(
         "SELECT command_id, command_type, stream_id, status, code, reason, version, balance"
-        " FROM commands WHERE command_id = ANY($1::uuid[])",
-        wanted,
+        " FROM commands WHERE command_id = $1",
+        command_id,
     )
-    return [_record(r) for r in rows]
+    return None if row is None else _record(row)
 
 
 async def load_decided(conn: Connection, command_ids: Iterable[UUID]) -> list[CommandRecord]:

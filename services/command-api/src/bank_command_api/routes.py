@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID, uuid4
 
-import asyncpg
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +14,7 @@ from bank_command_api.dispatch import Dispatcher, Outgoing
 from bank_command_api.idempotency import (
     KEY_PATTERN,
     IdempotencyKey,
+    IdempotencyKeyInUseError,
     IdempotencyKeyReusedError,
     fingerprint,
 )
@@ -118,8 +118,7 @@ def command_routes(settings: CommandApiSettings) -> APIRouter:
             )
         except IdempotencyKeyReusedError:
             raise ProblemError(422, *KEY_REUSED) from None
-        except asyncpg.LockNotAvailableError:
-            # Another instance's request with this key has claimed it and not committed yet.
+        except IdempotencyKeyInUseError:
             raise ProblemError(409, *KEY_IN_USE, headers=RETRY_SOON) from None
         answer = answer_for(
             record, query_api_url=settings.query_api_url, async_requested=async_requested
