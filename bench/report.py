@@ -52,6 +52,14 @@ def table(results: dict[str, Any]) -> str:
             f"ours at half of its max ({half['offered_per_s']:,.0f}/s offered):"
             f" p50 {fmt(half['p50'])} ms, p99 {fmt(half['p99'])} ms (POST -> completed, projected)"
         )
+    floor = results.get("pipeline_floor")
+    if floor:
+        ms = floor["latency_ms"]
+        lines.append(
+            f"  the empty seven-step pipeline at the same rate (bench.pipeline_floor):"
+            f" p50 {fmt(ms['p50'])} ms, p99 {fmt(ms['p99'])} ms,"
+            f" {floor['cpu_ms_per_id']['total']:.1f} ms of CPU per id"
+        )
     sustained = [s for s in results["systems"].get("ours", {}).get("steps", []) if s["sustained"]]
     if sustained:
         step = max(sustained, key=lambda s: s["achieved_per_s"])

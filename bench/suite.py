@@ -181,6 +181,29 @@ async def bench_transfers(
     return systems
 
 
+async def floor_in_own_process(rate: float, shape: LoadShape) -> dict[str, Any]:
+    """The empty seven-step pipeline (bench/pipeline_floor.py) at the rate ours was measured
+    at half of its maximum: what the machine allows at that rate, next to what ours did."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.pipeline_floor",
+        "--rate",
+        str(rate),
+        "--window",
+        str(shape.window),
+        "--warmup",
+        str(shape.warmup),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"bench.pipeline_floor failed with exit code {process.returncode}")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
 async def replay_in_own_process(accounts: int, per_account: int) -> dict[str, Any]:
     """The rebuild as a user runs it, in a fresh process: not in this one, whose heap the load
     generator and the eventsourcing peer have grown (the garbage collector then scans more)."""
@@ -277,6 +300,13 @@ async def run_all(
     systems = await bench_transfers(args, pg, shape, rates)
     deposits = systems.get("ours", {}).pop("_deposits", None)
     results["systems"] = systems
+    half = systems.get("ours", {}).get("latency_ms_at_half_max")
+    if half and not args.no_extras:
+        say(
+            f"the empty seven-step pipeline at {half['offered_per_s']:,.0f}/s"
+            " (bench.pipeline_floor)"
+        )
+        results["pipeline_floor"] = await floor_in_own_process(half["offered_per_s"], shape)
     if deposits:
         results["account_commands"] = deposits
     if not args.no_extras:

@@ -1,0 +1,273 @@
+"""The floor under a transfer's latency on this machine: its seven steps with nothing in them
+but a Kafka hop and a PostgreSQL commit.
+
+    uv run python -m bench.pipeline_floor --rate 270 --window 30
+
+A transfer in the bank is seven steps in a row (command API, saga, accounts, saga, accounts,
+saga, projector), each a Kafka fetch, a PostgreSQL transaction and, but for the last, a
+publish to the next step's topic. Here each step keeps only that: a consumer's batch of ids is
+written in one statement (one commit, fsync on, as in the bank), then sent on to the next
+step's topic, the batch's sends awaited together as the bank's relay awaits a round's. What is
+left out is everything the bank adds: HTTP and its
+framework, JSON envelopes and pydantic, the domain, the event store's reads, the outbox and
+its relay (rows written, read again and marked), dead letters, and the offset bookkeeping.
+The steps run in four processes grouped as the bank's services run them, on the same Kafka
+and PostgreSQL, and a step's ids are sent on with the same idempotent producer settings.
+
+So its latency at a rate is a floor for the bank's at that rate: if this pipeline cannot meet
+a latency goal on these 2 cores, no design with these seven durable steps can. The load is
+open loop, as in `make bench` (`bench.openloop`): the i-th id is due at start + i / rate,
+and its latency runs from then to the NOTIFY of the last step's commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+import uvloop
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bank_deploy.cluster import LocalInfra
+from bank_shared.messaging.kafka import ensure_topics
+from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.topics import TopicSpec
+from bench.cluster import delete_topics
+from bench.cpu import CpuMeter
+from bench.openloop import LoadShape, latency_summary
+from bench.scratch import scratch_databases
+
+STEPS = 7
+# Which process runs which steps, as in the bank: command API, saga, accounts, projector.
+PROCESSES = {
+    "command-api": (0,),
+    "transfers-saga": (1, 3, 5),
+    "accounts": (2, 4),
+    "projector": (6,),
+}
+PARTITIONS = 6  # as the bank's topics (BANK_TOPIC_PARTITIONS)
+CHANNEL = "floor_done"
+DRAIN = 30.0
+
+
+def topic(run: str, step: int) -> str:
+    return f"bench.{run}.floor-{step}"
+
+
+async def run_step(run: str, step: int, kafka: KafkaSettings, dsn: str) -> None:
+    """Consume step `step`'s topic for ever: each batch one commit, then sent on."""
+    consumer = AIOKafkaConsumer(
+        topic(run, step),
+        bootstrap_servers=kafka.bootstrap,
+        group_id=f"bench-{run}-floor-{step}",
+        auto_offset_reset="earliest",
+        auto_commit_interval_ms=200,  # the bank commits offsets at most every 200 ms too
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, enable_idempotence=True, linger_ms=0
+    )
+    conn = await asyncpg.connect(dsn)
+    await consumer.start()
+    await producer.start()
+    last = step == STEPS - 1
+    try:
+        while True:
+            found = await consumer.getmany(timeout_ms=1000, max_records=100)
+            records = [record for batch in found.values() for record in batch]
+            if not records:
+                continue
+            ids = [record.value.decode() for record in records]
+            if last:
+                # The bench hears the commit, as it hears the projector's in `make bench`.
+                await conn.execute(
+                    "WITH written AS (INSERT INTO steps (id, step) SELECT unnest($1::text[]), $2)"
+                    " SELECT pg_notify($3, $4)",
+                    ids,
+                    step,
+                    CHANNEL,
+                    ",".join(ids),
+                )
+                continue
+            await conn.execute(
+                "INSERT INTO steps (id, step) SELECT unnest($1::text[]), $2", ids, step
+            )
+            sends = [
+                await producer.send(topic(run, step + 1), value=record.value, key=record.key)
+                for record in records
+            ]
+            await asyncio.gather(*sends)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await conn.close()
+
+
+async def serve(run: str, steps: Sequence[int], dsn: str) -> None:
+    kafka = KafkaSettings()
+    await asyncio.gather(*(run_step(run, step, kafka, dsn) for step in steps))
+
+
+@contextlib.asynccontextmanager
+async def processes(run: str, dsn: str) -> AsyncIterator[dict[str, int]]:
+    started: dict[str, asyncio.subprocess.Process] = {}
+    try:
+        for name, steps in PROCESSES.items():
+            started[name] = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.pipeline_floor",
+                "--serve",
+                run,
+                ",".join(map(str, steps)),
+                "--dsn",
+                dsn,
+            )
+        yield {name: process.pid for name, process in started.items()}
+    finally:
+        for process in started.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in started.values():
+            await process.wait()
+
+
+async def offer(
+    producer: AIOKafkaProducer,
+    run: str,
+    rate: float,
+    window: float,
+    meter: CpuMeter,
+    pending: set[str],
+    warmup: float,
+) -> tuple[dict[str, float], float, float, dict[str, float]]:
+    """Send ids to the first step on an open-loop schedule, each added to `pending` first;
+    return each id's due time, the window, and the CPU seconds each process used in it."""
+    now = time.perf_counter
+    start = now() + 0.05
+    window_start, window_end = start + warmup, start + warmup + window
+    dues: dict[str, float] = {}
+    metering = False
+    for i in range(int(rate * (warmup + window))):
+        due = start + i / rate
+        if not metering and due >= window_start:
+            meter.start()
+            metering = True
+        await asyncio.sleep(max(0.0, due - now()))
+        id_ = f"{i:09d}"
+        dues[id_] = due
+        pending.add(id_)
+        await producer.send(topic(run, 0), id_.encode(), key=id_.encode())  # not awaited
+    await asyncio.sleep(max(0.0, window_end - now()))
+    return dues, window_start, window_end, meter.stop()
+
+
+async def measure(rate: float, window: float, warmup: float) -> dict[str, Any]:
+    """Run the pipeline at `rate` for `window` seconds after `warmup`; return what it did."""
+    infra = LocalInfra()
+    await asyncio.to_thread(infra.start)
+    kafka = KafkaSettings()
+    pg: PostgresSettings = infra.config.pg
+    run = uuid.uuid4().hex[:8]
+    await ensure_topics(kafka, [TopicSpec(topic(run, s), PARTITIONS) for s in range(STEPS)])
+    done: dict[str, float] = {}
+    pending: set[str] = set()
+    all_done = asyncio.Event()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+        now = time.perf_counter()
+        for id_ in str(payload).split(","):
+            done[id_] = now
+            pending.discard(id_)
+        if not pending:
+            all_done.set()
+
+    try:
+        async with scratch_databases(pg, f"floor_{run}", 1) as (database,):
+            dsn = pg.dsn(database)
+            listener = await asyncpg.connect(dsn)
+            await listener.execute("CREATE TABLE steps (id text, step int)")
+            await listener.add_listener(CHANNEL, on_notify)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=kafka.bootstrap, enable_idempotence=True, linger_ms=0
+            )
+            await producer.start()
+            try:
+                async with processes(run, dsn) as pids:
+                    while "ready" not in done:  # one id through all seven steps
+                        await producer.send_and_wait(topic(run, 0), b"ready", key=b"ready")
+                        await asyncio.sleep(1.0)
+                    meter = CpuMeter({**pids, "kafka": infra.kafka.pid(), "bench": os.getpid()})
+                    dues, window_start, window_end, cpu = await offer(
+                        producer, run, rate, window, meter, pending, warmup
+                    )
+                    if pending:
+                        all_done.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(all_done.wait(), DRAIN)
+            finally:
+                await producer.stop()
+                await listener.close()
+    finally:
+        await delete_topics(kafka, f"bench.{run}.")
+    latencies = [
+        (done[i] - due) * 1000
+        for i, due in dues.items()
+        if window_start <= due < window_end and i in done
+    ]
+    lost = sum(1 for i, due in dues.items() if window_start <= due < window_end and i not in done)
+    completed = sum(1 for at in done.values() if window_start <= at < window_end)
+    per = 1000 / max(completed, 1)
+    return {
+        "steps": STEPS,
+        "offered_per_s": rate,
+        "achieved_per_s": round(completed / window, 1),
+        "window_s": window,
+        "lost": lost,
+        "latency_ms": {k: round(v, 1) for k, v in latency_summary(latencies).items()},
+        "cpu_ms_per_id": {
+            **{name: round(seconds * per, 2) for name, seconds in cpu.items()},
+            "total": round(sum(cpu.values()) * per, 2),
+        },
+    }
+
+
+def describe(result: dict[str, Any]) -> str:
+    ms, cpu = result["latency_ms"], result["cpu_ms_per_id"]
+    return (
+        f"floor, {result['steps']} steps: offered {result['offered_per_s']:g}/s -> achieved"
+        f" {result['achieved_per_s']:.1f}/s, p50 {ms['p50']:.1f} ms, p90 {ms['p90']:.1f} ms,"
+        f" p99 {ms['p99']:.1f} ms, max {ms['max']:.1f} ms, lost {result['lost']};"
+        f" CPU ms per id: {', '.join(f'{name} {value:.1f}' for name, value in cpu.items())}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=270, help="offered ids per second")
+    parser.add_argument("--window", type=float, default=30, help="steady window, seconds")
+    parser.add_argument("--warmup", type=float, default=LoadShape().warmup, help="seconds")
+    parser.add_argument("--json", action="store_true", help="end with the results as JSON")
+    parser.add_argument("--serve", nargs=2, metavar=("RUN", "STEPS"), help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        run, steps = args.serve
+        uvloop.run(serve(run, [int(s) for s in steps.split(",")], args.dsn))
+    else:
+        result = uvloop.run(measure(args.rate, args.window, args.warmup))
+        print(describe(result))
+        if args.json:
+            print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
