@@ -113,6 +113,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
         for share, style in (("p50", "o-"), ("p99", "s--")):
             y = [s["latency_ms"][share] for s in steps]
             axes.plot(x, y, style, color=colour, label=f"{name} {share}")
+    floor = results.get("pipeline_floor")
+    if floor:
+        # One rate only (half of ours' maximum): points, not a curve.
+        for share, marker in (("p50", "o"), ("p99", "s")):
+            axes.plot(
+                [floor["achieved_per_s"]],
+                [floor["latency_ms"][share]],
+                marker,
+                color="black",
+                fillstyle="none",
+                label=f"empty 7-step pipeline {share}",
+            )
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("achieved transfers/s (open-loop offered rate sweep)")
