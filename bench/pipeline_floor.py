@@ -14,8 +14,11 @@ its relay (rows written, read again and marked), dead letters, and the offset bo
 The steps run in four processes grouped as the bank's services run them, on the same Kafka
 and PostgreSQL, and a step's ids are sent on with the same idempotent producer settings.
 
-So its latency at a rate is a floor for the bank's at that rate: if this pipeline cannot meet
-a latency goal on these 2 cores, no design with these seven durable steps can. The load is
+So its latency at a rate is what the steps themselves cost on these 2 cores, the floor under
+the bank's. Not a proof of a bound: a design that batched more could spend less CPU on Kafka
+requests than this pipeline does, and a Kafka client in C, or fewer processes, would lower it
+(the stack and the split are the project's). But a bank that does more in every step, on the
+same stack and split, should not expect to be faster than this. The load is
 open loop, as in `make bench` (`bench.openloop`): the i-th id is due at start + i / rate,
 and its latency runs from then to the NOTIFY of the last step's commit.
 """
