@@ -1,26 +1,26 @@
-"""The floor under a transfer's latency on this machine: its seven steps with nothing in them
-but a Kafka hop and a PostgreSQL commit.
+"""The empty seven-step pipeline: a transfer's steps with only a fetch, a commit and a send.
 
     uv run python -m bench.pipeline_floor --rate 270 --window 30
 
 A transfer in the bank is seven steps in a row (command API, saga, accounts, saga, accounts,
-saga, projector), each a Kafka fetch, a PostgreSQL transaction and, but for the last, a
-publish to the next step's topic. Here each step keeps only that: a consumer's batch of ids is
-written in one statement (one commit, fsync on, as in the bank), then sent on to the next
-step's topic, the batch's sends awaited together as the bank's relay awaits a round's. What is
-left out is everything the bank adds: HTTP and its
-framework, JSON envelopes and pydantic, the domain, the event store's reads, the outbox and
-its relay (rows written, read again and marked), dead letters, and the offset bookkeeping.
-The steps run in four processes grouped as the bank's services run them, on the same Kafka
-and PostgreSQL, and a step's ids are sent on with the same idempotent producer settings.
+saga, projector): each a PostgreSQL transaction and, but for the last, a publish to the next
+step's topic, which the next step fetches. Here each step keeps only that: it consumes a batch
+of ids, writes them in one statement (one commit, fsync on, as in the bank), then sends them to
+the next step's topic through its process's one idempotent producer, the batch's sends awaited
+together as the bank's relay awaits a round's. The first step is fed from Kafka where the
+bank's is an HTTP request. Left out is everything else the bank does: HTTP and its framework,
+JSON envelopes and pydantic, the domain, the event store's reads, the outbox and its relay
+(rows written, read again and marked, the relay's linger), dead letters, offset bookkeeping.
+The steps run in four processes grouped as the bank's services run them, on the same Kafka and
+PostgreSQL.
 
 So its latency at a rate is what the steps themselves cost on these 2 cores, the floor under
 the bank's. Not a proof of a bound: a design that batched more could spend less CPU on Kafka
 requests than this pipeline does, and a Kafka client in C, or fewer processes, would lower it
 (the stack and the split are the project's). But a bank that does more in every step, on the
-same stack and split, should not expect to be faster than this. The load is
-open loop, as in `make bench` (`bench.openloop`): the i-th id is due at start + i / rate,
-and its latency runs from then to the NOTIFY of the last step's commit.
+same stack and split, should not expect to be faster than this. The load is open loop, as in
+`make bench` (`bench.openloop`): the i-th id is due at start + i / rate, and its latency runs
+from then to the NOTIFY of the last step's commit.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -59,14 +60,19 @@ PROCESSES = {
 }
 PARTITIONS = 6  # as the bank's topics (BANK_TOPIC_PARTITIONS)
 CHANNEL = "floor_done"
-DRAIN = 30.0
+# Seconds the ids of the window may take to finish after it: as `make bench` allows a step.
+DRAIN = LoadShape().drain
+# Seconds for the four processes to pass one id through all seven steps before the load.
+READY_TIMEOUT = 60.0
 
 
 def topic(run: str, step: int) -> str:
     return f"bench.{run}.floor-{step}"
 
 
-async def run_step(run: str, step: int, kafka: KafkaSettings, dsn: str) -> None:
+async def serve_step(
+    run: str, step: int, kafka: KafkaSettings, dsn: str, producer: AIOKafkaProducer
+) -> None:
     """Consume step `step`'s topic for ever: each batch one commit, then sent on."""
     consumer = AIOKafkaConsumer(
         topic(run, step),
@@ -75,12 +81,8 @@ async def run_step(run: str, step: int, kafka: KafkaSettings, dsn: str) -> None:
         auto_offset_reset="earliest",
         auto_commit_interval_ms=200,  # the bank commits offsets at most every 200 ms too
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap, enable_idempotence=True, linger_ms=0
-    )
     conn = await asyncpg.connect(dsn)
     await consumer.start()
-    await producer.start()
     last = step == STEPS - 1
     try:
         while True:
@@ -110,17 +112,24 @@ async def run_step(run: str, step: int, kafka: KafkaSettings, dsn: str) -> None:
             await asyncio.gather(*sends)
     finally:
         await consumer.stop()
-        await producer.stop()
         await conn.close()
 
 
 async def serve(run: str, steps: Sequence[int], dsn: str) -> None:
     kafka = KafkaSettings()
-    await asyncio.gather(*(run_step(run, step, kafka, dsn) for step in steps))
+    # One producer per process, as each bank service has one relay producer.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, enable_idempotence=True, linger_ms=0
+    )
+    await producer.start()
+    try:
+        await asyncio.gather(*(serve_step(run, step, kafka, dsn, producer) for step in steps))
+    finally:
+        await producer.stop()
 
 
 @contextlib.asynccontextmanager
-async def processes(run: str, dsn: str) -> AsyncIterator[dict[str, int]]:
+async def processes(run: str, dsn: str) -> AsyncIterator[dict[str, asyncio.subprocess.Process]]:
     started: dict[str, asyncio.subprocess.Process] = {}
     try:
         for name, steps in PROCESSES.items():
@@ -134,7 +143,7 @@ async def processes(run: str, dsn: str) -> AsyncIterator[dict[str, int]]:
                 "--dsn",
                 dsn,
             )
-        yield {name: process.pid for name, process in started.items()}
+        yield started
     finally:
         for process in started.values():
             with contextlib.suppress(ProcessLookupError):
@@ -168,9 +177,33 @@ async def offer(
         id_ = f"{i:09d}"
         dues[id_] = due
         pending.add(id_)
-        await producer.send(topic(run, 0), id_.encode(), key=id_.encode())  # not awaited
+        # The send is not awaited: an open loop never waits for the system it loads.
+        await producer.send(topic(run, 0), id_.encode(), key=id_.encode())
     await asyncio.sleep(max(0.0, window_end - now()))
-    return dues, window_start, window_end, meter.stop()
+    return dues, window_start, window_end, meter.stop() if metering else {}
+
+
+async def until_ready(
+    producer: AIOKafkaProducer,
+    run: str,
+    done: dict[str, float],
+    children: dict[str, asyncio.subprocess.Process],
+) -> None:
+    """Send one id until it comes through all seven steps: then every step is consuming."""
+    deadline = time.perf_counter() + READY_TIMEOUT
+    while "ready" not in done:
+        exited = [name for name, child in children.items() if child.returncode is not None]
+        if exited:
+            raise SystemExit(
+                f"pipeline_floor: the {', '.join(exited)} process exited; its error is above"
+            )
+        if time.perf_counter() > deadline:
+            raise SystemExit(
+                f"pipeline_floor: no id came through the seven steps in {READY_TIMEOUT:.0f} s;"
+                " check that Kafka and PostgreSQL are up (uv run bank-infra status)"
+            )
+        await producer.send_and_wait(topic(run, 0), b"ready", key=b"ready")
+        await asyncio.sleep(1.0)
 
 
 async def measure(rate: float, window: float, warmup: float) -> dict[str, Any]:
@@ -180,7 +213,6 @@ async def measure(rate: float, window: float, warmup: float) -> dict[str, Any]:
     kafka = KafkaSettings()
     pg: PostgresSettings = infra.config.pg
     run = uuid.uuid4().hex[:8]
-    await ensure_topics(kafka, [TopicSpec(topic(run, s), PARTITIONS) for s in range(STEPS)])
     done: dict[str, float] = {}
     pending: set[str] = set()
     all_done = asyncio.Event()
@@ -194,6 +226,7 @@ async def measure(rate: float, window: float, warmup: float) -> dict[str, Any]:
             all_done.set()
 
     try:
+        await ensure_topics(kafka, [TopicSpec(topic(run, s), PARTITIONS) for s in range(STEPS)])
         async with scratch_databases(pg, f"floor_{run}", 1) as (database,):
             dsn = pg.dsn(database)
             listener = await asyncpg.connect(dsn)
@@ -204,10 +237,9 @@ async def measure(rate: float, window: float, warmup: float) -> dict[str, Any]:
             )
             await producer.start()
             try:
-                async with processes(run, dsn) as pids:
-                    while "ready" not in done:  # one id through all seven steps
-                        await producer.send_and_wait(topic(run, 0), b"ready", key=b"ready")
-                        await asyncio.sleep(1.0)
+                async with processes(run, dsn) as children:
+                    await until_ready(producer, run, done, children)
+                    pids = {name: child.pid for name, child in children.items()}
                     meter = CpuMeter({**pids, "kafka": infra.kafka.pid(), "bench": os.getpid()})
                     dues, window_start, window_end, cpu = await offer(
                         producer, run, rate, window, meter, pending, warmup
@@ -228,14 +260,18 @@ async def measure(rate: float, window: float, warmup: float) -> dict[str, Any]:
     ]
     lost = sum(1 for i, due in dues.items() if window_start <= due < window_end and i not in done)
     completed = sum(1 for at in done.values() if window_start <= at < window_end)
-    per = 1000 / max(completed, 1)
+    summary = latency_summary(latencies)
+    if lost:
+        # A lost id has no latency; the tail is unbounded, not merely large (as in openloop).
+        summary["p99"] = summary["max"] = math.inf
+    per = 1000 / completed if completed else math.nan
     return {
         "steps": STEPS,
         "offered_per_s": rate,
         "achieved_per_s": round(completed / window, 1),
         "window_s": window,
         "lost": lost,
-        "latency_ms": {k: round(v, 1) for k, v in latency_summary(latencies).items()},
+        "latency_ms": {k: round(v, 1) for k, v in summary.items()},
         "cpu_ms_per_id": {
             **{name: round(seconds * per, 2) for name, seconds in cpu.items()},
             "total": round(sum(cpu.values()) * per, 2),

@@ -57,8 +57,8 @@ def table(results: dict[str, Any]) -> str:
         ms = floor["latency_ms"]
         lines.append(
             f"  the empty seven-step pipeline at the same rate (bench.pipeline_floor):"
-            f" p50 {fmt(ms['p50'])} ms, p99 {fmt(ms['p99'])} ms,"
-            f" {floor['cpu_ms_per_id']['total']:.1f} ms of CPU per id"
+            f" {floor['achieved_per_s']:,.1f}/s, p50 {fmt(ms['p50'])} ms, p99 {fmt(ms['p99'])} ms,"
+            f" {floor['lost']} lost, {floor['cpu_ms_per_id']['total']:.1f} ms of CPU per id"
         )
     sustained = [s for s in results["systems"].get("ours", {}).get("steps", []) if s["sustained"]]
     if sustained:

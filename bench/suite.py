@@ -9,7 +9,9 @@ already were), then on scratch databases of that one PostgreSQL:
    ours (POST /transfers -> `completed` in the read model), plain SQL with asyncpg, and the
    `eventsourcing` library; then runs ours once more at half of its maximum;
 2. measures deposits through the command API (wait-for-outcome answers);
-3. times a full read-model rebuild of a history of at least 100,000 events.
+3. runs the empty seven-step pipeline (bench/pipeline_floor.py) at the rate of ours' half-max
+   step: what the steps alone cost there;
+4. times a full read-model rebuild of a history of at least 100,000 events.
 It prints a table, writes `<out>/bench-<time>.json` and `.png`, and ends with `results: <json>`.
 """
 
@@ -82,7 +84,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--systems", default="plain_sql,eventsourcing,ours", help="which systems, in this order"
     )
-    parser.add_argument("--no-extras", action="store_true", help="skip deposits and replay")
+    parser.add_argument(
+        "--no-extras", action="store_true", help="skip deposits, the empty pipeline and replay"
+    )
     parser.add_argument("--window", type=float, help="steady window of each step, seconds")
     return parser.parse_args(argv)
 
@@ -181,9 +185,13 @@ async def bench_transfers(
     return systems
 
 
+# Seconds the empty pipeline may take beyond its load and drain: its processes and topics.
+FLOOR_SETUP_LIMIT = 120.0
+
+
 async def floor_in_own_process(rate: float, shape: LoadShape) -> dict[str, Any]:
     """The empty seven-step pipeline (bench/pipeline_floor.py) at the rate ours was measured
-    at half of its maximum: what the machine allows at that rate, next to what ours did."""
+    at half of its maximum: what the steps alone cost at that rate, next to what ours did."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -197,7 +205,16 @@ async def floor_in_own_process(rate: float, shape: LoadShape) -> dict[str, Any]:
         "--json",
         stdout=asyncio.subprocess.PIPE,
     )
-    out, _ = await process.communicate()
+    limit = shape.warmup + shape.window + shape.drain + FLOOR_SETUP_LIMIT
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), limit)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise SystemExit(
+            f"bench.pipeline_floor did not finish in {limit:.0f} s; run it alone"
+            " (uv run python -m bench.pipeline_floor --rate 50 --window 5) to see where it stops"
+        ) from None
     if process.returncode != 0:
         raise SystemExit(f"bench.pipeline_floor failed with exit code {process.returncode}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
@@ -302,6 +319,8 @@ async def run_all(
     results["systems"] = systems
     half = systems.get("ours", {}).get("latency_ms_at_half_max")
     if half and not args.no_extras:
+        # From a quiet machine, as ours' half-max step was: ours has just been torn down.
+        await wait_until_quiet({"kafka": infra.kafka.pid()})
         say(
             f"the empty seven-step pipeline at {half['offered_per_s']:,.0f}/s"
             " (bench.pipeline_floor)"
