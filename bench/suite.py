@@ -185,61 +185,51 @@ async def bench_transfers(
     return systems
 
 
-# Seconds the empty pipeline may take beyond its load and drain: its processes and topics.
-FLOOR_SETUP_LIMIT = 120.0
-
-
-async def floor_in_own_process(rate: float, shape: LoadShape) -> dict[str, Any]:
-    """The empty seven-step pipeline (bench/pipeline_floor.py) at the rate ours was measured
-    at half of its maximum: what the steps alone cost at that rate, next to what ours did."""
+async def json_from_own_process(module: str, *args: str, limit: float) -> dict[str, Any]:
+    """Run `python -m module args... --json` in a fresh process; return its last line, parsed.
+    A process that outlives `limit` seconds is killed and ends the run with a message."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.pipeline_floor",
-        "--rate",
-        str(rate),
-        "--window",
-        str(shape.window),
-        "--warmup",
-        str(shape.warmup),
-        "--json",
-        stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", module, *args, "--json", stdout=asyncio.subprocess.PIPE
     )
-    limit = shape.warmup + shape.window + shape.drain + FLOOR_SETUP_LIMIT
     try:
         out, _ = await asyncio.wait_for(process.communicate(), limit)
     except TimeoutError:
         process.kill()
         await process.wait()
         raise SystemExit(
-            f"bench.pipeline_floor did not finish in {limit:.0f} s; run it alone"
-            " (uv run python -m bench.pipeline_floor --rate 50 --window 5) to see where it stops"
+            f"{module} did not finish in {limit:.0f} s; run `uv run python -m {module} --help`"
+            " and then a small run of it alone to see where it stops"
         ) from None
     if process.returncode != 0:
-        raise SystemExit(f"bench.pipeline_floor failed with exit code {process.returncode}")
+        raise SystemExit(f"{module} failed with exit code {process.returncode}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return result
+
+
+# Seconds a tool run in its own process may take beyond its load: starting and cleaning up.
+SETUP_LIMIT = 120.0
+
+
+async def floor_in_own_process(rate: float, shape: LoadShape) -> dict[str, Any]:
+    """The empty seven-step pipeline (bench/pipeline_floor.py) at the rate ours was measured
+    at half of its maximum: what the steps alone cost at that rate, next to what ours did."""
+    return await json_from_own_process(
+        "bench.pipeline_floor",
+        *("--rate", str(rate), "--window", str(shape.window), "--warmup", str(shape.warmup)),
+        limit=shape.warmup + shape.window + shape.drain + SETUP_LIMIT,
+    )
 
 
 async def replay_in_own_process(accounts: int, per_account: int) -> dict[str, Any]:
     """The rebuild as a user runs it, in a fresh process: not in this one, whose heap the load
     generator and the eventsourcing peer have grown (the garbage collector then scans more)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
+    return await json_from_own_process(
         "bench.projector_replay",
-        "--accounts",
-        str(accounts),
-        "--deposits",
-        str(per_account),
-        "--json",
-        stdout=asyncio.subprocess.PIPE,
+        *("--accounts", str(accounts), "--deposits", str(per_account)),
+        # Writing the history is most of it: 17 to 20 s for 101,000 events in the eleventh
+        # round's runs, so this is only for a process that hangs.
+        limit=10 * SETUP_LIMIT,
     )
-    out, _ = await process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"bench.projector_replay failed with exit code {process.returncode}")
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
 
 
 def summary(steps: list[Step]) -> dict[str, Any]:
