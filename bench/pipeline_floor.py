@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
-import math
-import os
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -46,8 +46,7 @@ from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.settings import KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSpec
 from bench.cluster import delete_topics
-from bench.cpu import CpuMeter
-from bench.openloop import LoadShape, latency_summary
+from bench.openloop import LoadShape, run_step
 from bench.scratch import scratch_databases
 
 STEPS = 7
@@ -60,8 +59,6 @@ PROCESSES = {
 }
 PARTITIONS = 6  # as the bank's topics (BANK_TOPIC_PARTITIONS)
 CHANNEL = "floor_done"
-# Seconds the ids of the window may take to finish after it: as `make bench` allows a step.
-DRAIN = LoadShape().drain
 # Seconds for the four processes to pass one id through all seven steps before the load.
 READY_TIMEOUT = 60.0
 
@@ -152,58 +149,64 @@ async def processes(run: str, dsn: str) -> AsyncIterator[dict[str, asyncio.subpr
             await process.wait()
 
 
-async def offer(
-    producer: AIOKafkaProducer,
-    run: str,
-    rate: float,
-    window: float,
-    meter: CpuMeter,
-    pending: set[str],
-    warmup: float,
-) -> tuple[dict[str, float], float, float, dict[str, float]]:
-    """Send ids to the first step on an open-loop schedule, each added to `pending` first;
-    return each id's due time, the window, and the CPU seconds each process used in it."""
-    now = time.perf_counter
-    start = now() + 0.05
-    window_start, window_end = start + warmup, start + warmup + window
-    dues: dict[str, float] = {}
-    metering = False
-    for i in range(int(rate * (warmup + window))):
-        due = start + i / rate
-        if not metering and due >= window_start:
-            meter.start()
-            metering = True
-        await asyncio.sleep(max(0.0, due - now()))
-        id_ = f"{i:09d}"
-        dues[id_] = due
-        pending.add(id_)
-        # The send is not awaited: an open loop never waits for the system it loads.
-        await producer.send(topic(run, 0), id_.encode(), key=id_.encode())
-    await asyncio.sleep(max(0.0, window_end - now()))
-    return dues, window_start, window_end, meter.stop() if metering else {}
+class EmptyPipeline:
+    """The pipeline as `bench.openloop` loads ours: a transfer is an id sent to the first step,
+    complete when the last step's commit is heard. Same schedule, latency, losses and CPU
+    account as ours, by the same code."""
+
+    name = "pipeline_floor"
+
+    def __init__(
+        self, producer: AIOKafkaProducer, run: str, processes: dict[str, int | None]
+    ) -> None:
+        self.processes = processes
+        self._producer = producer
+        self._run = run
+        self._ids = itertools.count()
+        self._finished: dict[str, asyncio.Future[None]] = {}
+
+    def on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        for id_ in str(payload).split(","):
+            finished = self._finished.pop(id_, None)
+            if finished is not None and not finished.done():
+                finished.set_result(None)
+
+    async def transfer(self, source: str, target: str, amount: Decimal) -> None:
+        """One id through the seven steps (the accounts and amount are not part of it)."""
+        id_ = f"{next(self._ids):09d}"
+        finished = asyncio.get_running_loop().create_future()
+        self._finished[id_] = finished
+        try:
+            # Enqueued, not awaited until Kafka acknowledges: the id's latency runs to the last
+            # step's commit either way, and the load generator should not wait on the producer.
+            await self._producer.send(topic(self._run, 0), id_.encode(), key=id_.encode())
+            await finished
+        finally:
+            self._finished.pop(id_, None)
 
 
 async def until_ready(
-    producer: AIOKafkaProducer,
-    run: str,
-    done: dict[str, float],
-    children: dict[str, asyncio.subprocess.Process],
+    pipeline: EmptyPipeline, children: dict[str, asyncio.subprocess.Process]
 ) -> None:
-    """Send one id until it comes through all seven steps: then every step is consuming."""
+    """One id through all seven steps: then every step is consuming. (A step that joins late
+    still reads it: fresh groups start from the earliest offset.)"""
+    first = asyncio.create_task(pipeline.transfer("", "", Decimal(0)))
     deadline = time.perf_counter() + READY_TIMEOUT
-    while "ready" not in done:
+    while not first.done():
         exited = [name for name, child in children.items() if child.returncode is not None]
         if exited:
+            first.cancel()
             raise SystemExit(
                 f"pipeline_floor: the {', '.join(exited)} process exited; its error is above"
             )
         if time.perf_counter() > deadline:
+            first.cancel()
             raise SystemExit(
                 f"pipeline_floor: no id came through the seven steps in {READY_TIMEOUT:.0f} s;"
                 " check that Kafka and PostgreSQL are up (uv run bank-infra status)"
             )
-        await producer.send_and_wait(topic(run, 0), b"ready", key=b"ready")
-        await asyncio.sleep(1.0)
+        await asyncio.wait({first}, timeout=1.0)
+    await first
 
 
 async def measure(rate: float, window: float, warmup: float) -> dict[str, Any]:
@@ -213,74 +216,38 @@ async def measure(rate: float, window: float, warmup: float) -> dict[str, Any]:
     kafka = KafkaSettings()
     pg: PostgresSettings = infra.config.pg
     run = uuid.uuid4().hex[:8]
-    done: dict[str, float] = {}
-    pending: set[str] = set()
-    all_done = asyncio.Event()
-
-    def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
-        now = time.perf_counter()
-        for id_ in str(payload).split(","):
-            done[id_] = now
-            pending.discard(id_)
-        if not pending:
-            all_done.set()
-
     try:
         await ensure_topics(kafka, [TopicSpec(topic(run, s), PARTITIONS) for s in range(STEPS)])
         async with scratch_databases(pg, f"floor_{run}", 1) as (database,):
             dsn = pg.dsn(database)
             listener = await asyncpg.connect(dsn)
             await listener.execute("CREATE TABLE steps (id text, step int)")
-            await listener.add_listener(CHANNEL, on_notify)
             producer = AIOKafkaProducer(
                 bootstrap_servers=kafka.bootstrap, enable_idempotence=True, linger_ms=0
             )
             await producer.start()
             try:
                 async with processes(run, dsn) as children:
-                    await until_ready(producer, run, done, children)
-                    pids = {name: child.pid for name, child in children.items()}
-                    meter = CpuMeter({**pids, "kafka": infra.kafka.pid(), "bench": os.getpid()})
-                    dues, window_start, window_end, cpu = await offer(
-                        producer, run, rate, window, meter, pending, warmup
+                    pids: dict[str, int | None] = {n: c.pid for n, c in children.items()}
+                    pipeline = EmptyPipeline(producer, run, {**pids, "kafka": infra.kafka.pid()})
+                    await listener.add_listener(CHANNEL, pipeline.on_notify)
+                    await until_ready(pipeline, children)
+                    step = await run_step(
+                        pipeline,
+                        rate,
+                        lambda: ("", "", Decimal(0)),
+                        LoadShape(warmup=warmup, window=window),
                     )
-                    if pending:
-                        all_done.clear()
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(all_done.wait(), DRAIN)
             finally:
                 await producer.stop()
                 await listener.close()
     finally:
         await delete_topics(kafka, f"bench.{run}.")
-    latencies = [
-        (done[i] - due) * 1000
-        for i, due in dues.items()
-        if window_start <= due < window_end and i in done
-    ]
-    lost = sum(1 for i, due in dues.items() if window_start <= due < window_end and i not in done)
-    completed = sum(1 for at in done.values() if window_start <= at < window_end)
-    summary = latency_summary(latencies)
-    if lost:
-        # A lost id has no latency; the tail is unbounded, not merely large (as in openloop).
-        summary["p99"] = summary["max"] = math.inf
-    per = 1000 / completed if completed else math.nan
-    return {
-        "steps": STEPS,
-        "offered_per_s": rate,
-        "achieved_per_s": round(completed / window, 1),
-        "window_s": window,
-        "lost": lost,
-        "latency_ms": {k: round(v, 1) for k, v in summary.items()},
-        "cpu_ms_per_id": {
-            **{name: round(seconds * per, 2) for name, seconds in cpu.items()},
-            "total": round(sum(cpu.values()) * per, 2),
-        },
-    }
+    return {"steps": STEPS, **step.as_json()}
 
 
 def describe(result: dict[str, Any]) -> str:
-    ms, cpu = result["latency_ms"], result["cpu_ms_per_id"]
+    ms, cpu = result["latency_ms"], result["cpu_ms_per_transfer"]
     return (
         f"floor, {result['steps']} steps: offered {result['offered_per_s']:g}/s -> achieved"
         f" {result['achieved_per_s']:.1f}/s, p50 {ms['p50']:.1f} ms, p90 {ms['p90']:.1f} ms,"

@@ -58,7 +58,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"  the empty seven-step pipeline at the same rate (bench.pipeline_floor):"
             f" {floor['achieved_per_s']:,.1f}/s, p50 {fmt(ms['p50'])} ms, p99 {fmt(ms['p99'])} ms,"
-            f" {floor['lost']} lost, {floor['cpu_ms_per_id']['total']:.1f} ms of CPU per id"
+            f" {floor['lost']} lost, {floor['cpu_ms_per_transfer']['total']:.1f} ms of CPU per id"
         )
     sustained = [s for s in results["systems"].get("ours", {}).get("steps", []) if s["sustained"]]
     if sustained:
