@@ -17,7 +17,7 @@ from bank_shared.contracts.accounts import DepositMoney, OpenAccount
 from bank_shared.db import Connection, create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RelaySettings
-from bank_shared.eventstore.store import OutboxMessage, add_to_outbox
+from bank_shared.eventstore.store import OutboxMessage, QueuedRow, add_to_outbox, save_changes
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.topics import TopicSettings, account_topics
 from tests.support import TopicTap, envelope_for, eventually, keyed, records_in_topic
@@ -359,3 +359,142 @@ async def test_below_its_rate_of_rows_the_relay_does_not_linger(
     await eventually(lambda: len(relay.rounds) >= 3, what="a third round")
     await asyncio.sleep(1.5)  # a fourth round, if there were one, would have been sent by now
     assert relay.rounds == [[first], [second], [third, fourth]]
+
+
+@pytest.fixture
+async def handing_relay(
+    infra: Endpoints, store_dsn: str
+) -> AsyncIterator[tuple[RoundsRecorded, Connection]]:
+    """A relay whose only read is its first (the fallback read comes every 30 s), and a
+    writer's connection."""
+    settings = RelaySettings(lock_key=12, poll_interval=30.0)
+    relay = RoundsRecorded(store_dsn, infra.kafka, settings, name="test-handover")
+    relay.rounds = []
+    task = asyncio.create_task(relay.run())
+    conn = await asyncpg.connect(store_dsn)
+    try:
+        await eventually(lambda: relay.calls > 0, what="the relay's first read")
+        yield relay, conn
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await conn.close()
+
+
+def deposit_for(topics: TopicSettings, key: str) -> OutboxMessage:
+    deposit = DepositMoney(account_id=key, amount="1.00")
+    return OutboxMessage(topics.account_commands, key, envelope_for(deposit))
+
+
+def first_copies(ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    return list(dict.fromkeys(ids))
+
+
+async def test_rows_handed_over_by_their_writer_are_sent_without_a_read_and_marked(
+    infra: Endpoints,
+    store_dsn: str,
+    relay_topics: TopicSettings,
+    handing_relay: tuple[RoundsRecorded, Connection],
+) -> None:
+    relay, conn = handing_relay
+    key = f"acct-{uuid.uuid4().hex[:8]}"
+    tap = await TopicTap(infra.kafka, relay_topics.account_commands).start()
+    try:
+        sent = []
+        for _ in range(5):
+            message = deposit_for(relay_topics, key)
+            await save_changes(conn, [], [message], [], relay)
+            sent.append(message.envelope.message_id)
+        await tap.wait_for(keyed(key), count=5)
+        await eventually(lambda: _is_zero(unpublished(store_dsn)), what="rows marked published")
+    finally:
+        await tap.stop()
+    assert [r.envelope.message_id for r in tap.matching(keyed(key))] == sent
+    assert relay.calls == 1  # its first read, before the rows: no read sent them
+    assert relay.rounds == []
+
+
+async def test_commits_that_hand_nothing_over_between_handed_ones_keep_the_order(
+    infra: Endpoints,
+    relay_topics: TopicSettings,
+    handing_relay: tuple[RoundsRecorded, Connection],
+) -> None:
+    relay, conn = handing_relay
+    key = f"acct-{uuid.uuid4().hex[:8]}"
+    tap = await TopicTap(infra.kafka, relay_topics.account_commands).start()
+    try:
+        sent = []
+        for i in range(30):
+            message = deposit_for(relay_topics, key)
+            # Every third commit tells the relay nothing, like another instance's: the relay
+            # must read it from the outbox before it sends the handed rows committed after it.
+            await save_changes(conn, [], [message], [], None if i % 3 == 1 else relay)
+            sent.append(message.envelope.message_id)
+        await tap.wait_for(keyed(key), count=30)
+    finally:
+        await tap.stop()
+    # Never reordered (a late copy would be a duplicate, which the consumers drop).
+    assert first_copies([r.envelope.message_id for r in tap.matching(keyed(key))]) == sent
+    assert relay.calls > 1  # it did read the others
+
+
+class HandsNothingOver:
+    """A writer that NOTIFYs with the relay's token but is cancelled before it hands its rows
+    over; or, inside a transaction, is never asked to."""
+
+    def __init__(self, relay: OutboxRelay) -> None:
+        self.relay = relay
+        self.tokens: list[str] = []
+        self.handed = 0
+
+    def token(self) -> str:
+        self.tokens.append(self.relay.token())
+        return self.tokens[-1]
+
+    def committed(self, token: str, rows: Sequence[QueuedRow]) -> None:
+        self.handed += 1
+
+
+async def test_rows_whose_writer_never_hands_them_over_are_read_after_the_wait(
+    infra: Endpoints,
+    relay_topics: TopicSettings,
+    handing_relay: tuple[RoundsRecorded, Connection],
+) -> None:
+    relay, conn = handing_relay
+    key = f"acct-{uuid.uuid4().hex[:8]}"
+    silent = HandsNothingOver(relay)
+    tap = await TopicTap(infra.kafka, relay_topics.account_commands).start()
+    try:
+        message = deposit_for(relay_topics, key)
+        await save_changes(conn, [], [message], [], silent)
+        # The fallback read comes every 30 s: within a few seconds, only the wait can send it.
+        await tap.wait_for(keyed(key), count=1, within=5)
+    finally:
+        await tap.stop()
+    assert silent.tokens  # it NOTIFYed as a handing writer does
+    assert [r.envelope.message_id for r in tap.matching(keyed(key))] == [
+        message.envelope.message_id
+    ]
+    assert len(relay.rounds) == 1  # a read sent it
+
+
+async def test_a_write_inside_a_transaction_hands_nothing_over_and_is_read(
+    infra: Endpoints,
+    relay_topics: TopicSettings,
+    handing_relay: tuple[RoundsRecorded, Connection],
+) -> None:
+    relay, conn = handing_relay
+    key = f"acct-{uuid.uuid4().hex[:8]}"
+    spy = HandsNothingOver(relay)
+    tap = await TopicTap(infra.kafka, relay_topics.account_commands).start()
+    try:
+        message = deposit_for(relay_topics, key)
+        async with conn.transaction():
+            # Not committed when the statement ends: its rows must not be handed over then.
+            await save_changes(conn, [], [message], [], spy)
+        await tap.wait_for(keyed(key), count=1, within=5)
+    finally:
+        await tap.stop()
+    assert spy.tokens == []
+    assert spy.handed == 0
+    assert len(relay.rounds) == 1  # a read sent it

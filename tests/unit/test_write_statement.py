@@ -18,9 +18,9 @@ def test_each_write_keeps_its_own_parameters_in_one_statement() -> None:
     assert statement.sql == (
         "WITH w0 AS (INSERT INTO a (x, y) VALUES ($1, $2)),"
         " w1 AS (UPDATE b SET z = $4 WHERE id = ANY($3::uuid[]) AND z <> $4)"
-        " SELECT pg_notify($5, '') WHERE $6"
+        " SELECT pg_notify($5, $6) WHERE $7"
     )
-    assert statement.args == ["x", "y", ["id"], "z", OUTBOX_CHANNEL, False]
+    assert statement.args == ["x", "y", ["id"], "z", OUTBOX_CHANNEL, "", False]
 
 
 def test_the_relay_is_notified_only_when_an_outbox_row_is_written() -> None:
@@ -38,3 +38,7 @@ def test_the_relay_is_notified_only_when_an_outbox_row_is_written() -> None:
     sending = WriteStatement()
     sending.include_changes([], [OutboxMessage("bank.account-commands", "alice", command)], [])
     assert sending.args[-1] is True
+    # ... and the statement returns the outbox rows' ids, for the relay to mark.
+    assert sending.sql.endswith(
+        " SELECT pg_notify($15, $16), ARRAY(SELECT id FROM w1 ORDER BY id) WHERE $17"
+    )

@@ -92,15 +92,17 @@ async def run_runtime(
                 apply_types=False,
             )
             runtime = Runtime(name=name, pool=pool, producer=producer, broker=broker)
+            if relay is not None:
+                # Made before the routers, so the writers can hand it their committed rows.
+                # The relay's client name says which database it publishes.
+                database = dsn.rsplit("/", 1)[-1]
+                runtime.relay = OutboxRelay(
+                    dsn, kafka, relay, name=f"{name}-outbox-relay-{database}"
+                )
             for router in routers(runtime):
                 broker.include_router(router)
             try:
-                if relay is not None:
-                    # The relay's client name says which database it publishes.
-                    database = dsn.rsplit("/", 1)[-1]
-                    runtime.relay = OutboxRelay(
-                        dsn, kafka, relay, name=f"{name}-outbox-relay-{database}"
-                    )
+                if runtime.relay is not None:
                     runtime.tasks.append(
                         asyncio.create_task(runtime.relay.run(), name="outbox relay")
                     )

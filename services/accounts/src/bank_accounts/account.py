@@ -21,6 +21,7 @@ from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
 from bank_shared.eventstore.store import (
+    CommitListener,
     OutboxMessage,
     decide_and_write,
     find_processed,
@@ -43,11 +44,14 @@ class AccountCommandHandler:
         *,
         max_conflict_retries: int = 10,
         clock: Clock = utc_now,
+        relay: CommitListener | None = None,
     ) -> None:
+        """`relay`: this process's outbox relay, handed each batch's rows once committed."""
         self.pool = pool
         self.topics = topics
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
+        self.relay = relay
 
     async def handle(self, envelope: Envelope, command: AccountCommand) -> CommandOutcome:
         """Apply `command` exactly once; a redelivered command gets its first outcome again."""
@@ -153,7 +157,7 @@ class AccountCommandHandler:
             processed.append((command_id, answer))
             outcomes.append(outcome)
 
-        await save_changes(conn, new_events, outbox, processed)
+        await save_changes(conn, new_events, outbox, processed, self.relay)
         return outcomes
 
 

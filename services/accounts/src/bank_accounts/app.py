@@ -21,7 +21,10 @@ from bank_shared.topics import account_topics
 async def run_accounts(settings: AccountsSettings) -> AsyncIterator[Runtime]:
     def routers(runtime: Runtime) -> list[KafkaRouter]:
         handler = AccountCommandHandler(
-            runtime.pool, settings.topics, max_conflict_retries=settings.max_conflict_retries
+            runtime.pool,
+            settings.topics,
+            max_conflict_retries=settings.max_conflict_retries,
+            relay=runtime.relay,
         )
         dead_letters = DeadLetters(runtime.producer, settings.topics.dead_letters)
         return [

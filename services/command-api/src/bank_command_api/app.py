@@ -84,6 +84,7 @@ async def run_command_api(settings: CommandApiSettings) -> AsyncIterator[Command
             listener,
             decision_timeout=settings.decision_timeout,
             max_waiting=settings.max_waiting,
+            relay=runtime.relay,
         )
         yield CommandApi(runtime, dispatcher)
 

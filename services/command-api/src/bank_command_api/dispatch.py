@@ -18,7 +18,7 @@ from bank_command_api.ledger import CommandRecord, insert_commands, load_command
 from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
-from bank_shared.eventstore.store import OutboxMessage, WriteStatement
+from bank_shared.eventstore.store import CommitListener, OutboxMessage, WriteStatement
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,12 @@ class Dispatcher:
         decision_timeout: float,
         max_waiting: int,
         clock: Clock = utc_now,
+        relay: CommitListener | None = None,
     ) -> None:
+        """`relay`: this process's outbox relay, handed each batch's rows once committed."""
         self.pool = pool
         self.listener = listener
+        self.relay = relay
         self.decision_timeout = decision_timeout
         self.max_waiting = max_waiting
         self.clock = clock
@@ -139,7 +142,7 @@ class Dispatcher:
 
     async def _write_commands(self, commands: Sequence[NewCommand]) -> list[CommandRecord]:
         async with self.pool.acquire() as conn:
-            await _statement(commands).execute(conn)
+            await _statement(commands).execute(conn, self.relay)
         return [command.record for command in commands]
 
     async def _write_keyed_commands(

@@ -35,6 +35,7 @@ from bank_shared.domain.transfer import (
     on_step_answer,
 )
 from bank_shared.eventstore.store import (
+    CommitListener,
     OutboxMessage,
     RecordedEvent,
     WriteStatement,
@@ -108,13 +109,16 @@ class TransferSaga:
         max_step_backoff: float = 300.0,
         max_conflict_retries: int = 10,
         clock: Clock = utc_now,
+        relay: CommitListener | None = None,
     ) -> None:
+        """`relay`: this process's outbox relay, handed each batch's rows once committed."""
         self.pool = pool
         self.topics = topics
         self.step_timeout = step_timeout
         self.max_step_backoff = max_step_backoff
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
+        self.relay = relay
 
     async def _decide_and_write(self, work: Callable[[Connection], Awaitable[T]], what: str) -> T:
         return await decide_and_write(
@@ -310,7 +314,7 @@ class TransferSaga:
             now + timedelta(seconds=self.step_timeout),
         )
         statement.add(MARK_ANSWERED, changes.answered, now)
-        await statement.execute(conn)
+        await statement.execute(conn, self.relay)
 
     # --- steps with no answer in time --------------------------------------------------------
 

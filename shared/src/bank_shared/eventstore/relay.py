@@ -1,8 +1,14 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
 
-Order: rows are read in id order and sent through one idempotent producer (`acks=all`); a
-stream's rows are committed in version order (the next version can only be appended after the
-previous one is visible), so a stream's messages reach Kafka in version order. A round's rows
+Two ways rows reach it. The writers of its own process hand their rows over right after their
+commit, and it sends them as handed, without reading them back (handoff.py says when it may:
+once every commit before theirs is accounted for). Everything else it reads from the outbox.
+Both go through the one producer, one round at a time, so the rules below hold for both.
+
+Order: rows are read in id order, or taken in the order their commits were heard of (NOTIFY,
+delivered in commit order), and sent through one idempotent producer (`acks=all`); a stream's
+rows are committed in version order (the next version can only be appended after the previous
+one is visible), so a stream's messages reach Kafka in version order. A round's rows
 for one partition travel as one record batch, which the broker appends whole or not at all,
 and the idempotent producer keeps it from landing twice across its retries; the next round
 starts only when every batch of this one is acknowledged. So a later message of a stream is
@@ -23,29 +29,34 @@ rows the new leader also sends (duplicates, dropped by the consumers), never reo
 each relay sends a stream's rows in version order.
 
 At least once: a row is marked published only after Kafka acknowledged it, so a crash between
-commit and publish, or between publish and marking, publishes it (again) after the restart.
-The marks of one round are written by the next round's read, in the same statement (or after
-MARK_DELAY if no round follows): one PostgreSQL round trip and one commit per round, not two.
-A crash before that write only means more rows sent again.
+commit and publish, or between publish and marking, publishes it (again) after the restart
+(handed-over rows too: they are in the outbox, unmarked, and a new leadership reads first).
+The marks are written by the next read, in the same statement, or by one UPDATE at most every
+MARK_DELAY: not a PostgreSQL round trip and a commit per round. A crash before that write only
+means more rows sent again.
 
 Batching: once woken, the relay waits `linger` (10 ms) before its round, so that rows committed
-meanwhile go with it. Without it, a busy bank sent a round per transaction, and every later hop (a
-Kafka fetch, a consumer's batch and its statements) paid per transaction too; Kafka's own producer
-has waited 5 ms by default since 4.0 for the same reason (`linger.ms`, KIP-1030). 10 rather than 5
-ms: less CPU per transfer in all comparisons but one (docs/performance.md, changes 23 and 24). It
-lingers only while it sends at least `linger_min_rate` rows a second: below that a linger rarely
-catches another commit and is only delay, so a quiet bank does not wait (change 25). Rows, not
-commits, measure the load: the linger batches commits downstream (a consumer's batch is one
-transaction), and a version that counted commits cost CPU under the load the linger is meant for.
-Only *when* a round starts changes, so none of the rules above does.
+(or handed over) meanwhile go with it. Without it, a busy bank sent a round per transaction, and
+every later hop (a Kafka fetch, a consumer's batch and its statements) paid per transaction too;
+Kafka's own producer has waited 5 ms by default since 4.0 for the same reason (`linger.ms`,
+KIP-1030). 10 rather than 5 ms: less CPU per transfer in all comparisons but one
+(docs/performance.md, changes 23 and 24); handed-over rows linger too (change 31: without it
+they cost more CPU, and the bank's latency rose). It lingers only while it sends at least
+`linger_min_rate` rows a second: below that a linger rarely catches another commit and is only
+delay, so a quiet bank does not wait (change 25). Rows, not commits, measure the load: the
+linger batches commits downstream (a consumer's batch is one transaction), and a version that
+counted commits cost CPU under the load the linger is meant for. Only *when* a round starts
+changes, so none of the rules above does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,7 +67,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from bank_shared.db import KEEPALIVES, Connection
-from bank_shared.eventstore.store import OUTBOX_CHANNEL
+from bank_shared.eventstore.handoff import Handovers
+from bank_shared.eventstore.store import OUTBOX_CHANNEL, QueuedRow
 from bank_shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -71,6 +83,11 @@ FaultHook = Callable[[str], Awaitable[None]]
 # How long acknowledged rows may wait for the next round to mark them before they are marked
 # on their own (while they wait, each round's read leaves them out).
 MARK_DELAY = 0.05
+# How long a NOTIFY of this process's writers waits for its rows before the relay reads them
+# from the outbox instead (handoff.py): a writer hands them over at once after its commit, so
+# only one cancelled in between (or an event loop stalled this long) makes it wait.
+HANDOVER_WAIT = 0.5
+MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 
 @dataclass(frozen=True)
@@ -136,6 +153,21 @@ class OutboxRelay:
         self.is_leader = False
         self._wake = asyncio.Event()
         self._sent = RecentRows(clock)
+        # Tokens this relay's writers NOTIFY with; another relay (process) has another prefix.
+        self._prefix = f"{uuid.uuid4().hex[:12]}-"
+        self._tokens = itertools.count()
+        self._handovers = Handovers(self._prefix, HANDOVER_WAIT)
+
+    def token(self) -> str:
+        """A token for a writer's NOTIFY (CommitListener)."""
+        return f"{self._prefix}{next(self._tokens)}"
+
+    def committed(self, token: str, rows: Sequence[QueuedRow]) -> None:
+        """A writer's committed outbox rows (CommitListener): sent as they are once their
+        NOTIFY is heard. A standby drops them: the leader reads them from the outbox."""
+        if self.is_leader:
+            self._handovers.handed(token, rows)
+            self._wake.set()
 
     async def run(self) -> None:
         """Publish until cancelled. Reconnects after database or Kafka errors."""
@@ -176,25 +208,14 @@ class OutboxRelay:
                 max_batch_size=512 * 1024,
             )
             await producer.start()
+            # A new leadership reads first: rows committed before it listened were heard of
+            # by no one.
+            self._handovers = Handovers(
+                self._prefix, HANDOVER_WAIT, clock=asyncio.get_running_loop().time
+            )
             self.is_leader = True
             await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
-            last_purge = 0.0
-            loop = asyncio.get_running_loop()
-            unmarked: list[int] = []
-            while True:
-                self._wake.clear()
-                unmarked = await self.publish_pending(conn, producer, unmarked)
-                self._sent.add(len(unmarked))
-                if loop.time() - last_purge > self.settings.purge_every:
-                    await self.purge(conn)
-                    last_purge = loop.time()
-                if len(unmarked) < self.settings.batch_size:
-                    # NOTIFY wakes us at once; the timeout is the fallback if one is missed.
-                    wait = MARK_DELAY if unmarked else self.settings.poll_interval
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
-                    if self._wake.is_set() and self._lingers():
-                        await asyncio.sleep(self.settings.linger)  # rows gather meanwhile
+            await self._publish_while_leader(conn, producer)
         finally:
             self.is_leader = False
             if producer is not None:
@@ -203,7 +224,55 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    def _on_notify(self, *_: object) -> None:
+    async def _publish_while_leader(self, conn: Connection, producer: AIOKafkaProducer) -> None:
+        """Rounds of two kinds: rows handed over by this process's writers, sent as they are;
+        and reads of the outbox (handoff.py says when), which also mark the rows sent before.
+        A read comes at least every `poll_interval`, the fallback should anything be missed."""
+        loop = asyncio.get_running_loop()
+        handovers = self._handovers
+        last_purge = last_read = marked_at = -float("inf")
+        unmarked: list[int] = []
+        while True:
+            self._wake.clear()
+            now = loop.time()
+            if handovers.must_read or now - last_read >= self.settings.poll_interval:
+                handovers.reading()
+                unmarked = await self.publish_pending(conn, producer, unmarked)
+                handovers.read(unmarked, full=len(unmarked) >= self.settings.batch_size)
+                self._sent.add(len(unmarked))
+                last_read = marked_at = now
+            else:
+                handed = handovers.take()
+                if handed:
+                    sent = await self.send(producer, handed)
+                    if sent < len(handed):
+                        handovers.must_read = True  # the rest, read from the outbox, in order
+                    unmarked += [row.id for row in handed[:sent]]
+                    self._sent.add(sent)
+                if unmarked and (
+                    now - marked_at >= MARK_DELAY or len(unmarked) >= self.settings.batch_size
+                ):
+                    await conn.execute(MARK, unmarked)
+                    unmarked, marked_at = [], now
+            if now - last_purge > self.settings.purge_every:
+                await self.purge(conn)
+                last_purge = now
+            if not (handovers.ready() or handovers.must_read):
+                # A NOTIFY or a handover wakes us at once; the timeout is the fallback.
+                deadlines = [last_read + self.settings.poll_interval]
+                if unmarked:
+                    deadlines.append(marked_at + MARK_DELAY)
+                if (late := handovers.next_deadline()) is not None:
+                    deadlines.append(late)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), max(0.0, min(deadlines) - loop.time())
+                    )
+            if (handovers.ready() or handovers.must_read) and self._lingers():
+                await asyncio.sleep(self.settings.linger)  # rows gather meanwhile
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._handovers.heard(str(payload))
         self._wake.set()
 
     def _lingers(self) -> bool:
@@ -231,6 +300,15 @@ class OutboxRelay:
             return []
         if self.fault:
             await self.fault("fetched")
+        queued = [QueuedRow(r["id"], r["topic"], r["key"], r["value"]) for r in rows]
+        published = await self.send(producer, queued)
+        if published < len(rows):
+            self._handovers.must_read = True  # a partition's batch is full: the rest go next
+        return [row.id for row in queued[:published]]
+
+    async def send(self, producer: AIOKafkaProducer, rows: Sequence[QueuedRow]) -> int:
+        """Send `rows` in order, up to the first that does not fit its partition's batch; return
+        how many were sent. Raises if any send failed (then none of them counts as sent)."""
         # One record batch per partition per round, which the broker appends whole or not at
         # all: sequence numbers alone do not stop a later message of a stream landing without
         # an earlier one, because a producer's first batch on a partition is accepted whatever
@@ -240,7 +318,7 @@ class OutboxRelay:
         published = 0
         partitions_of: dict[str, list[int]] = {}
         for row in rows:
-            key, topic = row["key"].encode(), row["topic"]
+            key, topic = row.key.encode(), row.topic
             if topic not in partitions_of:
                 partitions_of[topic] = list(await producer.partitions_for(topic))
             partitions = partitions_of[topic]
@@ -248,9 +326,8 @@ class OutboxRelay:
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = producer.create_batch()
-            if batch.append(key=key, value=row["value"], timestamp=None) is None:
-                self._wake.set()  # that partition's batch is full: the rest go next round
-                break
+            if batch.append(key=key, value=row.value, timestamp=None) is None:
+                break  # that partition's batch is full: the rest go next round
             published += 1
         # send_batch() only enqueues; awaiting the futures after lets the batches travel together.
         deliveries = [
@@ -263,7 +340,7 @@ class OutboxRelay:
             raise failed[0]  # the relay restarts with a new producer from the first unmarked row
         if self.fault:
             await self.fault("sent")
-        return [r["id"] for r in rows[:published]]
+        return published
 
     async def purge(self, conn: Connection) -> int:
         result: str = await conn.execute(

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -67,6 +67,26 @@ class OutboxMessage:
     @property
     def value(self) -> bytes:
         return to_bytes(self.envelope)
+
+
+@dataclass(frozen=True)
+class QueuedRow:
+    """An outbox row as committed: what the relay sends, and the id it marks published."""
+
+    id: int
+    topic: str
+    key: str
+    value: bytes
+
+
+class CommitListener(Protocol):
+    """Told of a writer's outbox rows right after their commit (the relay of the same process,
+    which can then send them without reading them back; see relay.py). `token` names the
+    commit in its NOTIFY, so the relay knows when every earlier commit has been heard of."""
+
+    def token(self) -> str: ...
+
+    def committed(self, token: str, rows: Sequence[QueuedRow]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -170,6 +190,7 @@ QUEUE_OUTBOX = (
     " SELECT topic, key, message_id, value"
     " FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bytea[])"
     " WITH ORDINALITY AS m(topic, key, message_id, value, n) ORDER BY n"
+    " RETURNING id"
 )
 REMEMBER_PROCESSED = (
     "INSERT INTO processed_messages (message_id, topic, key, answer)"
@@ -196,17 +217,29 @@ class WriteStatement:
         self._writes: list[str] = []
         self._args: list[object] = []
         self._notify_relay = False
+        # Each outbox write's CTE and its messages, in list order (its ids follow that order).
+        self._outbox: list[tuple[str, Sequence[OutboxMessage], list[bytes]]] = []
+        self._token = ""
 
     @property
     def sql(self) -> str:
-        """The statement `execute` sends (its last two parameters: the relay's channel, and
-        whether to notify it)."""
+        """The statement `execute` sends (its last three parameters: the relay's channel, the
+        NOTIFY's payload, and whether to notify it). It returns one row, when it notifies:
+        each outbox write's ids, in order."""
         n = len(self._args)
-        return f"WITH {', '.join(self._writes)} SELECT pg_notify(${n + 1}, '') WHERE ${n + 2}"
+        # The names are this statement's own CTEs (w0, w1, ...), never input.
+        ids = "".join(
+            f", ARRAY(SELECT id FROM {cte} ORDER BY id)"  # noqa: S608
+            for cte, _, _ in self._outbox
+        )
+        return (
+            f"WITH {', '.join(self._writes)}"
+            f" SELECT pg_notify(${n + 1}, ${n + 2}){ids} WHERE ${n + 3}"
+        )
 
     @property
     def args(self) -> list[object]:
-        return [*self._args, OUTBOX_CHANNEL, self._notify_relay]
+        return [*self._args, OUTBOX_CHANNEL, self._token, self._notify_relay]
 
     def add(self, write: str, *args: object) -> None:
         """One INSERT, UPDATE or DELETE whose parameters are numbered from $1, as if it ran
@@ -241,12 +274,15 @@ class WriteStatement:
             [e.schema_version for e in events],
             [to_json(e) for e in events],
         )
+        values = [m.value for m in outbox]
+        if outbox:
+            self._outbox.append((f"w{len(self._writes)}", outbox, values))
         self.add(
             QUEUE_OUTBOX,
             [m.topic for m in outbox],
             [m.key for m in outbox],
             [m.envelope.message_id for m in outbox],
-            [m.value for m in outbox],
+            values,
         )
         answers = [answer for _, answer in processed]
         self.add(
@@ -258,13 +294,33 @@ class WriteStatement:
         )
         self._notify_relay = self._notify_relay or bool(outbox)
 
-    async def execute(self, conn: Connection) -> None:
+    async def execute(self, conn: Connection, listener: CommitListener | None = None) -> None:
+        """Run the statement. With a `listener`, and outside a transaction (so the statement's
+        end is its commit), the listener gets the outbox rows once they are committed. Inside
+        a transaction it does not: the rows reach the relay through the database instead."""
         if not self._writes:
             return
+        handing = listener is not None and self._outbox and not conn.is_in_transaction()
+        if handing:
+            assert listener is not None
+            self._token = listener.token()
         try:
-            await conn.execute(self.sql, *self.args)
+            row = await conn.fetchrow(self.sql, *self.args)
         except asyncpg.UniqueViolationError as error:
             raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
+        if handing and row is not None:
+            assert listener is not None
+            listener.committed(self._token, self._queued(row))
+
+    def _queued(self, row: asyncpg.Record) -> list[QueuedRow]:
+        queued: list[QueuedRow] = []
+        for column, (_, messages, values) in enumerate(self._outbox, start=1):
+            ids: list[int] = row[column]
+            queued += [
+                QueuedRow(row_id, m.topic, m.key, value)
+                for row_id, m, value in zip(ids, messages, values, strict=True)
+            ]
+        return queued
 
 
 async def save_changes(
@@ -272,10 +328,11 @@ async def save_changes(
     events: Sequence[Envelope],
     outbox: Sequence[OutboxMessage],
     processed: Sequence[tuple[UUID, OutboxMessage | None]],
+    listener: CommitListener | None = None,
 ) -> None:
     """`WriteStatement.include_changes` alone: in one statement, one round trip."""
     if not (events or outbox or processed):
         return
     statement = WriteStatement()
     statement.include_changes(events, outbox, processed)
-    await statement.execute(conn)
+    await statement.execute(conn, listener)
