@@ -3,7 +3,7 @@ theirs has been accounted for; anything else makes it read the outbox."""
 
 from __future__ import annotations
 
-from bank_shared.eventstore.handoff import Handovers
+from bank_shared.eventstore.handover import Handovers
 from bank_shared.eventstore.store import QueuedRow
 
 OURS = "p1-"

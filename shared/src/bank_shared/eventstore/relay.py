@@ -1,7 +1,7 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
 
 Two ways rows reach it. The writers of its own process hand their rows over right after their
-commit, and it sends them as handed, without reading them back (handoff.py says when it may:
+commit, and it sends them as handed, without reading them back (handover.py says when it may:
 once every commit before theirs is accounted for). Everything else it reads from the outbox.
 Both go through the one producer, one round at a time, so the rules below hold for both.
 
@@ -67,7 +67,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from bank_shared.db import KEEPALIVES, Connection
-from bank_shared.eventstore.handoff import Handovers
+from bank_shared.eventstore.handover import Handovers
 from bank_shared.eventstore.store import OUTBOX_CHANNEL, QueuedRow
 from bank_shared.settings import KafkaSettings
 
@@ -84,7 +84,7 @@ FaultHook = Callable[[str], Awaitable[None]]
 # on their own (while they wait, each round's read leaves them out).
 MARK_DELAY = 0.05
 # How long a NOTIFY of this process's writers waits for its rows before the relay reads them
-# from the outbox instead (handoff.py): a writer hands them over at once after its commit, so
+# from the outbox instead (handover.py): a writer hands them over at once after its commit, so
 # only one cancelled in between (or an event loop stalled this long) makes it wait.
 HANDOVER_WAIT = 0.5
 MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
@@ -226,7 +226,7 @@ class OutboxRelay:
 
     async def _publish_while_leader(self, conn: Connection, producer: AIOKafkaProducer) -> None:
         """Rounds of two kinds: rows handed over by this process's writers, sent as they are;
-        and reads of the outbox (handoff.py says when), which also mark the rows sent before.
+        and reads of the outbox (handover.py says when), which also mark the rows sent before.
         A read comes at least every `poll_interval`, the fallback should anything be missed."""
         loop = asyncio.get_running_loop()
         handovers = self._handovers

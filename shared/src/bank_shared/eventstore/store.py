@@ -300,16 +300,14 @@ class WriteStatement:
         a transaction it does not: the rows reach the relay through the database instead."""
         if not self._writes:
             return
-        handing = listener is not None and self._outbox and not conn.is_in_transaction()
-        if handing:
-            assert listener is not None
-            self._token = listener.token()
+        if not self._outbox or conn.is_in_transaction():
+            listener = None
+        self._token = listener.token() if listener is not None else ""
         try:
             row = await conn.fetchrow(self.sql, *self.args)
         except asyncpg.UniqueViolationError as error:
             raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
-        if handing and row is not None:
-            assert listener is not None
+        if listener is not None and row is not None:
             listener.committed(self._token, self._queued(row))
 
     def _queued(self, row: asyncpg.Record) -> list[QueuedRow]:
