@@ -17,7 +17,13 @@ from bank_shared.contracts.accounts import DepositMoney, OpenAccount
 from bank_shared.db import Connection, create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RelaySettings
-from bank_shared.eventstore.store import OutboxMessage, QueuedRow, add_to_outbox, save_changes
+from bank_shared.eventstore.store import (
+    CommitListener,
+    OutboxMessage,
+    QueuedRow,
+    add_to_outbox,
+    save_changes,
+)
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.topics import TopicSettings, account_topics
 from tests.support import TopicTap, envelope_for, eventually, keyed, records_in_topic
@@ -390,6 +396,35 @@ def first_copies(ids: list[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(ids))
 
 
+async def commit_and_read_back(
+    infra: Endpoints,
+    topics: TopicSettings,
+    conn: Connection,
+    listeners: Sequence[CommitListener | None],
+    *,
+    in_transaction: bool = False,
+    within: float = 30,
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """One write of one row per listener (None: nothing handed over), all to one key; the
+    message ids committed, and those on Kafka once all of them are there."""
+    key = f"acct-{uuid.uuid4().hex[:8]}"
+    tap = await TopicTap(infra.kafka, topics.account_commands).start()
+    try:
+        sent = []
+        for listener in listeners:
+            message = deposit_for(topics, key)
+            if in_transaction:
+                async with conn.transaction():
+                    await save_changes(conn, [], [message], [], listener)
+            else:
+                await save_changes(conn, [], [message], [], listener)
+            sent.append(message.envelope.message_id)
+        received = await tap.wait_for(keyed(key), count=len(sent), within=within)
+    finally:
+        await tap.stop()
+    return sent, [r.envelope.message_id for r in received]
+
+
 async def test_rows_handed_over_by_their_writer_are_sent_without_a_read_and_marked(
     infra: Endpoints,
     store_dsn: str,
@@ -397,19 +432,9 @@ async def test_rows_handed_over_by_their_writer_are_sent_without_a_read_and_mark
     handing_relay: tuple[RoundsRecorded, Connection],
 ) -> None:
     relay, conn = handing_relay
-    key = f"acct-{uuid.uuid4().hex[:8]}"
-    tap = await TopicTap(infra.kafka, relay_topics.account_commands).start()
-    try:
-        sent = []
-        for _ in range(5):
-            message = deposit_for(relay_topics, key)
-            await save_changes(conn, [], [message], [], relay)
-            sent.append(message.envelope.message_id)
-        await tap.wait_for(keyed(key), count=5)
-        await eventually(lambda: _is_zero(unpublished(store_dsn)), what="rows marked published")
-    finally:
-        await tap.stop()
-    assert [r.envelope.message_id for r in tap.matching(keyed(key))] == sent
+    sent, received = await commit_and_read_back(infra, relay_topics, conn, [relay] * 5)
+    await eventually(lambda: _is_zero(unpublished(store_dsn)), what="rows marked published")
+    assert received == sent
     assert relay.calls == 1  # its first read, before the rows: no read sent them
     assert relay.rounds == []
 
@@ -420,21 +445,12 @@ async def test_commits_that_hand_nothing_over_between_handed_ones_keep_the_order
     handing_relay: tuple[RoundsRecorded, Connection],
 ) -> None:
     relay, conn = handing_relay
-    key = f"acct-{uuid.uuid4().hex[:8]}"
-    tap = await TopicTap(infra.kafka, relay_topics.account_commands).start()
-    try:
-        sent = []
-        for i in range(30):
-            message = deposit_for(relay_topics, key)
-            # Every third commit tells the relay nothing, like another instance's: the relay
-            # must read it from the outbox before it sends the handed rows committed after it.
-            await save_changes(conn, [], [message], [], None if i % 3 == 1 else relay)
-            sent.append(message.envelope.message_id)
-        await tap.wait_for(keyed(key), count=30)
-    finally:
-        await tap.stop()
+    # Every third commit tells the relay nothing, like another instance's: the relay must read
+    # it from the outbox before it sends the handed rows committed after it.
+    listeners = [None if i % 3 == 1 else relay for i in range(30)]
+    sent, received = await commit_and_read_back(infra, relay_topics, conn, listeners)
     # Never reordered (a late copy would be a duplicate, which the consumers drop).
-    assert first_copies([r.envelope.message_id for r in tap.matching(keyed(key))]) == sent
+    assert first_copies(received) == sent
     assert relay.calls > 1  # it did read the others
 
 
@@ -461,20 +477,11 @@ async def test_rows_whose_writer_never_hands_them_over_are_read_after_the_wait(
     handing_relay: tuple[RoundsRecorded, Connection],
 ) -> None:
     relay, conn = handing_relay
-    key = f"acct-{uuid.uuid4().hex[:8]}"
     silent = HandsNothingOver(relay)
-    tap = await TopicTap(infra.kafka, relay_topics.account_commands).start()
-    try:
-        message = deposit_for(relay_topics, key)
-        await save_changes(conn, [], [message], [], silent)
-        # The fallback read comes every 30 s: within a few seconds, only the wait can send it.
-        await tap.wait_for(keyed(key), count=1, within=5)
-    finally:
-        await tap.stop()
+    # The fallback read comes every 30 s: within a few seconds, only the wait can send it.
+    sent, received = await commit_and_read_back(infra, relay_topics, conn, [silent], within=5)
     assert silent.tokens  # it NOTIFYed as a handing writer does
-    assert [r.envelope.message_id for r in tap.matching(keyed(key))] == [
-        message.envelope.message_id
-    ]
+    assert received == sent
     assert len(relay.rounds) == 1  # a read sent it
 
 
@@ -484,17 +491,12 @@ async def test_a_write_inside_a_transaction_hands_nothing_over_and_is_read(
     handing_relay: tuple[RoundsRecorded, Connection],
 ) -> None:
     relay, conn = handing_relay
-    key = f"acct-{uuid.uuid4().hex[:8]}"
     spy = HandsNothingOver(relay)
-    tap = await TopicTap(infra.kafka, relay_topics.account_commands).start()
-    try:
-        message = deposit_for(relay_topics, key)
-        async with conn.transaction():
-            # Not committed when the statement ends: its rows must not be handed over then.
-            await save_changes(conn, [], [message], [], spy)
-        await tap.wait_for(keyed(key), count=1, within=5)
-    finally:
-        await tap.stop()
+    # Not committed when the statement ends: its rows must not be handed over then.
+    sent, received = await commit_and_read_back(
+        infra, relay_topics, conn, [spy], in_transaction=True, within=5
+    )
+    assert received == sent
     assert spy.tokens == []
     assert spy.handed == 0
     assert len(relay.rounds) == 1  # a read sent it
