@@ -31,8 +31,9 @@ each relay sends a stream's rows in version order.
 At least once: a row is marked published only after Kafka acknowledged it, so a crash between
 commit and publish, or between publish and marking, publishes it (again) after the restart
 (handed-over rows too: they are in the outbox, unmarked, and a new leadership reads first).
-The marks are written by the next read, in the same statement, or by one UPDATE at most every
-MARK_DELAY: not a PostgreSQL round trip and a commit per round. A crash before that write only
+The marks are written by the next read, in the same statement, or by one UPDATE every
+MARK_DELAY (sooner once a batch's worth waits): not a PostgreSQL round trip and a commit per
+round. A crash before that write only
 means more rows sent again.
 
 Batching: once woken, the relay waits `linger` (10 ms) before its round, so that rows committed
