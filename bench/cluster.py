@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bank_deploy.config import LauncherConfig
-from bank_deploy.services import SERVICES, LocalServices
+from bank_deploy.services import SERVICES, LocalServices, instance_counts
 from bank_shared.settings import KafkaSettings
 
 
@@ -17,19 +17,27 @@ from bank_shared.settings import KafkaSettings
 async def running(
     names: set[str], env: Mapping[str, str], run: str
 ) -> AsyncIterator[dict[str, int | None]]:
-    """Start one process of each named service (PIDs and logs under `.bank/bench-<run>/`),
-    wait until each answers /ready, yield their PIDs by name, and stop them at the end, then
-    delete the run's topics (`bench.<run>.*`)."""
+    """Start the named services (PIDs and logs under `.bank/bench-<run>/`), wait until each
+    answers /ready, yield their PIDs by instance name (`accounts`, `accounts-2`, ...), and stop
+    them at the end, then delete the run's topics (`bench.<run>.*`)."""
     config = LauncherConfig()
     config = config.model_copy(update={"state_dir": config.state_dir / f"bench-{run}"})
-    counts = {service.name: int(service.name in names) for service in SERVICES}
-    services = LocalServices(config, counts=counts, env=env)
+    services = LocalServices(config, counts=bench_counts(names, env), env=env)
     try:
         await asyncio.to_thread(services.start)
         yield {i.name: services.pid(i) for i in services.instances}
     finally:
         await asyncio.to_thread(services.stop)
         await delete_topics(KafkaSettings(), f"bench.{run}.")
+
+
+def bench_counts(names: set[str], env: Mapping[str, str]) -> dict[str, int]:
+    """One process of each named service, or as many as `BANK_INSTANCES` asks for (as with
+    `make start`); none of the others."""
+    wanted = instance_counts(env.get("BANK_INSTANCES", ""))
+    return {
+        service.name: wanted[service.name] if service.name in names else 0 for service in SERVICES
+    }
 
 
 async def delete_topics(kafka: KafkaSettings, prefix: str) -> None:

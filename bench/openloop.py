@@ -215,7 +215,7 @@ async def sweep(
     Why twice: a single step can miss its bound on a transient far below saturation. In one
     full run, ours missed the first step (25/s) by 17.5 ms of p99 (a few transfers just over
     the second), so that run's maximum was 0, where the two full runs before it held 299.8
-    and 252.0/s (docs/performance.md, the sixth round). A saturated system misses the repeat
+    and 252.0/s (docs/performance-journal.md, the sixth round). A saturated system misses the repeat
     too, so the maximum still only counts steps that held; the missed step stays in the
     results, marked `repeated`. The repeat starts once the system is quiet again. Every system
     gets the same rule.

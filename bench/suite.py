@@ -159,6 +159,8 @@ async def bench_transfers(
                 workload = Workload(ids)
                 steps = await sweep(ours, rates, workload, shape, progress)
                 systems[name] = summary(steps)
+                # Which processes ran (BANK_INSTANCES can start more than one of a service).
+                systems[name]["processes"] = sorted(ours.processes)
                 best = systems[name]["max_transfers_per_s"]
                 if best:
                     quiet_after = await wait_until_quiet(ours.processes)

@@ -19,9 +19,10 @@ which repeats the rows that did land, in order.
 No Kafka transactions: they cost three broker round trips and a marker write per round, and a
 round started while the previous one's markers are still being written is refused and backed
 off (CONCURRENT_TRANSACTIONS), which measured as 3 ms median and 24 ms p90 per round against
-0.4 ms for a plain idempotent send (docs/performance.md). What they bought, hiding a failed
-round, is covered by the rules above and by the consumers, who all drop a message they have
-seen (by message id, or a stream version they already applied), whichever copy comes first.
+0.4 ms for a plain idempotent send (docs/performance.md, change 1). What they bought, hiding
+a failed round, is covered by the rules above and by the consumers, who all drop a message they
+have seen (by message id, or a stream version they already applied), whichever copy comes
+first.
 
 Only one relay per database publishes at a time (an advisory lock); the others wait on standby
 and take over when it dies. A paused old leader that wakes after the takeover can only repeat

@@ -271,9 +271,10 @@ def poll_without_pause(subscriber: BatchSubscriber, max_records: int) -> None:
     waits for it, on every hop of a transfer. With the 10 ms this project used to set, that was
     half the median latency at a light load: `python -m bench.steady_rate --rate 25`, in
     alternating runs, p50 72.9 and 77.9 ms with the sleep, 35.8 and 36.5 ms without
-    (docs/performance.md). aiokafka's `getmany` already waits until a record is fetched or the
-    timeout passes, so the poll alone does the waiting. FastStream has no setting for this;
-    its consume loop calls `self.get_msg`, which this instance attribute replaces.
+    (docs/performance.md, change 18). aiokafka's `getmany` already waits until a record is
+    fetched or the timeout passes, so the poll alone does the waiting. FastStream has no
+    setting for this; its consume loop calls `self.get_msg`, which this instance attribute
+    replaces.
     """
 
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Record, ...]:
