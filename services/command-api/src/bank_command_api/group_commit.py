@@ -23,7 +23,7 @@ class GroupCommit(Generic[T, R]):
     Why: every POST was a transaction of its own. Near saturation that cost PostgreSQL about
     0.3 ms of CPU per transfer more than one write for the POSTs that arrive together, and
     the bank held 450 to 550 transfers a second with it where it fell to 360 to 430 without
-    (docs/performance.md, change 28). Nothing waits on purpose: a write starts as soon as no
+    (docs/performance-journal.md, change 28). Nothing waits on purpose: a write starts as soon as no
     write is running, with everything that arrived meanwhile. So a lone request is written at
     once, and a busy API writes bigger batches, not later ones.
 

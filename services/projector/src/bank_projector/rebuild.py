@@ -57,10 +57,10 @@ def fewer_collections() -> Iterator[None]:
     payloads, read rows), which reference counting frees; but every 700 allocations the
     collector scanned the young ones, and its older generations kept rescanning everything
     that survived a batch. With the heap of imports frozen and a higher threshold, the same
-    rebuild of 101,000 events ran about a fifth faster (alternating runs, docs/performance.md,
-    change 19). Only during the rebuild: in a long-running service under load the collector's
-    passes are about 3% of its CPU (timed with `gc.callbacks`), not worth a heap that grows
-    between them."""
+    rebuild of 101,000 events ran about a fifth faster (alternating runs,
+    docs/performance-journal.md, change 19). Only during the rebuild: in a long-running
+    service under load the collector's passes are about 3% of its CPU (timed with
+    `gc.callbacks`), not worth a heap that grows between them."""
     threshold = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(REPLAY_GC_THRESHOLD, threshold[1], threshold[2])

@@ -19,7 +19,7 @@ which repeats the rows that did land, in order.
 No Kafka transactions: they cost three broker round trips and a marker write per round, and a
 round started while the previous one's markers are still being written is refused and backed
 off (CONCURRENT_TRANSACTIONS), which measured as 3 ms median and 24 ms p90 per round against
-0.4 ms for a plain idempotent send (docs/performance.md, change 1). What they bought, hiding
+0.4 ms for a plain idempotent send (docs/performance-journal.md, change 1). What they bought, hiding
 a failed round, is covered by the rules above and by the consumers, who all drop a message they
 have seen (by message id, or a stream version they already applied), whichever copy comes
 first.
@@ -42,7 +42,7 @@ Batching: once woken, the relay waits `linger` (10 ms) before its round, so that
 every later hop (a Kafka fetch, a consumer's batch and its statements) paid per transaction too;
 Kafka's own producer has waited 5 ms by default since 4.0 for the same reason (`linger.ms`,
 KIP-1030). 10 rather than 5 ms: less CPU per transfer in all comparisons but one
-(docs/performance.md, changes 23 and 24); handed-over rows linger too (change 31: without it
+(docs/performance-journal.md, changes 23 and 24); handed-over rows linger too (change 31: without it
 they cost more CPU, and the bank's latency rose). It lingers only while it sends at least
 `linger_min_rate` rows a second: below that a linger rarely catches another commit and is only
 delay, so a quiet bank does not wait (change 25). Rows, not commits, measure the load: the
@@ -98,8 +98,8 @@ class RelaySettings:
     batch_size: int = 500
     poll_interval: float = 1.0
     # Seconds a woken relay waits for more rows before its round (0: none). The price is this
-    # much latency on every hop while it lingers; docs/performance.md (changes 23 to 25) has
-    # the measurements.
+    # much latency on every hop while it lingers; docs/performance-journal.md (changes 23 to 25)
+    # has the measurements.
     linger: float = 0.010
     # ... but only once it sends at least this many rows a second (0: always). Below that, a
     # linger rarely catches another commit: it is pure delay (change 25).
