@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from bank_shared.contracts.envelope import Envelope, read_payload, seal, seal_ev
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
+from bank_shared.eventstore.known import KnownStates
 from bank_shared.eventstore.store import (
     CommitListener,
     OutboxMessage,
@@ -45,13 +47,18 @@ class AccountCommandHandler:
         max_conflict_retries: int = 10,
         clock: Clock = utc_now,
         relay: CommitListener | None = None,
+        known_accounts: int = 10_000,
     ) -> None:
-        """`relay`: this process's outbox relay, handed each batch's rows once committed."""
+        """`relay`: this process's outbox relay, handed each batch's rows once committed.
+        `known_accounts`: how many accounts' last state it keeps, to decide without reading."""
         self.pool = pool
         self.topics = topics
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
         self.relay = relay
+        # Each account's state and version as this process last wrote or read it
+        # (eventstore/known.py says when a decision may rest on it).
+        self.known: KnownStates[str, tuple[AccountState, int]] = KnownStates(known_accounts)
 
     async def handle(self, envelope: Envelope, command: AccountCommand) -> CommandOutcome:
         """Apply `command` exactly once; a redelivered command gets its first outcome again."""
@@ -61,41 +68,75 @@ class AccountCommandHandler:
     async def handle_batch(
         self, commands: Sequence[tuple[Envelope, AccountCommand]]
     ) -> list[CommandOutcome]:
-        """Apply a batch, in order: two reads and one write statement (events, outcomes,
-        processed records, one commit and one fsync) for the whole batch, however many
-        commands it holds.
+        """Apply a batch, in order: one write statement (events, outcomes, processed records,
+        one commit and one fsync) for the whole batch, however many commands it holds; before
+        it, two reads, unless every account is known and every command is accepted
+        (eventstore/known.py).
 
         A version conflict (another instance appended to one of the streams first) writes
         nothing, and the batch is decided again from a fresh load. Any other failure writes
         nothing either; the caller then has Kafka redeliver the batch.
         """
+        attempts = itertools.count()
         return await decide_and_write(
             self.pool,
-            lambda conn: self._apply(conn, commands),
+            lambda conn: self._apply(conn, commands, from_memory=next(attempts) == 0),
             attempts=self.max_conflict_retries,
             log=log,
             what=f"batch of {len(commands)} account commands",
         )
 
     async def _apply(
-        self, conn: Connection, commands: Sequence[tuple[Envelope, AccountCommand]]
+        self,
+        conn: Connection,
+        commands: Sequence[tuple[Envelope, AccountCommand]],
+        *,
+        from_memory: bool,
     ) -> list[CommandOutcome]:
+        accounts = {c.account_id for _, c in commands}
+        known = self.known.all_of(accounts) if from_memory else None
+        if known is not None:
+            batch = self._decide(commands, dict(known), answers={})
+            if batch.all_accepted:
+                return await self._write(conn, batch, accounts)
         earlier = await find_processed(conn, (e.message_id for e, _ in commands))
-        newest = await last_events(conn, (c.account_id for _, c in commands))
-        # Each stream's state and version as the batch moves on: a later command of the same
-        # account sees what an earlier one in the batch did.
-        streams: dict[str, tuple[AccountState, int]] = {
+        newest = await last_events(conn, accounts)
+        streams = {
             stream_id: (state_after(account_event(event.envelope)), event.version)
             for stream_id, event in newest.items()
         }
-        answers: dict[UUID, OutboxMessage] = {
+        answers = {
             message_id: p.answer for message_id, p in earlier.items() if p.answer is not None
         }
+        return await self._write(conn, self._decide(commands, streams, answers), accounts)
+
+    async def _write(
+        self, conn: Connection, batch: DecidedBatch, accounts: set[str]
+    ) -> list[CommandOutcome]:
+        try:
+            await save_changes(conn, batch.events, batch.outbox, batch.processed, self.relay)
+        except BaseException:
+            # Whether it committed is not known (or another writer got there first).
+            self.known.forget(accounts)
+            raise
+        self.known.remember(batch.streams)
+        return batch.outcomes
+
+    def _decide(
+        self,
+        commands: Sequence[tuple[Envelope, AccountCommand]],
+        streams: dict[str, tuple[AccountState, int]],
+        answers: dict[UUID, OutboxMessage],
+    ) -> DecidedBatch:
+        """Decide every command in order. `streams` (each account's state and version, updated
+        as the batch moves on: a later command of the same account sees what an earlier one
+        did) and `answers` (those given before) are the batch's own copies."""
         now = self.clock()
         new_events: list[Envelope] = []
         outbox: list[OutboxMessage] = []
         processed: list[tuple[UUID, OutboxMessage | None]] = []
         outcomes: list[CommandOutcome] = []
+        all_accepted = True
 
         for envelope, command in commands:
             command_id = envelope.message_id
@@ -106,11 +147,13 @@ class AccountCommandHandler:
                 # has since moved its answers to their own topic finds them there).
                 outbox.append(replace(answers[command_id], topic=reply_topic))
                 outcomes.append(CommandOutcome.model_validate(answers[command_id].envelope.payload))
+                all_accepted = False
                 continue
             stream_id = command.account_id
             state, version = streams.get(stream_id, (INITIAL, 0))
             decision = decide(command, state)
             if isinstance(decision, Rejection):
+                all_accepted = False
                 outcome = CommandOutcome(
                     command_id=command_id,
                     command_type=envelope.type,
@@ -157,8 +200,21 @@ class AccountCommandHandler:
             processed.append((command_id, answer))
             outcomes.append(outcome)
 
-        await save_changes(conn, new_events, outbox, processed, self.relay)
-        return outcomes
+        return DecidedBatch(new_events, outbox, processed, outcomes, streams, all_accepted)
+
+
+@dataclass(frozen=True)
+class DecidedBatch:
+    """What a batch writes, what it answers, and each account's state after it."""
+
+    events: list[Envelope]
+    outbox: list[OutboxMessage]
+    processed: list[tuple[UUID, OutboxMessage | None]]
+    outcomes: list[CommandOutcome]
+    streams: dict[str, tuple[AccountState, int]]
+    # Whether every command appended events: only then may a batch decided from known
+    # states be written (eventstore/known.py).
+    all_accepted: bool
 
 
 def account_event(envelope: Envelope) -> AccountEvent:

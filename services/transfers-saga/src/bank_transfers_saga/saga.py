@@ -9,8 +9,9 @@ together, so a crash at any point either leaves no trace or leaves the whole ste
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ from bank_shared.domain.transfer import (
     fold,
     on_step_answer,
 )
+from bank_shared.eventstore.known import KnownStates
 from bank_shared.eventstore.store import (
     CommitListener,
     OutboxMessage,
@@ -70,8 +72,10 @@ class Transfer:
 
 @dataclass
 class Changes:
-    """Everything one batch writes, flushed in a few statements at the end."""
+    """Everything one batch writes, flushed in one statement at the end, and when it was
+    decided (its events' time; its steps' deadlines count from it)."""
 
+    now: datetime
     events: list[Envelope] = field(default_factory=list)
     outbox: list[OutboxMessage] = field(default_factory=list)
     steps: list[tuple[UUID, str, Step, OutboxMessage]] = field(default_factory=list)
@@ -110,8 +114,10 @@ class TransferSaga:
         max_conflict_retries: int = 10,
         clock: Clock = utc_now,
         relay: CommitListener | None = None,
+        known_transfers: int = 10_000,
     ) -> None:
-        """`relay`: this process's outbox relay, handed each batch's rows once committed."""
+        """`relay`: this process's outbox relay, handed each batch's rows once committed.
+        `known_transfers`: how many transfers' last state it keeps, to decide without reading."""
         self.pool = pool
         self.topics = topics
         self.step_timeout = step_timeout
@@ -119,11 +125,21 @@ class TransferSaga:
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
         self.relay = relay
+        # Each transfer as this process last wrote or read it, and which transfer and step
+        # each of its step commands is (a fact that never changes once written); see
+        # eventstore/known.py for when a decision may rest on them.
+        self.known: KnownStates[str, Transfer] = KnownStates(known_transfers)
+        self.known_steps: KnownStates[UUID, tuple[str, Step]] = KnownStates(2 * known_transfers)
 
-    async def _decide_and_write(self, work: Callable[[Connection], Awaitable[T]], what: str) -> T:
+    async def _decide_and_write(
+        self, work: Callable[[Connection, bool], Awaitable[T]], what: str
+    ) -> T:
+        """`work(conn, from_memory)`: from known states on the first attempt only; a conflict
+        is decided again from a read."""
+        attempts = itertools.count()
         return await decide_and_write(
             self.pool,
-            work,
+            lambda conn: work(conn, next(attempts) == 0),
             attempts=self.max_conflict_retries,
             log=log,
             what=f"saga {what}",
@@ -145,17 +161,44 @@ class TransferSaga:
         self, commands: Sequence[tuple[Envelope, StartTransfer]]
     ) -> list[CommandOutcome]:
         return await self._decide_and_write(
-            lambda conn: self._start(conn, commands), "StartTransfer batch"
+            lambda conn, from_memory: self._start(conn, commands, from_memory),
+            "StartTransfer batch",
         )
 
     async def _start(
-        self, conn: Connection, commands: Sequence[tuple[Envelope, StartTransfer]]
+        self,
+        conn: Connection,
+        commands: Sequence[tuple[Envelope, StartTransfer]],
+        from_memory: bool,
     ) -> list[CommandOutcome]:
+        ids = {c.transfer_id for _, c in commands}
+        if from_memory:
+            # A transfer not known here is taken as new: if it exists after all, the write's
+            # UNIQUE (stream_id, version) refuses its TransferStarted.
+            transfers = {i: replace(t) for i, t in self.known.any_of(ids).items()}
+            changes, outcomes, all_appended = self._decide_starts(commands, transfers, {})
+            if all_appended:
+                await self._write(conn, changes, transfers)
+                return outcomes
         earlier = await find_processed(conn, (e.message_id for e, _ in commands))
         answers = {i: p.answer for i, p in earlier.items() if p.answer is not None}
-        transfers = await self._load(conn, {c.transfer_id for _, c in commands})
-        changes, now = Changes(), self.clock()
+        transfers = await self._load(conn, ids)
+        changes, outcomes, _ = self._decide_starts(commands, transfers, answers)
+        await self._write(conn, changes, transfers)
+        return outcomes
+
+    def _decide_starts(
+        self,
+        commands: Sequence[tuple[Envelope, StartTransfer]],
+        transfers: dict[str, Transfer],
+        answers: dict[UUID, OutboxMessage],
+    ) -> tuple[Changes, list[CommandOutcome], bool]:
+        """The batch's changes and outcomes, and whether every command appended events.
+        `transfers` and `answers` are the batch's own, updated as it moves on."""
+        now = self.clock()
+        changes = Changes(now)
         outcomes: list[CommandOutcome] = []
+        all_appended = True
 
         for envelope, command in commands:
             reply_topic = self.topics.outcome_topic(envelope.reply_to)
@@ -165,10 +208,12 @@ class TransferSaga:
                 outcomes.append(
                     CommandOutcome.model_validate(answers[envelope.message_id].envelope.payload)
                 )
+                all_appended = False
                 continue
             transfer = transfers.setdefault(command.transfer_id, Transfer())
             decision = decide_start(command, transfer.state)
             if isinstance(decision, Rejection):
+                all_appended = False
                 outcome = CommandOutcome(
                     command_id=envelope.message_id,
                     command_type=envelope.type,
@@ -203,9 +248,7 @@ class TransferSaga:
             changes.processed.append((envelope.message_id, answer))
             answers[envelope.message_id] = answer
             outcomes.append(outcome)
-
-        await self._flush(conn, changes, now)
-        return outcomes
+        return changes, outcomes, all_appended
 
     # --- answers to the saga's own account commands ------------------------------------------
 
@@ -213,33 +256,63 @@ class TransferSaga:
         """React to command outcomes; those of commands the saga did not issue are ignored.
         Returns how many answers moved a transfer on."""
         return await self._decide_and_write(
-            lambda conn: self._answer(conn, answers), "answers batch"
+            lambda conn, from_memory: self._answer(conn, answers, from_memory), "answers batch"
         )
 
     async def _answer(
-        self, conn: Connection, answers: Sequence[tuple[Envelope, CommandOutcome]]
+        self,
+        conn: Connection,
+        answers: Sequence[tuple[Envelope, CommandOutcome]],
+        from_memory: bool,
     ) -> int:
+        steps = {outcome.command_id for _, outcome in answers}
+        ours = self.known_steps.all_of(steps) if from_memory else None
+        if ours is not None:
+            known = self.known.all_of({transfer_id for transfer_id, _ in ours.values()})
+            if known is not None:
+                transfers = {i: replace(t) for i, t in known.items()}
+                changes, moved, all_appended = self._decide_answers(answers, ours, transfers, set())
+                if all_appended:
+                    await self._write(conn, changes, transfers)
+                    return moved
         rows = await conn.fetch(
             "SELECT command_id, transfer_id, step FROM saga_steps"
             " WHERE command_id = ANY($1::uuid[])",
-            list({outcome.command_id for _, outcome in answers}),
+            list(steps),
         )
         ours = {r["command_id"]: (r["transfer_id"], r["step"]) for r in rows}
+        self.known_steps.remember(ours)
         mine = [(e, o) for e, o in answers if o.command_id in ours]
         if not mine:
             return 0
         # An answer published twice (a redelivered or re-sent command) has one message id.
         seen = set(await find_processed(conn, (e.message_id for e, _ in mine)))
         transfers = await self._load(conn, {ours[o.command_id][0] for _, o in mine})
-        changes, now, moved = Changes(), self.clock(), 0
+        changes, moved, _ = self._decide_answers(mine, ours, transfers, seen)
+        await self._write(conn, changes, transfers)
+        return moved
 
-        for envelope, outcome in mine:
+    def _decide_answers(
+        self,
+        answers: Sequence[tuple[Envelope, CommandOutcome]],
+        ours: Mapping[UUID, tuple[str, Step]],
+        transfers: dict[str, Transfer],
+        seen: set[UUID],
+    ) -> tuple[Changes, int, bool]:
+        """The batch's changes, how many answers moved a transfer on, and whether every
+        answer appended events. `transfers` and `seen` are the batch's own."""
+        now = self.clock()
+        changes, moved, all_appended = Changes(now), 0, True
+
+        for envelope, outcome in answers:
             if envelope.message_id in seen:
+                all_appended = False
                 continue
             seen.add(envelope.message_id)
             transfer_id, step = ours[outcome.command_id]
             transfer = transfers[transfer_id]
             events = on_step_answer(transfer.state, step, outcome.accepted, outcome.code)
+            all_appended = all_appended and bool(events)
             if events:
                 moved += 1
                 self._record(changes, transfer, events, cause=envelope.message_id, now=now)
@@ -248,9 +321,7 @@ class TransferSaga:
                     crash_point("transfers-saga.after-debit-before-commit")
             changes.answered.append(outcome.command_id)
             changes.processed.append((envelope.message_id, None))
-
-        await self._flush(conn, changes, now)
-        return moved
+        return changes, moved, all_appended
 
     # --- shared by both reactions --------------------------------------------------------------
 
@@ -296,10 +367,24 @@ class TransferSaga:
                 changes.outbox.append(message)
                 changes.steps.append((command_id, stream_id, step, message))
 
-    async def _flush(self, conn: Connection, changes: Changes, now: datetime) -> None:
+    async def _write(
+        self, conn: Connection, changes: Changes, transfers: dict[str, Transfer]
+    ) -> None:
+        """Flush the batch; then its transfers and steps are known as written. If the flush
+        fails, whether it committed is not known: its transfers are forgotten."""
+        try:
+            await self._flush(conn, changes)
+        except BaseException:
+            self.known.forget(transfers)
+            raise
+        self.known.remember({i: replace(t) for i, t in transfers.items()})
+        self.known_steps.remember({c: (t, step) for c, t, step, _ in changes.steps})
+
+    async def _flush(self, conn: Connection, changes: Changes) -> None:
         """The batch's events, outbox rows, processed records and saga steps: one statement."""
         if not (changes.events or changes.outbox or changes.processed or changes.answered):
             return
+        now = changes.now
         statement = WriteStatement()
         statement.include_changes(changes.events, changes.outbox, changes.processed)
         steps = changes.steps

@@ -1,0 +1,245 @@
+"""Batches decided from the states a handler last knew, without reading them, on a real
+PostgreSQL: written only when the write itself proves those states were current, and decided
+again from a read otherwise (another writer got there first, a rejection, a message handled
+before).
+
+Handlers are driven directly, two of them on one database where a test needs another writer;
+the databases are the test's own, and no relay runs, so nothing reaches Kafka."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bank_accounts.account import AccountCommandHandler
+from bank_deploy.providers import Endpoints
+from bank_shared.contracts.accounts import DepositMoney, OpenAccount, WithdrawMoney
+from bank_shared.contracts.envelope import Envelope, seal
+from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.db import create_pool
+from bank_shared.eventstore.migrate import migrate
+from bank_shared.eventstore.store import load_stream
+from bank_shared.topics import TopicSettings
+from bank_transfers_saga.saga import TransferSaga, step_command_id
+from tests.support import envelope_for, fresh_topics, new_id
+
+pytestmark = pytest.mark.integration
+
+Pool = asyncpg.Pool  # asyncpg.Pool[Any] only in annotations (not subscriptable at run time)
+
+
+async def migrated_pool(dsn: str, *packages: str) -> Pool:
+    pool = await create_pool(dsn, size=4)
+    async with pool.acquire() as conn:
+        await migrate(conn, *packages)
+    return pool
+
+
+@pytest.fixture
+async def accounts_db(isolated: Endpoints) -> AsyncIterator[Pool]:
+    pool = await migrated_pool(
+        isolated.pg.dsn(isolated.pg.accounts_db), "bank_shared.eventstore.migrations"
+    )
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def transfers_db(isolated: Endpoints) -> AsyncIterator[Pool]:
+    pool = await migrated_pool(
+        isolated.pg.dsn(isolated.pg.transfers_db),
+        "bank_shared.eventstore.migrations",
+        "bank_transfers_saga.migrations",
+    )
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def topics() -> TopicSettings:
+    return fresh_topics("known")
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every query that reads (`fetch`) from now on; the writes go through `fetchrow`."""
+    seen: list[str] = []
+    fetch = asyncpg.connection.Connection.fetch
+
+    async def counting(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
+        seen.append(query)
+        return await fetch(self, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetch", counting)
+    return seen
+
+
+def command(message: OpenAccount | DepositMoney | WithdrawMoney) -> tuple[Envelope, Any]:
+    return envelope_for(message), message
+
+
+async def stored(pool: Pool, stream_id: str) -> list[tuple[int, str]]:
+    async with pool.acquire() as conn:
+        return [(e.version, e.envelope.type) for e in await load_stream(conn, stream_id)]
+
+
+def result(outcome: CommandOutcome) -> tuple[str, int | None, Decimal | None]:
+    return outcome.status, outcome.version, outcome.balance
+
+
+# --- the accounts service ---------------------------------------------------------------------
+
+
+async def test_a_batch_of_known_accounts_is_decided_and_written_without_reading_them(
+    accounts_db: Pool, topics: TopicSettings, reads: list[str]
+) -> None:
+    handler = AccountCommandHandler(accounts_db, topics)
+    account = new_id("known")
+    await handler.handle(
+        *command(OpenAccount(account_id=account, owner="K", initial_balance="100"))
+    )
+    reads.clear()
+
+    outcome = await handler.handle(*command(DepositMoney(account_id=account, amount="25")))
+
+    assert result(outcome) == ("accepted", 2, Decimal("125.00"))
+    assert reads == [], f"a known account was read again: {reads}"
+    assert await stored(accounts_db, account) == [(1, "AccountOpened"), (2, "MoneyDeposited")]
+
+
+async def test_an_account_another_writer_moved_on_is_read_again_and_decided_from_there(
+    accounts_db: Pool, topics: TopicSettings, reads: list[str]
+) -> None:
+    ours, theirs = (
+        AccountCommandHandler(accounts_db, topics),
+        AccountCommandHandler(accounts_db, topics),
+    )
+    account = new_id("moved")
+    await ours.handle(*command(OpenAccount(account_id=account, owner="M", initial_balance="100")))
+    await theirs.handle(*command(DepositMoney(account_id=account, amount="50")))
+    reads.clear()
+
+    # Ours still knows version 1 (balance 100): its append at version 2 is refused, and the
+    # withdrawal is decided again from a read of version 2 (balance 150).
+    outcome = await ours.handle(*command(WithdrawMoney(account_id=account, amount="30")))
+
+    assert result(outcome) == ("accepted", 3, Decimal("120.00"))
+    assert reads, "the conflict was not followed by a read"
+    assert await stored(accounts_db, account) == [
+        (1, "AccountOpened"),
+        (2, "MoneyDeposited"),
+        (3, "MoneyWithdrawn"),
+    ]
+
+
+async def test_a_rejection_is_never_written_from_memory_but_decided_again_from_a_read(
+    accounts_db: Pool, topics: TopicSettings
+) -> None:
+    """From what ours knows (balance 100) the withdrawal of 150 is refused, and a refusal
+    appends nothing that the database could refuse in turn: it must be decided from a read,
+    which sees the other writer's deposit."""
+    ours, theirs = (
+        AccountCommandHandler(accounts_db, topics),
+        AccountCommandHandler(accounts_db, topics),
+    )
+    account = new_id("refused")
+    await ours.handle(*command(OpenAccount(account_id=account, owner="R", initial_balance="100")))
+    await theirs.handle(*command(DepositMoney(account_id=account, amount="100")))
+
+    outcome = await ours.handle(*command(WithdrawMoney(account_id=account, amount="150")))
+
+    assert result(outcome) == ("accepted", 3, Decimal("50.00"))
+
+
+async def test_a_command_handled_before_gets_its_first_outcome_again_and_no_second_effect(
+    accounts_db: Pool, topics: TopicSettings
+) -> None:
+    handler = AccountCommandHandler(accounts_db, topics)
+    account = new_id("again")
+    await handler.handle(*command(OpenAccount(account_id=account, owner="A", initial_balance="10")))
+    deposit = command(DepositMoney(account_id=account, amount="5"))
+
+    first = await handler.handle(*deposit)
+    again = await handler.handle(*deposit)  # the account is known: decided without a read
+
+    assert result(again) == result(first) == ("accepted", 2, Decimal("15.00"))
+    assert await stored(accounts_db, account) == [(1, "AccountOpened"), (2, "MoneyDeposited")]
+
+
+# --- the transfers saga -----------------------------------------------------------------------
+
+
+def withdrawn(transfer_id: str, source: str) -> tuple[Envelope, CommandOutcome]:
+    """The accounts service's answer to the saga's withdraw step: accepted."""
+    outcome = CommandOutcome(
+        command_id=step_command_id(transfer_id, "withdraw"),
+        command_type="WithdrawMoney",
+        stream_id=source,
+        status="accepted",
+        version=2,
+        balance=Decimal("90.00"),
+    )
+    envelope = seal(
+        outcome,
+        message_id=uuid.uuid4(),
+        correlation_id=uuid.uuid4(),
+        causation_id=outcome.command_id,
+        occurred_at=datetime.now(UTC),
+    )
+    return envelope, outcome
+
+
+async def started(saga: TransferSaga) -> tuple[str, str]:
+    transfer_id, source = new_id("t"), new_id("src")
+    start = StartTransfer(
+        transfer_id=transfer_id,
+        source_account_id=source,
+        target_account_id=new_id("dst"),
+        amount="10",
+    )
+    [outcome] = await saga.start_batch([(envelope_for(start), start)])
+    assert outcome.status == "accepted"
+    return transfer_id, source
+
+
+async def test_the_answer_for_a_known_transfer_is_decided_without_reading_it(
+    transfers_db: Pool, topics: TopicSettings, reads: list[str]
+) -> None:
+    saga = TransferSaga(transfers_db, topics)
+    transfer_id, source = await started(saga)
+    reads.clear()
+
+    moved = await saga.answers_batch([withdrawn(transfer_id, source)])
+
+    assert moved == 1
+    assert reads == [], f"a known transfer or step was read again: {reads}"
+    assert await stored(transfers_db, transfer_id) == [
+        (1, "TransferStarted"),
+        (2, "TransferDebited"),
+    ]
+
+
+async def test_an_answer_another_instance_applied_first_moves_the_transfer_once(
+    transfers_db: Pool, topics: TopicSettings
+) -> None:
+    """Ours started the transfer and knows it at version 1; the other instance applied the
+    withdraw answer (version 2). The same answer reaching ours (a redelivery after a
+    rebalance) is decided from memory, refused by the database, read again, and seen."""
+    ours, theirs = TransferSaga(transfers_db, topics), TransferSaga(transfers_db, topics)
+    transfer_id, source = await started(ours)
+    answer = withdrawn(transfer_id, source)
+    assert await theirs.answers_batch([answer]) == 1
+
+    assert await ours.answers_batch([answer]) == 0
+
+    assert await stored(transfers_db, transfer_id) == [
+        (1, "TransferStarted"),
+        (2, "TransferDebited"),
+    ]
