@@ -1,7 +1,7 @@
 """Batches decided from the states a handler last knew, without reading them, on a real
 PostgreSQL: written only when the write itself proves those states were current, and decided
 again from a read otherwise (another writer got there first, a rejection, a message handled
-before).
+before, an answer that moves nothing).
 
 Handlers are driven directly, two of them on one database where a test needs another writer;
 the databases are the test's own, and no relay runs, so nothing reaches Kafka."""
@@ -9,7 +9,7 @@ the databases are the test's own, and no relay runs, so nothing reaches Kafka.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+import bank_accounts.account as account_module
+import bank_transfers_saga.saga as saga_module
 from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount, WithdrawMoney
@@ -25,7 +27,7 @@ from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
-from bank_shared.eventstore.store import load_stream
+from bank_shared.eventstore.store import load_stream, save_changes
 from bank_shared.topics import TopicSettings
 from bank_transfers_saga.saga import TransferSaga, step_command_id
 from tests.support import envelope_for, fresh_topics, new_id
@@ -67,22 +69,42 @@ def topics() -> TopicSettings:
     return fresh_topics("known")
 
 
+def counted(call: Callable[..., Awaitable[Any]], name: str, seen: list[str]) -> Any:
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(name)
+        return await call(*args, **kwargs)
+
+    return counting
+
+
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every query that reads (`fetch`) from now on; the writes go through `fetchrow`."""
+    """The reads the two handlers make from now on, by the functions they call (so that the
+    session's running services, which read on their own, are not counted)."""
     seen: list[str] = []
-    fetch = asyncpg.connection.Connection.fetch
+    for module, names in (
+        (account_module, ("find_processed", "last_events")),
+        (saga_module, ("find_processed", "load_streams", "load_steps")),
+    ):
+        for name in names:
+            monkeypatch.setattr(module, name, counted(getattr(module, name), name, seen))
+    return seen
 
-    async def counting(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
-        seen.append(query)
-        return await fetch(self, query, *args, **kw)
 
-    monkeypatch.setattr(asyncpg.connection.Connection, "fetch", counting)
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The accounts handler's write statements from now on, refused ones included."""
+    seen: list[str] = []
+    monkeypatch.setattr(account_module, "save_changes", counted(save_changes, "write", seen))
     return seen
 
 
 def command(message: OpenAccount | DepositMoney | WithdrawMoney) -> tuple[Envelope, Any]:
     return envelope_for(message), message
+
+
+def opening(account: str, balance: str) -> tuple[Envelope, Any]:
+    return command(OpenAccount(account_id=account, owner="Test", initial_balance=balance))
 
 
 async def stored(pool: Pool, stream_id: str) -> list[tuple[int, str]]:
@@ -102,9 +124,7 @@ async def test_a_batch_of_known_accounts_is_decided_and_written_without_reading_
 ) -> None:
     handler = AccountCommandHandler(accounts_db, topics)
     account = new_id("known")
-    await handler.handle(
-        *command(OpenAccount(account_id=account, owner="K", initial_balance="100"))
-    )
+    await handler.handle(*opening(account, "100"))
     reads.clear()
 
     outcome = await handler.handle(*command(DepositMoney(account_id=account, amount="25")))
@@ -117,21 +137,19 @@ async def test_a_batch_of_known_accounts_is_decided_and_written_without_reading_
 async def test_an_account_another_writer_moved_on_is_read_again_and_decided_from_there(
     accounts_db: Pool, topics: TopicSettings, reads: list[str]
 ) -> None:
-    ours, theirs = (
-        AccountCommandHandler(accounts_db, topics),
-        AccountCommandHandler(accounts_db, topics),
-    )
+    ours = AccountCommandHandler(accounts_db, topics, max_conflict_retries=1)
+    theirs = AccountCommandHandler(accounts_db, topics)
     account = new_id("moved")
-    await ours.handle(*command(OpenAccount(account_id=account, owner="M", initial_balance="100")))
+    await ours.handle(*opening(account, "100"))
     await theirs.handle(*command(DepositMoney(account_id=account, amount="50")))
     reads.clear()
 
     # Ours still knows version 1 (balance 100): its append at version 2 is refused, and the
-    # withdrawal is decided again from a read of version 2 (balance 150).
+    # withdrawal is decided again from a read of version 2 (balance 150), in the one attempt.
     outcome = await ours.handle(*command(WithdrawMoney(account_id=account, amount="30")))
 
     assert result(outcome) == ("accepted", 3, Decimal("120.00"))
-    assert reads, "the conflict was not followed by a read"
+    assert reads == ["find_processed", "last_events"]
     assert await stored(accounts_db, account) == [
         (1, "AccountOpened"),
         (2, "MoneyDeposited"),
@@ -150,7 +168,7 @@ async def test_a_rejection_is_never_written_from_memory_but_decided_again_from_a
         AccountCommandHandler(accounts_db, topics),
     )
     account = new_id("refused")
-    await ours.handle(*command(OpenAccount(account_id=account, owner="R", initial_balance="100")))
+    await ours.handle(*opening(account, "100"))
     await theirs.handle(*command(DepositMoney(account_id=account, amount="100")))
 
     outcome = await ours.handle(*command(WithdrawMoney(account_id=account, amount="150")))
@@ -159,18 +177,51 @@ async def test_a_rejection_is_never_written_from_memory_but_decided_again_from_a
 
 
 async def test_a_command_handled_before_gets_its_first_outcome_again_and_no_second_effect(
-    accounts_db: Pool, topics: TopicSettings
+    accounts_db: Pool, topics: TopicSettings, reads: list[str], writes: list[str]
 ) -> None:
-    handler = AccountCommandHandler(accounts_db, topics)
+    handler = AccountCommandHandler(accounts_db, topics, max_conflict_retries=1)
     account = new_id("again")
-    await handler.handle(*command(OpenAccount(account_id=account, owner="A", initial_balance="10")))
+    await handler.handle(*opening(account, "10"))
     deposit = command(DepositMoney(account_id=account, amount="5"))
-
     first = await handler.handle(*deposit)
-    again = await handler.handle(*deposit)  # the account is known: decided without a read
+    reads.clear()
+    writes.clear()
 
+    # The account is known: the copy is decided from memory as new, the processed-message key
+    # refuses that write, and the copy is decided again from a read, in the one attempt.
+    again = await handler.handle(*deposit)
+
+    assert writes == ["write", "write"], "the write from memory was not tried, or not refused"
+    assert reads == ["find_processed", "last_events"]
     assert result(again) == result(first) == ("accepted", 2, Decimal("15.00"))
     assert await stored(accounts_db, account) == [(1, "AccountOpened"), (2, "MoneyDeposited")]
+
+
+async def test_a_batch_over_two_accounts_one_of_them_moved_on_is_decided_from_a_read(
+    accounts_db: Pool, topics: TopicSettings
+) -> None:
+    ours, theirs = (
+        AccountCommandHandler(accounts_db, topics),
+        AccountCommandHandler(accounts_db, topics),
+    )
+    current, moved = new_id("current"), new_id("moved")
+    await ours.handle(*opening(current, "100"))
+    await ours.handle(*opening(moved, "100"))
+    await theirs.handle(*command(WithdrawMoney(account_id=moved, amount="60")))
+
+    outcomes = await ours.handle_batch(
+        [
+            command(WithdrawMoney(account_id=current, amount="70")),
+            command(WithdrawMoney(account_id=moved, amount="70")),
+        ]
+    )
+
+    assert [(o.status, o.code, o.version) for o in outcomes] == [
+        ("accepted", None, 2),
+        ("rejected", "insufficient_funds", 2),
+    ]
+    assert await stored(accounts_db, current) == [(1, "AccountOpened"), (2, "MoneyWithdrawn")]
+    assert await stored(accounts_db, moved) == [(1, "AccountOpened"), (2, "MoneyWithdrawn")]
 
 
 # --- the transfers saga -----------------------------------------------------------------------
@@ -196,15 +247,19 @@ def withdrawn(transfer_id: str, source: str) -> tuple[Envelope, CommandOutcome]:
     return envelope, outcome
 
 
-async def started(saga: TransferSaga) -> tuple[str, str]:
-    transfer_id, source = new_id("t"), new_id("src")
+def start_of(transfer_id: str, source: str) -> tuple[Envelope, StartTransfer]:
     start = StartTransfer(
         transfer_id=transfer_id,
         source_account_id=source,
         target_account_id=new_id("dst"),
         amount="10",
     )
-    [outcome] = await saga.start_batch([(envelope_for(start), start)])
+    return envelope_for(start), start
+
+
+async def started(saga: TransferSaga) -> tuple[str, str]:
+    transfer_id, source = new_id("t"), new_id("src")
+    [outcome] = await saga.start_batch([start_of(transfer_id, source)])
     assert outcome.status == "accepted"
     return transfer_id, source
 
@@ -226,19 +281,56 @@ async def test_the_answer_for_a_known_transfer_is_decided_without_reading_it(
     ]
 
 
-async def test_an_answer_another_instance_applied_first_moves_the_transfer_once(
+async def test_a_start_for_a_transfer_another_instance_created_is_refused_as_existing(
     transfers_db: Pool, topics: TopicSettings
+) -> None:
+    """Ours does not know the transfer, so it takes the start as new; the database refuses its
+    TransferStarted, and the start is decided again from a read, in the one attempt."""
+    ours = TransferSaga(transfers_db, topics, max_conflict_retries=1)
+    theirs = TransferSaga(transfers_db, topics)
+    transfer_id, source = await started(theirs)
+
+    [outcome] = await ours.start_batch([start_of(transfer_id, source)])
+
+    assert (outcome.status, outcome.code) == ("rejected", "transfer_already_exists")
+    assert await stored(transfers_db, transfer_id) == [(1, "TransferStarted")]
+
+
+async def test_an_answer_another_instance_applied_first_moves_the_transfer_once(
+    transfers_db: Pool, topics: TopicSettings, reads: list[str]
 ) -> None:
     """Ours started the transfer and knows it at version 1; the other instance applied the
     withdraw answer (version 2). The same answer reaching ours (a redelivery after a
     rebalance) is decided from memory, refused by the database, read again, and seen."""
-    ours, theirs = TransferSaga(transfers_db, topics), TransferSaga(transfers_db, topics)
+    ours = TransferSaga(transfers_db, topics, max_conflict_retries=1)
+    theirs = TransferSaga(transfers_db, topics)
     transfer_id, source = await started(ours)
     answer = withdrawn(transfer_id, source)
     assert await theirs.answers_batch([answer]) == 1
+    reads.clear()
 
     assert await ours.answers_batch([answer]) == 0
 
+    assert reads == ["load_steps", "find_processed", "load_streams"]
+    assert await stored(transfers_db, transfer_id) == [
+        (1, "TransferStarted"),
+        (2, "TransferDebited"),
+    ]
+
+
+async def test_a_batch_with_an_answer_that_moves_nothing_is_decided_from_a_read(
+    transfers_db: Pool, topics: TopicSettings, reads: list[str]
+) -> None:
+    """The same answer twice in one batch: the copy moves nothing, so nothing of the batch is
+    written from memory; read, the answer moves the transfer once."""
+    saga = TransferSaga(transfers_db, topics)
+    transfer_id, source = await started(saga)
+    answer = withdrawn(transfer_id, source)
+    reads.clear()
+
+    assert await saga.answers_batch([answer, answer]) == 1
+
+    assert reads == ["load_steps", "find_processed", "load_streams"]
     assert await stored(transfers_db, transfer_id) == [
         (1, "TransferStarted"),
         (2, "TransferDebited"),

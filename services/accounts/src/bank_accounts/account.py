@@ -24,6 +24,7 @@ from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide,
 from bank_shared.eventstore.known import KnownStates
 from bank_shared.eventstore.store import (
     CommitListener,
+    ConcurrencyError,
     OutboxMessage,
     decide_and_write,
     find_processed,
@@ -58,7 +59,9 @@ class AccountCommandHandler:
         self.relay = relay
         # Each account's state and version as this process last wrote or read it
         # (eventstore/known.py says when a decision may rest on it).
-        self.known: KnownStates[str, tuple[AccountState, int]] = KnownStates(known_accounts)
+        self.known: KnownStates[str, tuple[AccountState, int]] = KnownStates(
+            known_accounts, version=lambda known: known[1]
+        )
 
     async def handle(self, envelope: Envelope, command: AccountCommand) -> CommandOutcome:
         """Apply `command` exactly once; a redelivered command gets its first outcome again."""
@@ -98,7 +101,11 @@ class AccountCommandHandler:
         if known is not None:
             batch = self._decide(commands, dict(known), answers={})
             if batch.all_accepted:
-                return await self._write(conn, batch, accounts)
+                try:
+                    return await self._write(conn, batch, accounts)
+                except ConcurrencyError as refused:
+                    # Not a retry: what was known is out of date, or a command came again.
+                    log.debug("batch decided from known accounts refused (%s); reading", refused)
         earlier = await find_processed(conn, (e.message_id for e, _ in commands))
         newest = await last_events(conn, accounts)
         streams = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ from bank_shared.domain.transfer import (
 from bank_shared.eventstore.known import KnownStates
 from bank_shared.eventstore.store import (
     CommitListener,
+    ConcurrencyError,
     OutboxMessage,
     RecordedEvent,
     WriteStatement,
@@ -81,6 +82,15 @@ class Changes:
     steps: list[tuple[UUID, str, Step, OutboxMessage]] = field(default_factory=list)
     answered: list[UUID] = field(default_factory=list)
     processed: list[tuple[UUID, OutboxMessage | None]] = field(default_factory=list)
+
+
+async def load_steps(conn: Connection, command_ids: Iterable[UUID]) -> dict[UUID, tuple[str, Step]]:
+    """Which transfer and step each of these commands is, for those the saga issued."""
+    rows = await conn.fetch(
+        "SELECT command_id, transfer_id, step FROM saga_steps WHERE command_id = ANY($1::uuid[])",
+        list(command_ids),
+    )
+    return {r["command_id"]: (r["transfer_id"], r["step"]) for r in rows}
 
 
 def transfer_event(recorded: RecordedEvent) -> TransferEvent:
@@ -128,7 +138,9 @@ class TransferSaga:
         # Each transfer as this process last wrote or read it, and which transfer and step
         # each of its step commands is (a fact that never changes once written); see
         # eventstore/known.py for when a decision may rest on them.
-        self.known: KnownStates[str, Transfer] = KnownStates(known_transfers)
+        self.known: KnownStates[str, Transfer] = KnownStates(
+            known_transfers, version=lambda transfer: transfer.version
+        )
         self.known_steps: KnownStates[UUID, tuple[str, Step]] = KnownStates(2 * known_transfers)
 
     async def _decide_and_write(
@@ -177,8 +189,7 @@ class TransferSaga:
             # UNIQUE (stream_id, version) refuses its TransferStarted.
             transfers = {i: replace(t) for i, t in self.known.any_of(ids).items()}
             changes, outcomes, all_appended = self._decide_starts(commands, transfers, {})
-            if all_appended:
-                await self._write(conn, changes, transfers)
+            if all_appended and await self._written_from_memory(conn, changes, transfers):
                 return outcomes
         earlier = await find_processed(conn, (e.message_id for e, _ in commands))
         answers = {i: p.answer for i, p in earlier.items() if p.answer is not None}
@@ -272,15 +283,9 @@ class TransferSaga:
             if known is not None:
                 transfers = {i: replace(t) for i, t in known.items()}
                 changes, moved, all_appended = self._decide_answers(answers, ours, transfers, set())
-                if all_appended:
-                    await self._write(conn, changes, transfers)
+                if all_appended and await self._written_from_memory(conn, changes, transfers):
                     return moved
-        rows = await conn.fetch(
-            "SELECT command_id, transfer_id, step FROM saga_steps"
-            " WHERE command_id = ANY($1::uuid[])",
-            list(steps),
-        )
-        ours = {r["command_id"]: (r["transfer_id"], r["step"]) for r in rows}
+        ours = await load_steps(conn, steps)
         self.known_steps.remember(ours)
         mine = [(e, o) for e, o in answers if o.command_id in ours]
         if not mine:
@@ -367,17 +372,29 @@ class TransferSaga:
                 changes.outbox.append(message)
                 changes.steps.append((command_id, stream_id, step, message))
 
+    async def _written_from_memory(
+        self, conn: Connection, changes: Changes, transfers: dict[str, Transfer]
+    ) -> bool:
+        """Write a batch decided from known transfers; False if the database refused it
+        (what was known is out of date, or a message came again): then it is read."""
+        try:
+            await self._write(conn, changes, transfers)
+        except ConcurrencyError as refused:
+            log.debug("saga batch decided from known transfers refused (%s); reading", refused)
+            return False
+        return True
+
     async def _write(
         self, conn: Connection, changes: Changes, transfers: dict[str, Transfer]
     ) -> None:
-        """Flush the batch; then its transfers and steps are known as written. If the flush
-        fails, whether it committed is not known: its transfers are forgotten."""
+        """Flush the batch; then its transfers (those that exist) and steps are known as
+        written. If the flush fails, whether it committed is not known: they are forgotten."""
         try:
             await self._flush(conn, changes)
         except BaseException:
             self.known.forget(transfers)
             raise
-        self.known.remember({i: replace(t) for i, t in transfers.items()})
+        self.known.remember({i: replace(t) for i, t in transfers.items() if t.version > 0})
         self.known_steps.remember({c: (t, step) for c, t, step, _ in changes.steps})
 
     async def _flush(self, conn: Connection, changes: Changes) -> None:
