@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,10 +20,9 @@ from bank_shared.contracts.envelope import Envelope, read_payload, seal, seal_ev
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
 from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide, state_after
-from bank_shared.eventstore.known import KnownStates
+from bank_shared.eventstore.known import KnownStates, written_if_current
 from bank_shared.eventstore.store import (
     CommitListener,
-    ConcurrencyError,
     OutboxMessage,
     decide_and_write,
     find_processed,
@@ -80,10 +78,9 @@ class AccountCommandHandler:
         nothing, and the batch is decided again from a fresh load. Any other failure writes
         nothing either; the caller then has Kafka redeliver the batch.
         """
-        attempts = itertools.count()
         return await decide_and_write(
             self.pool,
-            lambda conn: self._apply(conn, commands, from_memory=next(attempts) == 0),
+            lambda conn, first: self._apply(conn, commands, from_memory=first),
             attempts=self.max_conflict_retries,
             log=log,
             what=f"batch of {len(commands)} account commands",
@@ -100,12 +97,10 @@ class AccountCommandHandler:
         known = self.known.all_of(accounts) if from_memory else None
         if known is not None:
             batch = self._decide(commands, dict(known), answers={})
-            if batch.all_accepted:
-                try:
-                    return await self._write(conn, batch, accounts)
-                except ConcurrencyError as refused:
-                    # Not a retry: what was known is out of date, or a command came again.
-                    log.debug("batch decided from known accounts refused (%s); reading", refused)
+            if batch.all_accepted and await written_if_current(
+                self._write(conn, batch, accounts), log, "account batch"
+            ):
+                return batch.outcomes
         earlier = await find_processed(conn, (e.message_id for e, _ in commands))
         newest = await last_events(conn, accounts)
         streams = {

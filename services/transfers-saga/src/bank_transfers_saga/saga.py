@@ -9,7 +9,6 @@ together, so a crash at any point either leaves no trace or leaves the whole ste
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,10 +34,9 @@ from bank_shared.domain.transfer import (
     fold,
     on_step_answer,
 )
-from bank_shared.eventstore.known import KnownStates
+from bank_shared.eventstore.known import KnownStates, written_if_current
 from bank_shared.eventstore.store import (
     CommitListener,
-    ConcurrencyError,
     OutboxMessage,
     RecordedEvent,
     WriteStatement,
@@ -146,12 +144,11 @@ class TransferSaga:
     async def _decide_and_write(
         self, work: Callable[[Connection, bool], Awaitable[T]], what: str
     ) -> T:
-        """`work(conn, from_memory)`: from known states on the first attempt only; a conflict
-        is decided again from a read."""
-        attempts = itertools.count()
+        """`work(conn, from_memory)`: from known states on the first attempt only
+        (decide_and_write); a conflict is decided again from a read."""
         return await decide_and_write(
             self.pool,
-            lambda conn: work(conn, next(attempts) == 0),
+            work,
             attempts=self.max_conflict_retries,
             log=log,
             what=f"saga {what}",
@@ -189,7 +186,9 @@ class TransferSaga:
             # UNIQUE (stream_id, version) refuses its TransferStarted.
             transfers = {i: replace(t) for i, t in self.known.any_of(ids).items()}
             changes, outcomes, all_appended = self._decide_starts(commands, transfers, {})
-            if all_appended and await self._written_from_memory(conn, changes, transfers):
+            if all_appended and await written_if_current(
+                self._write(conn, changes, transfers), log, "StartTransfer batch"
+            ):
                 return outcomes
         earlier = await find_processed(conn, (e.message_id for e, _ in commands))
         answers = {i: p.answer for i, p in earlier.items() if p.answer is not None}
@@ -283,7 +282,9 @@ class TransferSaga:
             if known is not None:
                 transfers = {i: replace(t) for i, t in known.items()}
                 changes, moved, all_appended = self._decide_answers(answers, ours, transfers, set())
-                if all_appended and await self._written_from_memory(conn, changes, transfers):
+                if all_appended and await written_if_current(
+                    self._write(conn, changes, transfers), log, "answers batch"
+                ):
                     return moved
         ours = await load_steps(conn, steps)
         self.known_steps.remember(ours)
@@ -371,18 +372,6 @@ class TransferSaga:
                 )
                 changes.outbox.append(message)
                 changes.steps.append((command_id, stream_id, step, message))
-
-    async def _written_from_memory(
-        self, conn: Connection, changes: Changes, transfers: dict[str, Transfer]
-    ) -> bool:
-        """Write a batch decided from known transfers; False if the database refused it
-        (what was known is out of date, or a message came again): then it is read."""
-        try:
-            await self._write(conn, changes, transfers)
-        except ConcurrencyError as refused:
-            log.debug("saga batch decided from known transfers refused (%s); reading", refused)
-            return False
-        return True
 
     async def _write(
         self, conn: Connection, changes: Changes, transfers: dict[str, Transfer]

@@ -22,12 +22,27 @@ transfers/s, and a round trip fewer is also less waiting for the cores.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
+
+from bank_shared.eventstore.store import ConcurrencyError
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+async def written_if_current(write: Awaitable[object], log: logging.Logger, what: str) -> bool:
+    """Await the write of a batch decided from known states; False if the database refused it
+    (ConcurrencyError: what was known is out of date, or a message came again). Then the caller
+    decides the batch from a read, in the same attempt: a refusal here is not a retry."""
+    try:
+        await write
+    except ConcurrencyError as refused:
+        log.debug("%s decided from known states refused (%s); reading", what, refused)
+        return False
+    return True
 
 
 class KnownStates(Generic[K, V]):

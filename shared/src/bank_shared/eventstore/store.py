@@ -33,15 +33,17 @@ class ConcurrencyError(Exception):
 
 async def decide_and_write(
     pool: asyncpg.Pool[Any],
-    decide: Callable[[Connection], Awaitable[T]],
+    decide: Callable[[Connection, bool], Awaitable[T]],
     *,
     attempts: int,
     log: logging.Logger,
     what: str,
 ) -> T:
-    """Run `decide` (load, decide, write) on one connection. A ConcurrencyError writes nothing
-    and runs it again from a fresh load, up to `attempts` times; any other failure writes
-    nothing and propagates.
+    """Run `decide(conn, first)` (load, decide, write) on one connection. A ConcurrencyError
+    writes nothing and runs it again from a fresh load, up to `attempts` times; any other
+    failure writes nothing and propagates. Only the first attempt (`first`) may start from
+    known states instead of a load (eventstore/known.py): after a conflict, what was known is
+    out of date.
 
     `decide` writes once, in one statement (`save_changes`, or a `WriteStatement`), so there is
     no BEGIN and COMMIT around it: that statement is atomic on its own, and at READ COMMITTED
@@ -52,7 +54,7 @@ async def decide_and_write(
     async with pool.acquire() as conn:
         for attempt in range(1, attempts + 1):
             try:
-                return await decide(conn)
+                return await decide(conn, attempt == 1)
             except ConcurrencyError as conflict:
                 log.info("%s: retry %d after %s", what, attempt, conflict)
     raise ConcurrencyError(f"{what} still conflicted after {attempts} attempts")
