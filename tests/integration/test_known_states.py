@@ -197,6 +197,20 @@ async def test_a_command_handled_before_gets_its_first_outcome_again_and_no_seco
     assert await stored(accounts_db, account) == [(1, "AccountOpened"), (2, "MoneyDeposited")]
 
 
+async def test_with_no_known_accounts_kept_every_batch_is_read(
+    accounts_db: Pool, topics: TopicSettings, reads: list[str]
+) -> None:
+    handler = AccountCommandHandler(accounts_db, topics, known_accounts=0)
+    account = new_id("unkept")
+    await handler.handle(*opening(account, "100"))
+    reads.clear()
+
+    outcome = await handler.handle(*command(DepositMoney(account_id=account, amount="25")))
+
+    assert result(outcome) == ("accepted", 2, Decimal("125.00"))
+    assert reads == ["find_processed", "last_events"]
+
+
 async def test_a_batch_over_two_accounts_one_of_them_moved_on_is_decided_from_a_read(
     accounts_db: Pool, topics: TopicSettings
 ) -> None:
@@ -278,6 +292,24 @@ async def test_the_answer_for_a_known_transfer_is_decided_without_reading_it(
     assert await stored(transfers_db, transfer_id) == [
         (1, "TransferStarted"),
         (2, "TransferDebited"),
+    ]
+
+
+async def test_with_no_known_transfers_kept_every_start_and_answer_is_read(
+    transfers_db: Pool, topics: TopicSettings, reads: list[str]
+) -> None:
+    saga = TransferSaga(transfers_db, topics, known_transfers=0)
+    transfer_id, source = await started(saga)
+
+    moved = await saga.answers_batch([withdrawn(transfer_id, source)])
+
+    assert moved == 1
+    assert reads == [
+        "find_processed",
+        "load_streams",
+        "load_steps",
+        "find_processed",
+        "load_streams",
     ]
 
 

@@ -1,9 +1,14 @@
 """The states a handler last knew: all or nothing for a batch, the least recently used go
-first, and a forgotten key is read again."""
+first, a forgotten key is read again, and a capacity of 0 (the services' setting) keeps none."""
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
+from bank_accounts.settings import AccountsSettings
 from bank_shared.eventstore.known import KnownStates
+from bank_transfers_saga.settings import SagaSettings
 
 
 def test_a_batch_gets_every_state_or_none_at_all() -> None:
@@ -32,3 +37,29 @@ def test_a_remembered_state_replaces_the_old_one_and_a_forgotten_one_is_gone() -
     known.forget(["a", "never-known"])
     assert known.all_of(["a"]) is None
     assert len(known) == 0
+
+
+def test_a_capacity_of_zero_keeps_nothing() -> None:
+    known: KnownStates[str, int] = KnownStates(capacity=0)
+    known.remember({"a": 1})
+    assert not known.enabled
+    assert len(known) == 0
+    assert known.all_of(["a"]) is None
+    assert KnownStates[str, int](capacity=1).enabled
+
+
+def test_each_service_reads_how_many_states_it_keeps_from_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BANK_ACCOUNTS_KNOWN_ACCOUNTS", "0")
+    monkeypatch.setenv("BANK_SAGA_KNOWN_TRANSFERS", "250")
+    assert AccountsSettings().known_accounts == 0
+    assert SagaSettings().known_transfers == 250
+
+
+def test_a_negative_number_of_known_states_is_refused_with_the_setting_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BANK_ACCOUNTS_KNOWN_ACCOUNTS", "-1")
+    with pytest.raises(ValidationError, match="known_accounts"):
+        AccountsSettings()

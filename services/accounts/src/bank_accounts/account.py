@@ -94,7 +94,7 @@ class AccountCommandHandler:
         from_memory: bool,
     ) -> list[CommandOutcome]:
         accounts = {c.account_id for _, c in commands}
-        known = self.known.all_of(accounts) if from_memory else None
+        known = self.known.all_of(accounts) if from_memory and self.known.enabled else None
         if known is not None:
             batch = self._decide(commands, dict(known), answers={})
             if batch.all_accepted and await written_if_current(

@@ -24,6 +24,7 @@ async def run_accounts(settings: AccountsSettings) -> AsyncIterator[Runtime]:
             runtime.pool,
             settings.topics,
             max_conflict_retries=settings.max_conflict_retries,
+            known_accounts=settings.known_accounts,
             relay=runtime.relay,
         )
         dead_letters = DeadLetters(runtime.producer, settings.topics.dead_letters)

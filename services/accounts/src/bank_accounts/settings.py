@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from bank_shared.settings import ServiceSettings
@@ -16,6 +17,9 @@ class AccountsSettings(ServiceSettings):
     # A conflicting append is retried from a fresh load this many times before the batch fails
     # (and is redelivered): conflicts only happen while two instances share a partition briefly.
     max_conflict_retries: int = 10
+    # How many accounts' last state the handler keeps, to decide a batch of known accounts
+    # without reading them (eventstore/known.py); 0: none, every batch reads.
+    known_accounts: int = Field(default=10_000, ge=0)
     pool_size: int = 10
     relay_lock_key: int = 7_345_100_001
     relay_poll_interval: float = 1.0

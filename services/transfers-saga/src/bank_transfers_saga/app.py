@@ -31,6 +31,7 @@ async def run_saga(settings: SagaSettings) -> AsyncIterator[Runtime]:
                     step_timeout=settings.step_timeout,
                     max_step_backoff=settings.max_step_backoff,
                     max_conflict_retries=settings.max_conflict_retries,
+                    known_transfers=settings.known_transfers,
                     relay=runtime.relay,
                 )
             )

@@ -181,7 +181,7 @@ class TransferSaga:
         from_memory: bool,
     ) -> list[CommandOutcome]:
         ids = {c.transfer_id for _, c in commands}
-        if from_memory:
+        if from_memory and self.known.enabled:
             # A transfer not known here is taken as new: if it exists after all, the write's
             # UNIQUE (stream_id, version) refuses its TransferStarted.
             transfers = {i: replace(t) for i, t in self.known.any_of(ids).items()}
@@ -276,7 +276,7 @@ class TransferSaga:
         from_memory: bool,
     ) -> int:
         steps = {outcome.command_id for _, outcome in answers}
-        ours = self.known_steps.all_of(steps) if from_memory else None
+        ours = self.known_steps.all_of(steps) if from_memory and self.known.enabled else None
         if ours is not None:
             known = self.known.all_of({transfer_id for transfer_id, _ in ours.values()})
             if known is not None:

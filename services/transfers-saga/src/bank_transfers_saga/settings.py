@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from bank_shared.settings import ServiceSettings
@@ -20,6 +21,9 @@ class SagaSettings(ServiceSettings):
     max_step_backoff: float = 300.0
     resend_check_interval: float = 1.0
     max_conflict_retries: int = 10
+    # How many transfers' last state the saga keeps, to decide a batch of known transfers
+    # without reading them (eventstore/known.py); 0: none, every batch reads.
+    known_transfers: int = Field(default=10_000, ge=0)
     pool_size: int = 10
     relay_lock_key: int = 7_345_100_002
     relay_poll_interval: float = 1.0
