@@ -1,4 +1,8 @@
-"""Refuse request bodies above a size before anything reads them: 413, as a problem."""
+"""Refuse request bodies above a size before anything reads them: 413, as a problem.
+
+Not FastAPI's own `max_body_size` (FastAPI 0.165): it answers a body whose declared
+Content-Length is too large with a plain-text 413 ("Content Too Large"), whatever the
+exception handlers say, and every error here is a problem+json with a `code`."""
 
 from __future__ import annotations
 
