@@ -105,9 +105,13 @@ ISSUE_STEPS = (
     " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])"
 )
 # Never a step inserted by the same statement: its command is sent only after the commit.
+# Found by primary key alone, with the first answer's time kept by coalesce: a condition
+# `answered_at IS NULL` would let the planner choose the partial index saga_steps_due, which
+# holds an entry for every step answered since the last vacuum, and read them all (half of
+# the saga's write, 0.8 ms of 1.7, at 270 transfers/s: docs/performance-journal.md, change 33).
 MARK_ANSWERED = (
-    "UPDATE saga_steps SET answered_at = $2::timestamptz"
-    " WHERE command_id = ANY($1::uuid[]) AND answered_at IS NULL"
+    "UPDATE saga_steps SET answered_at = coalesce(answered_at, $2::timestamptz)"
+    " WHERE command_id = ANY($1::uuid[])"
 )
 
 
@@ -393,18 +397,20 @@ class TransferSaga:
         now = changes.now
         statement = WriteStatement()
         statement.include_changes(changes.events, changes.outbox, changes.processed)
-        steps = changes.steps
-        statement.add(
-            ISSUE_STEPS,
-            [command_id for command_id, _, _, _ in steps],
-            [transfer_id for _, transfer_id, _, _ in steps],
-            [step for _, _, step, _ in steps],
-            [message.topic for _, _, _, message in steps],
-            [message.key for _, _, _, message in steps],
-            [message.value for _, _, _, message in steps],
-            now + timedelta(seconds=self.step_timeout),
-        )
-        statement.add(MARK_ANSWERED, changes.answered, now)
+        # Each write only when it has rows: even an empty one costs its scans.
+        if steps := changes.steps:
+            statement.add(
+                ISSUE_STEPS,
+                [command_id for command_id, _, _, _ in steps],
+                [transfer_id for _, transfer_id, _, _ in steps],
+                [step for _, _, step, _ in steps],
+                [message.topic for _, _, _, message in steps],
+                [message.key for _, _, _, message in steps],
+                [message.value for _, _, _, message in steps],
+                now + timedelta(seconds=self.step_timeout),
+            )
+        if changes.answered:
+            statement.add(MARK_ANSWERED, changes.answered, now)
         await statement.execute(conn, self.relay)
 
     # --- steps with no answer in time --------------------------------------------------------

@@ -1,0 +1,142 @@
+"""The saga's record of the account commands it issued (`saga_steps`), on a real PostgreSQL:
+an answered step keeps its first answer's time and is never sent again, and marking steps
+answered finds them by primary key, whatever the table's statistics say.
+
+The saga is driven directly on the test's own database; no relay runs, so nothing reaches
+Kafka."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from bank_deploy.providers import Endpoints
+from bank_shared.contracts.envelope import Envelope, seal
+from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.db import create_pool
+from bank_shared.eventstore.migrate import migrate
+from bank_transfers_saga.saga import MARK_ANSWERED, TransferSaga, step_command_id
+from tests.support import envelope_for, fresh_topics, new_id
+
+pytestmark = pytest.mark.integration
+
+Pool = asyncpg.Pool  # asyncpg.Pool[Any] only in annotations (not subscriptable at run time)
+
+STARTED_AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def transfers_db(isolated: Endpoints) -> AsyncIterator[Pool]:
+    pool = await create_pool(isolated.pg.dsn(isolated.pg.transfers_db), size=2)
+    async with pool.acquire() as conn:
+        await migrate(conn, "bank_shared.eventstore.migrations", "bank_transfers_saga.migrations")
+    yield pool
+    await pool.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = STARTED_AT
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def withdrawn(transfer_id: str, source: str) -> tuple[Envelope, CommandOutcome]:
+    """An accepted answer to the transfer's withdraw step, as a message of its own (a new
+    message id each time, as a second copy with another id would be)."""
+    outcome = CommandOutcome(
+        command_id=step_command_id(transfer_id, "withdraw"),
+        command_type="WithdrawMoney",
+        stream_id=source,
+        status="accepted",
+        version=2,
+        balance=Decimal("90.00"),
+    )
+    envelope = seal(
+        outcome,
+        message_id=uuid.uuid4(),
+        correlation_id=uuid.uuid4(),
+        causation_id=outcome.command_id,
+        occurred_at=STARTED_AT,
+    )
+    return envelope, outcome
+
+
+async def test_an_answered_step_keeps_its_first_answer_time_and_is_not_sent_again(
+    transfers_db: Pool,
+) -> None:
+    clock = Clock()
+    saga = TransferSaga(transfers_db, fresh_topics("steps"), step_timeout=10.0, clock=clock)
+    transfer_id, source = new_id("t"), new_id("src")
+    start = StartTransfer(
+        transfer_id=transfer_id, source_account_id=source, target_account_id="dst", amount="10"
+    )
+    [started] = await saga.start_batch([(envelope_for(start), start)])
+    assert started.status == "accepted"
+
+    clock.now = STARTED_AT + timedelta(seconds=1)
+    assert await saga.answers_batch([withdrawn(transfer_id, source)]) == 1
+    clock.now = STARTED_AT + timedelta(seconds=2)
+    assert await saga.answers_batch([withdrawn(transfer_id, source)]) == 0  # moves nothing
+    async with transfers_db.acquire() as conn:
+        # Every step overdue: only the unanswered deposit may be sent again.
+        await conn.execute("UPDATE saga_steps SET next_attempt_at = now() - interval '1 hour'")
+        answered = await conn.fetchval(
+            "SELECT answered_at FROM saga_steps WHERE command_id = $1",
+            step_command_id(transfer_id, "withdraw"),
+        )
+
+    assert answered == STARTED_AT + timedelta(seconds=1)
+    assert await saga.resend_due_steps() == 1
+    async with transfers_db.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT step, attempts FROM saga_steps WHERE transfer_id = $1", transfer_id
+        )
+    attempts = {row["step"]: row["attempts"] for row in rows}
+    assert attempts == {"withdraw": 1, "deposit": 2}
+
+
+async def test_marking_steps_answered_finds_them_by_primary_key_whatever_the_statistics(
+    transfers_db: Pool,
+) -> None:
+    """Right after a vacuum that saw no unanswered step, the planner thinks the partial index
+    of unanswered steps (saga_steps_due) nearly empty. Until the next vacuum that index keeps
+    an entry for every step answered meanwhile, so a mark that used it would read more of
+    them at every batch: it must not be able to use it."""
+    async with transfers_db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO saga_steps (command_id, transfer_id, step, topic, key, command,"
+            " next_attempt_at, answered_at)"
+            " SELECT gen_random_uuid(), 't' || g, 'withdraw', 'account-commands', 'k', '',"
+            " now(), now() FROM generate_series(1, 20000) g"
+        )
+        await conn.execute("VACUUM ANALYZE saga_steps")
+        new = [uuid.uuid4() for _ in range(10)]
+        await conn.execute(
+            "INSERT INTO saga_steps (command_id, transfer_id, step, topic, key, command,"
+            " next_attempt_at) SELECT id, 'new', 'deposit', 'account-commands', 'k', '', now()"
+            " FROM unnest($1::uuid[]) AS id",
+            new,
+        )
+        plan: str = await conn.fetchval(  # the plan only: nothing runs
+            f"EXPLAIN (FORMAT JSON) {MARK_ANSWERED}", new, datetime.now(UTC)
+        )
+
+    indexes = {
+        node["Index Name"] for node in _nodes(json.loads(plan)[0]["Plan"]) if "Index Name" in node
+    }
+    assert indexes == {"saga_steps_pkey"}, f"the mark's plan uses {indexes}: {plan}"
+
+
+def _nodes(node: dict[str, object]) -> list[dict[str, object]]:
+    children = node.get("Plans", [])
+    assert isinstance(children, list)
+    return [node, *(n for child in children for n in _nodes(child))]
