@@ -11,14 +11,38 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bank_shared.contracts.envelope import Envelope, Message, open_envelope, seal, to_bytes
+from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.settings import KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSettings
+from bank_transfers_saga.saga import step_command_id
+
+
+def withdrawn(transfer_id: str, source: str) -> tuple[Envelope, CommandOutcome]:
+    """The accounts service's accepted answer to a transfer's withdraw step, as a message of
+    its own (a new message id at each call)."""
+    outcome = CommandOutcome(
+        command_id=step_command_id(transfer_id, "withdraw"),
+        command_type="WithdrawMoney",
+        stream_id=source,
+        status="accepted",
+        version=2,
+        balance=Decimal("90.00"),
+    )
+    envelope = seal(
+        outcome,
+        message_id=uuid.uuid4(),
+        correlation_id=uuid.uuid4(),
+        causation_id=outcome.command_id,
+        occurred_at=datetime.now(UTC),
+    )
+    return envelope, outcome
 
 
 def new_id(prefix: str) -> str:

@@ -1,10 +1,13 @@
-"""Integration fixtures: per-session topics, a producer, and the accounts service in-process."""
+"""Integration fixtures: per-session topics, a producer, the services in-process, and pools on a
+test's own databases."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -14,6 +17,8 @@ from bank_deploy.postgres import create_databases
 from bank_deploy.providers import Endpoints
 from bank_projector.app import run_projector
 from bank_projector.settings import ProjectorSettings
+from bank_shared.db import create_pool
+from bank_shared.eventstore.migrate import migrate
 from bank_shared.messaging.kafka import make_producer
 from bank_shared.runtime import Runtime
 from bank_shared.topics import TopicSettings
@@ -37,6 +42,35 @@ async def isolated(infra: Endpoints) -> AsyncIterator[Endpoints]:
     await create_databases(pg)
     yield Endpoints(kafka=infra.kafka, pg=pg, provider=infra.provider)
     await drop_databases(pg)
+
+
+async def migrated_pool(dsn: str, *packages: str) -> asyncpg.Pool[Any]:
+    pool = await create_pool(dsn, size=4)
+    async with pool.acquire() as conn:
+        await migrate(conn, *packages)
+    return pool
+
+
+@pytest.fixture
+async def accounts_db(isolated: Endpoints) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """A pool on this test's own accounts database, migrated, for driving a handler directly."""
+    pool = await migrated_pool(
+        isolated.pg.dsn(isolated.pg.accounts_db), "bank_shared.eventstore.migrations"
+    )
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def transfers_db(isolated: Endpoints) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """A pool on this test's own transfers database, migrated, for driving the saga directly."""
+    pool = await migrated_pool(
+        isolated.pg.dsn(isolated.pg.transfers_db),
+        "bank_shared.eventstore.migrations",
+        "bank_transfers_saga.migrations",
+    )
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture(scope="session")

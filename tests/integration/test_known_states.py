@@ -8,9 +8,7 @@ the databases are the test's own, and no relay runs, so nothing reaches Kafka.""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,48 +18,18 @@ import pytest
 import bank_accounts.account as account_module
 import bank_transfers_saga.saga as saga_module
 from bank_accounts.account import AccountCommandHandler
-from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount, WithdrawMoney
-from bank_shared.contracts.envelope import Envelope, seal
+from bank_shared.contracts.envelope import Envelope
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
-from bank_shared.db import create_pool
-from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.store import load_stream, save_changes
 from bank_shared.topics import TopicSettings
-from bank_transfers_saga.saga import TransferSaga, step_command_id
-from tests.support import envelope_for, fresh_topics, new_id
+from bank_transfers_saga.saga import TransferSaga
+from tests.support import envelope_for, fresh_topics, new_id, withdrawn
 
 pytestmark = pytest.mark.integration
 
 Pool = asyncpg.Pool  # asyncpg.Pool[Any] only in annotations (not subscriptable at run time)
-
-
-async def migrated_pool(dsn: str, *packages: str) -> Pool:
-    pool = await create_pool(dsn, size=4)
-    async with pool.acquire() as conn:
-        await migrate(conn, *packages)
-    return pool
-
-
-@pytest.fixture
-async def accounts_db(isolated: Endpoints) -> AsyncIterator[Pool]:
-    pool = await migrated_pool(
-        isolated.pg.dsn(isolated.pg.accounts_db), "bank_shared.eventstore.migrations"
-    )
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def transfers_db(isolated: Endpoints) -> AsyncIterator[Pool]:
-    pool = await migrated_pool(
-        isolated.pg.dsn(isolated.pg.transfers_db),
-        "bank_shared.eventstore.migrations",
-        "bank_transfers_saga.migrations",
-    )
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture
@@ -239,26 +207,6 @@ async def test_a_batch_over_two_accounts_one_of_them_moved_on_is_decided_from_a_
 
 
 # --- the transfers saga -----------------------------------------------------------------------
-
-
-def withdrawn(transfer_id: str, source: str) -> tuple[Envelope, CommandOutcome]:
-    """The accounts service's answer to the saga's withdraw step: accepted."""
-    outcome = CommandOutcome(
-        command_id=step_command_id(transfer_id, "withdraw"),
-        command_type="WithdrawMoney",
-        stream_id=source,
-        status="accepted",
-        version=2,
-        balance=Decimal("90.00"),
-    )
-    envelope = seal(
-        outcome,
-        message_id=uuid.uuid4(),
-        correlation_id=uuid.uuid4(),
-        causation_id=outcome.command_id,
-        occurred_at=datetime.now(UTC),
-    )
-    return envelope, outcome
 
 
 def start_of(transfer_id: str, source: str) -> tuple[Envelope, StartTransfer]:

@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import asyncpg
 import pytest
 
-from bank_deploy.providers import Endpoints
-from bank_shared.contracts.envelope import Envelope, seal
-from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
-from bank_shared.db import create_pool
-from bank_shared.eventstore.migrate import migrate
 from bank_transfers_saga.saga import MARK_ANSWERED, TransferSaga, step_command_id
-from tests.support import envelope_for, fresh_topics, new_id
+from tests.support import envelope_for, fresh_topics, new_id, withdrawn
 
 pytestmark = pytest.mark.integration
 
@@ -32,42 +25,12 @@ Pool = asyncpg.Pool  # asyncpg.Pool[Any] only in annotations (not subscriptable 
 STARTED_AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def transfers_db(isolated: Endpoints) -> AsyncIterator[Pool]:
-    pool = await create_pool(isolated.pg.dsn(isolated.pg.transfers_db), size=2)
-    async with pool.acquire() as conn:
-        await migrate(conn, "bank_shared.eventstore.migrations", "bank_transfers_saga.migrations")
-    yield pool
-    await pool.close()
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = STARTED_AT
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def withdrawn(transfer_id: str, source: str) -> tuple[Envelope, CommandOutcome]:
-    """An accepted answer to the transfer's withdraw step, as a message of its own (a new
-    message id each time, as a second copy with another id would be)."""
-    outcome = CommandOutcome(
-        command_id=step_command_id(transfer_id, "withdraw"),
-        command_type="WithdrawMoney",
-        stream_id=source,
-        status="accepted",
-        version=2,
-        balance=Decimal("90.00"),
-    )
-    envelope = seal(
-        outcome,
-        message_id=uuid.uuid4(),
-        correlation_id=uuid.uuid4(),
-        causation_id=outcome.command_id,
-        occurred_at=STARTED_AT,
-    )
-    return envelope, outcome
 
 
 async def test_an_answered_step_keeps_its_first_answer_time_and_is_not_sent_again(
@@ -107,10 +70,12 @@ async def test_an_answered_step_keeps_its_first_answer_time_and_is_not_sent_agai
 async def test_marking_steps_answered_finds_them_by_primary_key_whatever_the_statistics(
     transfers_db: Pool,
 ) -> None:
-    """Right after a vacuum that saw no unanswered step, the planner thinks the partial index
-    of unanswered steps (saga_steps_due) nearly empty. Until the next vacuum that index keeps
-    an entry for every step answered meanwhile, so a mark that used it would read more of
-    them at every batch: it must not be able to use it."""
+    """The steps here are inserted answered, so after the vacuum the partial index of
+    unanswered steps (saga_steps_due) is empty and the statistics say no step waits: the
+    state in which the planner chose that index for the old mark (`answered_at IS NULL` in
+    its condition). In a running bank that index then keeps an entry for every step answered
+    until the next vacuum, and a mark that used it would read more of them at every batch:
+    the mark must not be able to use it."""
     async with transfers_db.acquire() as conn:
         await conn.execute(
             "INSERT INTO saga_steps (command_id, transfer_id, step, topic, key, command,"

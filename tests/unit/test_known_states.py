@@ -57,9 +57,16 @@ def test_each_service_reads_how_many_states_it_keeps_from_its_settings(
     assert SagaSettings().known_transfers == 250
 
 
+@pytest.mark.parametrize(
+    ("variable", "settings"),
+    [
+        ("BANK_ACCOUNTS_KNOWN_ACCOUNTS", AccountsSettings),
+        ("BANK_SAGA_KNOWN_TRANSFERS", SagaSettings),
+    ],
+)
 def test_a_negative_number_of_known_states_is_refused_with_the_setting_named(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, variable: str, settings: type[AccountsSettings | SagaSettings]
 ) -> None:
-    monkeypatch.setenv("BANK_ACCOUNTS_KNOWN_ACCOUNTS", "-1")
-    with pytest.raises(ValidationError, match="known_accounts"):
-        AccountsSettings()
+    monkeypatch.setenv(variable, "-1")
+    with pytest.raises(ValidationError, match=variable.split("_", 2)[2].lower()):
+        settings()

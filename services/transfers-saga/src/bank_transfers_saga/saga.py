@@ -280,7 +280,7 @@ class TransferSaga:
         from_memory: bool,
     ) -> int:
         steps = {outcome.command_id for _, outcome in answers}
-        ours = self.known_steps.all_of(steps) if from_memory and self.known.enabled else None
+        ours = self.known_steps.all_of(steps) if from_memory and self.known_steps.enabled else None
         if ours is not None:
             known = self.known.all_of({transfer_id for transfer_id, _ in ours.values()})
             if known is not None:
@@ -397,7 +397,8 @@ class TransferSaga:
         now = changes.now
         statement = WriteStatement()
         statement.include_changes(changes.events, changes.outbox, changes.processed)
-        # Each write only when it has rows: even an empty one costs its scans.
+        # The steps' writes only when they have rows: a start batch answers no step, and its
+        # statement is the shorter for it (the store's own writes are always there).
         if steps := changes.steps:
             statement.add(
                 ISSUE_STEPS,

@@ -14,8 +14,8 @@ written.
 One assumption: PostgreSQL never loses a commit it acknowledged (`synchronous_commit` on, as
 here). After restoring a backup, or failing over to a replica that may lack the last commits,
 restart the services so that they forget what they knew: a state ahead of the database would
-not conflict. Where that can happen without a restart, run them with no known states
-(BANK_ACCOUNTS_KNOWN_ACCOUNTS=0, BANK_SAGA_KNOWN_TRANSFERS=0).
+not conflict. Where a failover can happen while the services keep running, run them with no
+known states (BANK_ACCOUNTS_KNOWN_ACCOUNTS=0, BANK_SAGA_KNOWN_TRANSFERS=0).
 
 Why (docs/performance.md, change 32): a batch's two reads were about 4.6 ms of its time at 270
 transfers/s, and a round trip fewer is also less waiting for the cores.
