@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import sys
 from collections.abc import AsyncIterator, Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -19,16 +21,25 @@ async def running(
 ) -> AsyncIterator[dict[str, int | None]]:
     """Start the named services (PIDs and logs under `.bank/bench-<run>/`), wait until each
     answers /ready, yield their PIDs by instance name (`accounts`, `accounts-2`, ...), and stop
-    them at the end, then delete the run's topics (`bench.<run>.*`)."""
+    them at the end, then delete the run's topics (`bench.<run>.*`). The run's directory goes
+    too, unless the run failed: then its logs are what explains it, and stderr names them."""
     config = LauncherConfig()
     config = config.model_copy(update={"state_dir": config.state_dir / f"bench-{run}"})
     services = LocalServices(config, counts=bench_counts(names, env), env=env)
+    failed = False
     try:
         await asyncio.to_thread(services.start)
         yield {i.name: services.pid(i) for i in services.instances}
+    except BaseException:
+        failed = True
+        print(f"the services' logs of this run are kept in {config.logs_dir}", file=sys.stderr)
+        raise
     finally:
         await asyncio.to_thread(services.stop)
         await delete_topics(KafkaSettings(), f"bench.{run}.")
+        if not failed:
+            # A directory of logs per run piled up (5 MB each, hundreds after a week of runs).
+            shutil.rmtree(config.state_dir, ignore_errors=True)
 
 
 def bench_counts(names: set[str], env: Mapping[str, str]) -> dict[str, int]:
