@@ -34,8 +34,7 @@ commit and publish, or between publish and marking, publishes it (again) after t
 (handed-over rows too: they are in the outbox, unmarked, and a new leadership reads first).
 The marks are written by the next read, in the same statement, or by one UPDATE every
 MARK_DELAY (sooner once a batch's worth waits): not a PostgreSQL round trip and a commit per
-round. A crash before that write only
-means more rows sent again.
+round. A crash before that write only means more rows sent again.
 
 Batching: once woken, the relay waits `linger` (10 ms) before its round, so that rows committed
 (or handed over) meanwhile go with it. Without it, a busy bank sent a round per transaction, and
