@@ -2,8 +2,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# uv from PATH, or the module pip installed (python3 -m pip install uv).
-UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# uv from PATH, or the one deploy/prerequisites.sh installed (with pip, or in its own venv).
+# Looked up at each use: the first target may be what installs it.
+UV_VENV ?= $(HOME)/.cache/bank/uv
+export UV_VENV
+UV = $(shell command -v uv 2>/dev/null || { test -x $(UV_VENV)/bin/uv && echo $(UV_VENV)/bin/uv; } \
+	|| echo "python3 -m uv")
+# What deploy/prerequisites.sh checks for: `run` (Java, Maven, PostgreSQL, uv), `test` (and Chromium).
+PREREQUISITES = run
 PYTEST_ARGS ?=
 
 .PHONY: help install run start stop restart status test test-unit lint format kafka-jars clean \
@@ -12,8 +18,8 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-install: ## Install the Python dependencies (uv, from the lockfile) and the Kafka jars
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+install: ## Install what is missing (apt-get, pip), the Python dependencies and the Kafka jars
+	@deploy/prerequisites.sh $(PREREQUISITES)
 	$(UV) sync --frozen
 	$(UV) run bank-infra fetch
 
@@ -32,6 +38,7 @@ restart: ## Restart one service: make restart SERVICE=accounts
 status: ## Show what is running, with PIDs and readiness
 	$(UV) run bank-infra status
 
+test: PREREQUISITES = test
 test: install ## Run the whole test suite against a real Kafka and PostgreSQL
 	$(UV) run pytest $(PYTEST_ARGS)
 
