@@ -13,6 +13,9 @@ from bank_deploy.postgres import create_databases
 from bank_deploy.providers import Endpoints, provide_infra
 from bank_shared.settings import PostgresSettings
 
+# The outbox relay's fixtures (a database and topics of a test's own), for every test folder.
+pytest_plugins = ("tests.outbox_history",)
+
 
 def session_databases(pg: PostgresSettings) -> PostgresSettings:
     """The bank's databases under names of this session's own: every run starts empty, so a

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -62,23 +64,44 @@ async def test_concurrent_transfers_among_a_few_accounts_conserve_the_money(
             return True
 
         await eventually(settled, within=120, what="every transfer to finish")
-        finished = [(await queries.get(f"/transfers/{t}")).json() for t in transfer_ids]
+        finished = {t: (await queries.get(f"/transfers/{t}")).json() for t in transfer_ids}
 
-        async def balances() -> list[Decimal]:
-            found = []
+        async def effects() -> dict[str, Counter[str]]:
+            """Each transfer's debits, credits and refunds, as the accounts' histories show."""
+            found: dict[str, Counter[str]] = {t: Counter() for t in transfer_ids}
             for account in accounts:
-                row = (await queries.get(f"/accounts/{account}")).json()
-                found.append(Decimal(row["balance"]))
+                history = await queries.get(f"/accounts/{account}/events", params={"limit": 500})
+                for event in history.json()["items"]:
+                    transfer = finished.get(event["transfer_id"])
+                    if transfer is None:
+                        continue
+                    assert Decimal(event["amount"]) == Decimal(transfer["amount"]), event
+                    if event["type"] == "MoneyWithdrawn":
+                        kind = "debit"
+                    elif account == transfer["source_account_id"]:
+                        kind = "refund"
+                    else:
+                        kind = "credit"
+                    found[event["transfer_id"]][kind] += 1
             return found
 
-        # The transfers' rows and the accounts' rows come from two topics: wait for both.
-        async def conserved() -> bool:
-            return sum(await balances()) == Decimal("500.00")
+        def expected(transfer: dict[str, Any]) -> Counter[str]:
+            if transfer["status"] == "completed":
+                return Counter(debit=1, credit=1)
+            # Failed: refused before the debit, or debited and refunded.
+            return Counter(debit=1, refund=1) if transfer["refunded"] else Counter()
 
-        await eventually(conserved, what="the balances to add up to 500.00")
-    assert all(b >= 0 for b in await balances_via(cluster, accounts))
-    assert {t["status"] for t in finished} <= {"completed", "failed"}
-    assert any(t["status"] == "completed" for t in finished)
+        # The transfers' rows and the accounts' rows come from two topics: wait for both.
+        async def every_transfer_moved_its_money_once() -> bool:
+            seen = await effects()
+            return all(seen[t] == expected(finished[t]) for t in transfer_ids)
+
+        await eventually(every_transfer_moved_its_money_once, what="each transfer's effects")
+        balances = await balances_via(cluster, accounts)
+    assert sum(balances) == Decimal("500.00")
+    assert all(b >= 0 for b in balances)
+    assert {t["status"] for t in finished.values()} <= {"completed", "failed"}
+    assert any(t["status"] == "completed" for t in finished.values())
 
 
 async def balances_via(cluster: Cluster, accounts: list[str]) -> list[Decimal]:

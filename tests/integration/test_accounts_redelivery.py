@@ -76,7 +76,7 @@ async def flaky_service(
             build_router(
                 own,
                 handler,
-                DeadLetters(runtime.producer, own.dead_letters),
+                DeadLetters(runtime.producer, own.dead_letters, answer_commands=own),
                 group_id=f"flaky-{run}",
             )
         ]
@@ -89,7 +89,7 @@ async def flaky_service(
         migrations=["bank_shared.eventstore.migrations"],
         pool_size=4,
         routers=routers,
-        relay=RelaySettings(lock_key=7_345_100_001, poll_interval=0.2),
+        relay=RelaySettings(lease_key=7_345_100_001, poll_interval=0.2),
     ) as runtime:
         yield runtime, holder[0], own
 
@@ -117,7 +117,7 @@ async def test_a_failed_command_is_redelivered_and_the_commands_after_it_are_not
     assert (last.message.version, last.message.balance) == (3, Decimal("3.00"))
 
 
-async def test_a_command_that_always_fails_is_dead_lettered_and_the_rest_are_applied(
+async def test_a_command_that_always_fails_is_dead_lettered_answered_and_the_rest_applied(
     flaky_service: tuple[Runtime, FailsOnceHandler, TopicSettings],
     producer: AIOKafkaProducer,
     outcomes: TopicTap,
@@ -134,10 +134,15 @@ async def test_a_command_that_always_fails_is_dead_lettered_and_the_rest_are_app
 
     [last] = (await outcomes.wait_for(caused_by(after.message_id)))[:1]
     [letter] = await dead_letters.wait_for(lambda r: r.value == to_bytes(broken))
+    [refused] = (await outcomes.wait_for(caused_by(broken.message_id)))[:1]
     assert "a bug this command always triggers" in letter.headers["dead-letter-reason"].decode()
     assert isinstance(last.message, CommandOutcome)
     assert (last.message.version, last.message.balance) == (2, Decimal("2.00"))
-    assert outcomes.matching(caused_by(broken.message_id)) == []
+    # Its sender is told, not left waiting: rejected, with the reason.
+    assert isinstance(refused.message, CommandOutcome)
+    assert (refused.message.status, refused.message.code) == ("rejected", "unprocessable_command")
+    assert refused.message.command_id == broken.message_id
+    assert "a bug this command always triggers" in (refused.message.reason or "")
 
 
 async def test_a_graceful_stop_commits_the_offsets_of_everything_applied(

@@ -4,7 +4,6 @@ concurrency and poison messages."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from decimal import Decimal
 
@@ -149,7 +148,7 @@ async def test_fifty_withdrawals_through_kafka_against_100_leave_exactly_ten_acc
 
 
 async def test_fifty_concurrent_handlers_on_one_account_conflict_and_retry_without_loss(
-    accounts: Runtime, accounts_settings: AccountsSettings, caplog: pytest.LogCaptureFixture
+    accounts: Runtime, accounts_settings: AccountsSettings
 ) -> None:
     """Bypasses Kafka's per-partition ordering: 50 transactions race on one stream, so the
     version check and the retry from a fresh load are what keep the balance right."""
@@ -167,12 +166,10 @@ async def test_fifty_concurrent_handlers_on_one_account_conflict_and_retry_witho
     withdrawals = [
         envelope_for(WithdrawMoney(account_id=account, amount="10.00")) for _ in range(50)
     ]
-    with caplog.at_level(logging.INFO, logger="bank_accounts.account"):
-        results = await asyncio.gather(
-            *(handler.handle(w, WithdrawMoney.model_validate(w.payload)) for w in withdrawals)
-        )
-    retries = [r for r in caplog.records if "retry" in r.getMessage()]
-    assert retries, "no conflict happened: the test did not exercise the version check"
+    results = await asyncio.gather(
+        *(handler.handle(w, WithdrawMoney.model_validate(w.payload)) for w in withdrawals)
+    )
+    assert handler.refused_writes > 0, "no write was refused: the version check was not raced"
     assert sorted((r.status, r.code) for r in results) == (
         [("accepted", None)] * 10 + [("rejected", "insufficient_funds")] * 40
     )
@@ -286,3 +283,26 @@ async def test_records_with_undecodable_headers_are_processed_not_skipped(
     assert isinstance(deposited_answer.message, CommandOutcome)
     assert opened_answer.message.status == "accepted"
     assert deposited_answer.message.balance == Decimal("3.00")
+
+
+async def test_a_command_the_contract_refuses_is_dead_lettered_and_answered_rejected(
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+    outcomes: TopicTap,
+    dead_letters: TopicTap,
+) -> None:
+    """A NUL in an owner, sent straight to Kafka past the command API's checks: the accounts
+    service cannot store it, and its sender gets a rejection instead of silence."""
+    account = new_id("nul")
+    envelope = envelope_for(OpenAccount(account_id=account, owner="ab"))
+    raw = to_bytes(envelope).replace(b'"owner":"ab"', b'"owner":"a\\u0000b"')
+    assert raw != to_bytes(envelope)
+    await send(producer, topics.account_commands, account, raw)
+
+    [answer] = (await outcomes.wait_for(caused_by(envelope.message_id)))[:1]
+    [letter] = await dead_letters.wait_for(lambda r: r.value == raw)
+    assert isinstance(answer.message, CommandOutcome)
+    assert (answer.message.status, answer.message.code) == ("rejected", "unprocessable_command")
+    assert (answer.message.stream_id, answer.message.command_type) == (account, "OpenAccount")
+    assert "U+0000" in (answer.message.reason or "")
+    assert "U+0000" in letter.headers["dead-letter-reason"].decode()

@@ -255,6 +255,79 @@ async def test_a_transfer_between_one_account_is_422_and_sends_nothing(
     assert await sent_so_far(api_settings) == before
 
 
+# Written as JSON escapes: what a client can send, a lone surrogate included.
+REFUSED_OWNERS = {
+    "NUL": r"a\u0000b",
+    "bell": r"a\u0007b",
+    "newline": r"a\nb",
+    "delete": r"a\u007fb",
+    "right-to-left override": r"a\u202eb",
+    "isolate": r"a\u2066b",
+    "zero-width space": r"a\u200bb",
+    "byte order mark": r"\ufeffab",
+}
+
+
+@pytest.mark.parametrize("owner", REFUSED_OWNERS.values(), ids=REFUSED_OWNERS.keys())
+async def test_an_owner_with_a_character_a_name_may_not_hold_is_422_and_sends_nothing(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings, owner: str
+) -> None:
+    before = await sent_so_far(api_settings)
+    answer = await api.post(
+        "/accounts",
+        content=f'{{"owner": "{owner}"}}',
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert problem["code"] == "validation_error"
+    [field] = problem["errors"]
+    assert (field["field"], field["type"]) == ("owner", "invalid_text")
+    assert "send letters, digits, spaces and punctuation only" in field["message"]
+    assert await sent_so_far(api_settings) == before
+
+
+async def test_an_owner_that_is_not_unicode_text_is_422_and_sends_nothing(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    before = await sent_so_far(api_settings)
+    answer = await api.post(
+        "/accounts",
+        content=r'{"owner": "a\ud800b"}',  # a lone surrogate: no character at all
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    [field] = answer.json()["errors"]
+    assert field["field"] == "owner"
+    assert "send text as UTF-8" in field["message"]
+    assert await sent_so_far(api_settings) == before
+
+
+async def test_an_owner_is_kept_in_nfc_with_the_joiners_scripts_need(
+    api: httpx.AsyncClient, api_settings: CommandApiSettings
+) -> None:
+    # "Zoe" with a combining diaeresis, and a Persian name with a zero-width non-joiner.
+    names = [("Zoe\u0308", "Zo\u00eb"), ("\u0645\u200c\u06cc", "\u0645\u200c\u06cc")]
+    for sent, kept in names:
+        account = new_id("nfc")
+        answer = await api.post("/accounts", json={"owner": sent, "account_id": account})
+        assert answer.status_code == 201, answer.text
+        assert await owner_in_store(api_settings, account) == kept
+
+
+async def owner_in_store(settings: CommandApiSettings, account: str) -> str:
+    """The owner of an account as the accounts service stored it (its AccountOpened)."""
+    conn = await asyncpg.connect(settings.pg.dsn(settings.pg.accounts_db))
+    try:
+        owner: str = await conn.fetchval(
+            "SELECT envelope->'payload'->>'owner' FROM events WHERE stream_id = $1 AND version = 1",
+            account,
+        )
+        return owner
+    finally:
+        await conn.close()
+
+
 @pytest.mark.parametrize(
     ("raw", "content_type", "status", "code"),
     [

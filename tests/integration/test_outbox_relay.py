@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
-from bank_shared.contracts.accounts import DepositMoney, OpenAccount
-from bank_shared.db import Connection, create_pool
-from bank_shared.eventstore.migrate import migrate
+from bank_shared.contracts.accounts import DepositMoney, MoneyDeposited
+from bank_shared.contracts.envelope import seal_events
+from bank_shared.db import Connection
 from bank_shared.eventstore.relay import FaultHook, OutboxRelay, RelaySettings
 from bank_shared.eventstore.store import (
     CommitListener,
@@ -24,13 +24,17 @@ from bank_shared.eventstore.store import (
     add_to_outbox,
     save_changes,
 )
-from bank_shared.messaging.kafka import ensure_topics
-from bank_shared.topics import TopicSettings, account_topics
+from bank_shared.topics import TopicSettings
+from tests.outbox_history import (
+    IN_ORDER,
+    TOTAL,
+    commit_history,
+    unpublished,
+    versions_by_stream,
+)
 from tests.support import TopicTap, envelope_for, eventually, keyed, records_in_topic
 
 pytestmark = pytest.mark.integration
-
-STREAMS, DEPOSITS = 3, 4  # each stream: AccountOpened + 4 MoneyDeposited = versions 1..5
 
 
 class RelayKilledError(BaseException):
@@ -48,54 +52,6 @@ def relay(infra: Endpoints, store_dsn: str) -> Callable[..., OutboxRelay]:
     return make
 
 
-@pytest.fixture
-async def store_dsn(infra: Endpoints) -> AsyncIterator[str]:
-    """A fresh event-store database, so only this test's relay publishes its outbox."""
-    name = f"relay_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(infra.pg.dsn("postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = infra.pg.dsn(name)
-    conn = await asyncpg.connect(dsn)
-    await migrate(conn, "bank_shared.eventstore.migrations")
-    await conn.close()
-    yield dsn
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
-
-
-@pytest.fixture
-async def relay_topics(infra: Endpoints) -> TopicSettings:
-    run = uuid.uuid4().hex[:8]
-    topics = TopicSettings(
-        account_commands=f"test.relay.{run}.commands",
-        account_events=f"test.relay.{run}.events",
-        command_outcomes=f"test.relay.{run}.outcomes",
-        step_outcomes=f"test.relay.{run}.step-outcomes",
-        dead_letters=f"test.relay.{run}.dead",
-        partitions=3,
-    )
-    await ensure_topics(infra.kafka, account_topics(topics))
-    return topics
-
-
-async def commit_history(dsn: str, topics: TopicSettings) -> list[str]:
-    """Commit events and outbox rows for a few streams, with no relay running."""
-    pool = await create_pool(dsn, size=2)
-    handler = AccountCommandHandler(pool, topics)
-    accounts = [f"acct-{uuid.uuid4().hex[:8]}" for _ in range(STREAMS)]
-    try:
-        for account in accounts:
-            opening = OpenAccount(account_id=account, owner="Relay")
-            await handler.handle(envelope_for(opening), opening)
-        for _ in range(DEPOSITS):
-            for account in accounts:
-                deposit = DepositMoney(account_id=account, amount="1.00")
-                await handler.handle(envelope_for(deposit), deposit)
-    finally:
-        await pool.close()
-    return accounts
-
-
 async def run_until_killed(relay: OutboxRelay) -> None:
     task = asyncio.create_task(relay.run())
     [outcome] = await asyncio.gather(task, return_exceptions=True)
@@ -108,19 +64,6 @@ def kill_at(point: str) -> FaultHook:
             raise RelayKilledError(point)
 
     return fault
-
-
-async def unpublished(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        count: int = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        return count
-    finally:
-        await conn.close()
-
-
-def versions_by_stream(tap: TopicTap, accounts: list[str]) -> dict[str, list[int]]:
-    return {a: [r.envelope.stream_version or 0 for r in tap.matching(keyed(a))] for a in accounts}
 
 
 async def restart_and_collect(
@@ -144,9 +87,8 @@ async def restart_and_collect(
     return tap
 
 
-SETTINGS = RelaySettings(lock_key=1, poll_interval=0.1)
-TOTAL = STREAMS * (1 + DEPOSITS)
-IN_ORDER = list(range(1, DEPOSITS + 2))
+# A short lease: a relay killed in a test is replaced within a second.
+SETTINGS = RelaySettings(lease_key=1, poll_interval=0.1, lease_duration=1.0)
 
 
 async def test_killed_after_commit_before_publish_the_restarted_relay_publishes_in_order(
@@ -165,7 +107,7 @@ async def test_killed_after_commit_before_publish_the_restarted_relay_publishes_
     assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, IN_ORDER)
 
 
-async def test_a_paused_old_leader_that_wakes_after_a_takeover_only_repeats_never_reorders(
+async def test_a_paused_old_leader_that_wakes_after_a_takeover_sends_nothing_it_had_read(
     infra: Endpoints,
     store_dsn: str,
     relay_topics: TopicSettings,
@@ -180,25 +122,30 @@ async def test_a_paused_old_leader_that_wakes_after_a_takeover_only_repeats_neve
             stalled.set()
             await release.wait()
 
-    old = relay(RelaySettings(lock_key=2, poll_interval=0.1), stall_after_fetch)
+    old = relay(SETTINGS, stall_after_fetch)
     old_task = asyncio.create_task(old.run())
     try:
         await asyncio.wait_for(stalled.wait(), 30)
-        # Meanwhile a new leader (another lock: the old one's session is presumed dead)
-        # publishes and marks everything.
+        stalled_in = old.lease.term
+        # Its lease (the same one) runs out while it stalls: a new leader takes it over,
+        # publishes and marks everything, and hands the lease back when it stops.
         await restart_and_collect(infra, relay, relay_topics, accounts, store_dsn, TOTAL)
-        release.set()  # the old leader wakes and sends what it had read
-        tap = await TopicTap(infra.kafka, relay_topics.account_events).start()
-        try:
-            await tap.wait_for(lambda r: r.key in accounts, count=2 * TOTAL)
-        finally:
-            await tap.stop()
+        release.set()  # the old leader wakes, with the rows it had read
+        await eventually(
+            lambda: old.is_leader and old.lease.term not in (None, stalled_in),
+            what="the old leader to step down, then lead again",
+        )
     finally:
         old_task.cancel()
         await asyncio.gather(old_task, return_exceptions=True)
-    # Every copy of every stream in version order: the late copies are duplicates, which the
-    # consumers drop by message id or applied version.
-    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, IN_ORDER + IN_ORDER)
+    tap = await TopicTap(infra.kafka, relay_topics.account_events).start()
+    try:
+        await tap.wait_for(lambda r: r.key in accounts, count=TOTAL)
+    finally:
+        await tap.stop()
+    # Each stream once, in version order: the old leader sent none of what it had read.
+    assert await records_in_topic(infra.kafka, relay_topics.account_events) == TOTAL
+    assert versions_by_stream(tap, accounts) == dict.fromkeys(accounts, IN_ORDER)
 
 
 async def test_killed_after_publish_before_marking_it_publishes_again_never_reordered(
@@ -221,7 +168,9 @@ async def test_killed_after_publish_before_marking_it_publishes_again_never_reor
 async def test_only_one_relay_publishes_per_database_and_a_standby_takes_over(
     relay: Callable[..., OutboxRelay],
 ) -> None:
-    settings = RelaySettings(lock_key=42, poll_interval=0.1)
+    # A lease far longer than the test: the standby takes over because the leader hands the
+    # lease over when it stops, not because it expired.
+    settings = RelaySettings(lease_key=42, poll_interval=0.1, lease_duration=300.0)
     first, second = relay(settings), relay(settings)
     tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
     try:
@@ -242,7 +191,7 @@ async def test_purge_deletes_published_rows_past_retention_and_keeps_unpublished
     store_dsn: str, relay_topics: TopicSettings, relay: Callable[..., OutboxRelay]
 ) -> None:
     await commit_history(store_dsn, relay_topics)
-    purger = relay(RelaySettings(lock_key=7, retention=timedelta(0)))
+    purger = relay(RelaySettings(lease_key=7, retention=timedelta(0)))
     conn = await asyncpg.connect(store_dsn)
     try:
         await conn.execute(
@@ -303,7 +252,7 @@ async def relay_with_linger(
     async def start(
         linger: float, min_rate: float
     ) -> tuple[RoundsRecorded, Callable[[], Awaitable[int]]]:
-        settings = RelaySettings(lock_key=11, linger=linger, linger_min_rate=min_rate)
+        settings = RelaySettings(lease_key=11, linger=linger, linger_min_rate=min_rate)
         # A clock that stands still: every row of the test is sent in the same second.
         relay = RoundsRecorded(
             store_dsn, infra.kafka, settings, name="test-linger", clock=lambda: 0.0
@@ -373,7 +322,7 @@ async def handing_relay(
 ) -> AsyncIterator[tuple[RoundsRecorded, Connection]]:
     """A relay whose only read is its first (the fallback read comes every 30 s), and a
     writer's connection."""
-    settings = RelaySettings(lock_key=12, poll_interval=30.0)
+    settings = RelaySettings(lease_key=12, poll_interval=30.0)
     relay = RoundsRecorded(store_dsn, infra.kafka, settings, name="test-handover")
     relay.rounds = []
     task = asyncio.create_task(relay.run())
@@ -500,3 +449,63 @@ async def test_a_write_inside_a_transaction_hands_nothing_over_and_is_read(
     assert spy.tokens == []
     assert spy.handed == 0
     assert len(relay.rounds) == 1  # a read sent it
+
+
+async def test_concurrent_writers_whose_ids_and_commits_interleave_keep_each_stream_in_order(
+    infra: Endpoints,
+    store_dsn: str,
+    relay_topics: TopicSettings,
+    relay: Callable[..., OutboxRelay],
+) -> None:
+    """Eight streams written at once on connections of their own, each version after the last
+    one committed (as a stream's writer must). Half the writes hold their transaction open a
+    moment after taking their outbox ids, so ids are taken in one order and committed in
+    another; the other half hand their rows over at once. Each stream reaches Kafka in order."""
+    publisher = relay(SETTINGS)
+    task = asyncio.create_task(publisher.run())
+    streams = [f"acct-{uuid.uuid4().hex[:8]}" for _ in range(8)]
+    committed: list[uuid.UUID] = []
+
+    async def write_stream(stream: str, n: int) -> None:
+        conn = await asyncpg.connect(store_dsn)
+        try:
+            for version in range(1, VERSIONS + 1):
+                event = seal_events(
+                    [MoneyDeposited(account_id=stream, amount="1", balance_after=str(version))],
+                    cause=uuid.uuid4(),
+                    correlation_id=uuid.uuid4(),
+                    stream_id=stream,
+                    after_version=version - 1,
+                    occurred_at=datetime.now(UTC),
+                )
+                message = OutboxMessage(relay_topics.account_events, stream, event[0])
+                if (n + version) % 2:
+                    async with conn.transaction():
+                        await save_changes(conn, event, [message], [])
+                        await asyncio.sleep(random.uniform(0, 0.015))
+                else:
+                    await save_changes(conn, event, [message], [], publisher)
+                committed.append(message.envelope.message_id)
+        finally:
+            await conn.close()
+
+    tap = await TopicTap(infra.kafka, relay_topics.account_events).start()
+    try:
+        await asyncio.gather(*(write_stream(s, n) for n, s in enumerate(streams)))
+        await tap.wait_for(lambda r: r.key in streams, count=len(streams) * VERSIONS)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await tap.stop()
+    conn = await asyncpg.connect(store_dsn)
+    try:
+        rows = await conn.fetch("SELECT message_id, id FROM outbox")
+        ids: dict[uuid.UUID, int] = {r["message_id"]: r["id"] for r in rows}
+    finally:
+        await conn.close()
+    in_commit_order = [ids[m] for m in committed]
+    assert in_commit_order != sorted(in_commit_order), "ids were committed in their own order"
+    assert versions_by_stream(tap, streams) == {s: list(range(1, VERSIONS + 1)) for s in streams}
+
+
+VERSIONS = 6

@@ -190,3 +190,58 @@ async def park_and_go_on(
     assert parked["version"] == 1
     assert "schema version 9" in parked["reason"]
     assert row is None, "the parked stream's later event must not be applied on a gap"
+
+
+async def test_an_event_before_the_unreadable_one_is_applied_though_its_stream_is_parked(
+    isolated: Endpoints, producer: AIOKafkaProducer
+) -> None:
+    """Version 1 readable, version 2 not, both in the projector's first batch: the stream is
+    parked at version 2, and version 1 is still applied."""
+    topics = fresh_topics("parking-later")
+    account = new_id("half")
+    first, second = seal_events(
+        [
+            AccountOpened(account_id=account, owner="P", initial_balance="5", balance_after="5"),
+            MoneyDeposited(account_id=account, amount="1", balance_after="6"),
+        ],
+        cause=uuid.uuid4(),
+        correlation_id=uuid.uuid4(),
+        stream_id=account,
+        after_version=0,
+        occurred_at=datetime.now(UTC),
+    )
+    unreadable = to_bytes(second.model_copy(update={"schema_version": 9}))
+    # Both written before the projector starts: its first fetch finds them together.
+    for value in (to_bytes(first), unreadable):
+        await producer.send_and_wait(topics.account_events, value=value, key=account.encode())
+    settings = ProjectorSettings(
+        kafka=isolated.kafka,
+        pg=isolated.pg,
+        topics=topics,
+        accounts_group=f"{topics.account_events}.projector",
+        transfers_group=f"{topics.transfer_events}.projector",
+    )
+    async with run_projector(settings):
+        conn = await asyncpg.connect(isolated.pg.dsn(isolated.pg.read_db))
+        try:
+
+            async def parked() -> bool:
+                found = await conn.fetchval(
+                    "SELECT version FROM parked_streams WHERE stream_id = $1", account
+                )
+                return bool(found == 2)
+
+            await eventually(parked, what="the stream parked at version 2")
+            await eventually(
+                lambda: conn.fetchval(
+                    "SELECT version FROM accounts WHERE account_id = $1", account
+                ),
+                what="version 1 applied",
+            )
+            row = await conn.fetchrow(
+                "SELECT version, balance FROM accounts WHERE account_id = $1", account
+            )
+        finally:
+            await conn.close()
+    assert row is not None
+    assert (row["version"], str(row["balance"])) == (1, "5.00")

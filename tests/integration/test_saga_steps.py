@@ -2,21 +2,27 @@
 an answered step keeps its first answer's time and is never sent again, and marking steps
 answered finds them by primary key, whatever the table's statistics say.
 
-The saga is driven directly on the test's own database; no relay runs, so nothing reaches
-Kafka."""
+The saga is driven directly on the test's own database; no relay runs, so its outbox rows do
+not reach Kafka (a dead-lettered step does: it is sent at once)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from bank_deploy.providers import Endpoints
 from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.messaging.consume import DeadLetters
+from bank_shared.messaging.kafka import ensure_topics
+from bank_shared.topics import transfer_topics
 from bank_transfers_saga.saga import MARK_ANSWERED, TransferSaga, step_command_id
-from tests.support import envelope_for, fresh_topics, new_id, withdrawn
+from tests.support import TopicTap, envelope_for, eventually, fresh_topics, new_id, withdrawn
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +111,77 @@ def _nodes(node: dict[str, object]) -> list[dict[str, object]]:
     children = node.get("Plans", [])
     assert isinstance(children, list)
     return [node, *(n for child in children for n in _nodes(child))]
+
+
+async def test_a_step_that_cannot_be_read_is_dead_lettered_once_and_the_others_are_sent(
+    transfers_db: Pool, infra: Endpoints, producer: AIOKafkaProducer
+) -> None:
+    topics = fresh_topics("steps-dead")
+    await ensure_topics(infra.kafka, transfer_topics(topics))
+    saga = TransferSaga(
+        transfers_db,
+        topics,
+        step_timeout=10.0,
+        dead_letters=DeadLetters(producer, topics.dead_letters),
+    )
+    transfer_id, source = new_id("t"), new_id("src")
+    start = StartTransfer(
+        transfer_id=transfer_id, source_account_id=source, target_account_id="dst", amount="10"
+    )
+    await saga.start_batch([(envelope_for(start), start)])
+    broken = uuid.uuid4()
+    unreadable = b"{not a command"
+    async with transfers_db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO saga_steps (command_id, transfer_id, step, topic, key, command,"
+            " next_attempt_at) VALUES ($1, 'broken', 'deposit', $2, 'acc', $3, now())",
+            broken,
+            topics.account_commands,
+            unreadable,
+        )
+        await conn.execute("UPDATE saga_steps SET next_attempt_at = now() - interval '1 hour'")
+    letters = await TopicTap(infra.kafka, topics.dead_letters).start()
+    try:
+        assert await saga.resend_due_steps() == 1  # the withdraw, not the broken step
+        [letter] = await letters.wait_for(lambda r: r.value == unreadable)
+        async with transfers_db.acquire() as conn:
+            await conn.execute("UPDATE saga_steps SET next_attempt_at = now() - interval '1 hour'")
+        assert await saga.resend_due_steps() == 1  # the withdraw again; the broken one is done
+        async with transfers_db.acquire() as conn:
+            marked = await conn.fetchval(
+                "SELECT dead_lettered_at IS NOT NULL FROM saga_steps WHERE command_id = $1",
+                broken,
+            )
+            resent = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE message_id = $1",
+                step_command_id(transfer_id, "withdraw"),
+            )
+        assert letters.matching(lambda r: r.value == unreadable) == [letter]
+    finally:
+        await letters.stop()
+    assert marked is True
+    assert resent == 3  # first sent, then twice again
+    assert letter.headers["step"] == b"deposit"
+    assert b"cannot send step deposit again" in letter.headers["dead-letter-reason"]
+
+
+class FailsFirst(TransferSaga):
+    """Its first check for overdue steps fails with an error of no known kind."""
+
+    calls = 0
+
+    async def resend_due_steps(self, limit: int = 200) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("simulated: a bug in the first check")
+        return await super().resend_due_steps(limit)
+
+
+async def test_the_resend_loop_goes_on_after_an_unexpected_error(transfers_db: Pool) -> None:
+    saga = FailsFirst(transfers_db, fresh_topics("steps-loop"))
+    loop = asyncio.create_task(saga.resend_forever(0.01))
+    try:
+        await eventually(lambda: saga.calls >= 3 or loop.done(), what="two more checks")
+        assert not loop.done(), "the loop ended"
+    finally:
+        loop.cancel()

@@ -18,6 +18,9 @@ class FakeConnection:
         self.rows = rows
         self.marked: list[int] = []
 
+    async def fetchval(self, _claim: str, *_args: object) -> int:
+        return 1  # the lease: this relay holds it
+
     async def fetch(self, _query: str, _limit: int, mark: list[int]) -> list[dict[str, Any]]:
         self.marked += mark
         return [row for row in self.rows if row["id"] not in self.marked]
@@ -50,16 +53,21 @@ def rows(count: int, size: int = 100) -> list[dict[str, Any]]:
     ]
 
 
-def relay() -> OutboxRelay:
-    return OutboxRelay("postgresql://unused", KafkaSettings(), RelaySettings(lock_key=1), name="t")
+async def leader(conn: FakeConnection) -> OutboxRelay:
+    relay = OutboxRelay(
+        "postgresql://unused", KafkaSettings(), RelaySettings(lease_key=1), name="t"
+    )
+    assert await relay.lease.claim(conn)  # type: ignore[arg-type]
+    return relay
 
 
 async def test_one_batch_per_partition_and_every_row_marked() -> None:
     conn, producer = FakeConnection(rows(30)), FakeProducer(batch_bytes=64 * 1024)
-    sent = await relay().publish_pending(conn, producer)  # type: ignore[arg-type]
+    relay = await leader(conn)
+    sent = await relay.publish_pending(conn, producer)  # type: ignore[arg-type]
     assert sent == list(range(1, 31))
     assert conn.marked == []  # marked by the next round
-    assert await relay().publish_pending(conn, producer, sent) == []  # type: ignore[arg-type]
+    assert await relay.publish_pending(conn, producer, sent) == []  # type: ignore[arg-type]
     assert conn.marked == list(range(1, 31))
     partitions = [p for _, p, _ in producer.sent]
     assert len(partitions) == len(set(partitions))  # never two batches for one partition
@@ -68,11 +76,12 @@ async def test_one_batch_per_partition_and_every_row_marked() -> None:
 
 async def test_a_full_batch_ends_the_round_and_only_the_rows_before_it_are_marked() -> None:
     conn, producer = FakeConnection(rows(60, size=200)), FakeProducer(batch_bytes=1024)
-    sent = await relay().publish_pending(conn, producer)  # type: ignore[arg-type]
+    relay = await leader(conn)
+    sent = await relay.publish_pending(conn, producer)  # type: ignore[arg-type]
     assert 0 < len(sent) < 60
     assert sent == list(range(1, len(sent) + 1))
     assert sum(n for _, _, n in producer.sent) == len(sent)
     # The next round marks those and starts at the row that did not fit.
-    following = await relay().publish_pending(conn, producer, sent)  # type: ignore[arg-type]
+    following = await relay.publish_pending(conn, producer, sent)  # type: ignore[arg-type]
     assert conn.marked == sent
     assert following[0] == len(sent) + 1

@@ -23,6 +23,7 @@ from bank_shared.domain.account import INITIAL, AccountState, Rejection, decide,
 from bank_shared.eventstore.known import KnownStates, written_if_current
 from bank_shared.eventstore.store import (
     CommitListener,
+    ConcurrencyError,
     OutboxMessage,
     decide_and_write,
     find_processed,
@@ -60,6 +61,8 @@ class AccountCommandHandler:
         self.known: KnownStates[str, tuple[AccountState, int]] = KnownStates(
             known_accounts, version=lambda known: known[1]
         )
+        # How many of its writes the database refused because another writer got there first.
+        self.refused_writes = 0
 
     async def handle(self, envelope: Envelope, command: AccountCommand) -> CommandOutcome:
         """Apply `command` exactly once; a redelivered command gets its first outcome again."""
@@ -117,6 +120,10 @@ class AccountCommandHandler:
     ) -> list[CommandOutcome]:
         try:
             await save_changes(conn, batch.events, batch.outbox, batch.processed, self.relay)
+        except ConcurrencyError:
+            self.refused_writes += 1
+            self.known.forget(accounts)
+            raise
         except BaseException:
             # Whether it committed is not known (or another writer got there first).
             self.known.forget(accounts)

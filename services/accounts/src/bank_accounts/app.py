@@ -27,7 +27,9 @@ async def run_accounts(settings: AccountsSettings) -> AsyncIterator[Runtime]:
             known_accounts=settings.known_accounts,
             relay=runtime.relay,
         )
-        dead_letters = DeadLetters(runtime.producer, settings.topics.dead_letters)
+        dead_letters = DeadLetters(
+            runtime.producer, settings.topics.dead_letters, answer_commands=settings.topics
+        )
         return [
             build_router(settings.topics, handler, dead_letters, group_id=settings.consumer_group)
         ]
@@ -41,7 +43,8 @@ async def run_accounts(settings: AccountsSettings) -> AsyncIterator[Runtime]:
         pool_size=settings.pool_size,
         routers=routers,
         relay=RelaySettings(
-            lock_key=settings.relay_lock_key,
+            lease_key=settings.relay_lease_key,
+            lease_duration=settings.relay_lease_duration,
             poll_interval=settings.relay_poll_interval,
             linger=settings.relay_linger,
             linger_min_rate=settings.relay_linger_min_rate,

@@ -28,6 +28,7 @@ REJECTED_STATUS = {
     "transfer_already_exists": 409,
     "invalid_amount": 422,
     "same_account": 422,
+    "unprocessable_command": 422,
 }
 # A rejection code this API does not know yet: the request was valid, the state refused it.
 OTHER_REJECTION_STATUS = 409
@@ -138,6 +139,11 @@ def rejection_message(code: str, stream_id: str, query_api_url: str) -> str:
             return (
                 f"Transfer {stream_id!r} exists already. Choose another transfer_id, or leave it"
                 " out to get a new one."
+            )
+        case "unprocessable_command":
+            return (
+                "The service could not process this command at all (detail says why); nothing"
+                " was changed. Correct the request and send it again."
             )
         case "same_account":
             return "A transfer needs two different accounts; change source or target."

@@ -71,7 +71,8 @@ async def run_command_api(settings: CommandApiSettings) -> AsyncIterator[Command
         pool_size=settings.pool_size,
         routers=routers,
         relay=RelaySettings(
-            lock_key=settings.relay_lock_key,
+            lease_key=settings.relay_lease_key,
+            lease_duration=settings.relay_lease_duration,
             poll_interval=settings.relay_poll_interval,
             linger=settings.relay_linger,
             linger_min_rate=settings.relay_linger_min_rate,

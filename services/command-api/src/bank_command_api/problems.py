@@ -39,6 +39,8 @@ def field_message(field: InvalidField) -> str | None:
             return "use 1 to 255 visible ASCII characters without spaces, e.g. a UUID"
         case "string_pattern_mismatch":
             return f"is not a valid id; use {ID_RULE}"
+        case "string_unicode":
+            return "is not Unicode text (a lone surrogate escape?); send text as UTF-8"
         case "model_attributes_type" | "dict_type" if field.name == "body":
             return f"must be a JSON object, e.g. {EXAMPLE_BODY}"
         case _:

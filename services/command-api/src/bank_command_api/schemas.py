@@ -13,13 +13,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    StringConstraints,
     WithJsonSchema,
 )
 
 from bank_shared.http.problems import FieldLocation
 from bank_shared.ids import StreamName
 from bank_shared.money import SEND_INSTEAD, ZERO, Money, format_money, parse_money
+from bank_shared.text import PersonName
 
 # A pydantic-style error, as RequestValidationError carries them.
 ErrorDetail = dict[str, Any]
@@ -80,7 +80,6 @@ OpeningBalance = Annotated[
     _as_text,
     _amount_schema("Euros, zero or more, like `amount`.", minimum=0),
 ]
-Owner = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 ID_RULE = "1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit"
 
@@ -119,7 +118,10 @@ class OpenAccountRequest(CommandRequest):
         }
     )
 
-    owner: Owner = Field(description="The account holder's name (1-200 characters).")
+    owner: PersonName = Field(
+        description="The account holder's name: 1-200 characters, kept in Unicode NFC. Control,"
+        " invisible and text-direction characters are refused (docs/command-api.md)."
+    )
     initial_balance: OpeningBalance = Field(
         default=ZERO, description="Money in the account from the start (default 0.00)."
     )

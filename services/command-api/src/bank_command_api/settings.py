@@ -33,7 +33,9 @@ class CommandApiSettings(ServiceSettings):
     cors_origins: str = "http://127.0.0.1:8002,http://localhost:8002"
     consumer_group: str = "command-api"
     pool_size: int = 10
-    relay_lock_key: int = 7_345_100_003
+    relay_lease_key: int = 7_345_100_003
+    # A relay leader that has not renewed its lease for this long is replaced (seconds).
+    relay_lease_duration: float = 5.0
     relay_poll_interval: float = 1.0
     # Seconds a woken relay waits for more rows before it sends (eventstore/relay.py); 0: none.
     relay_linger: float = 0.010

@@ -15,6 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
 
+import asyncpg
+
 from bank_shared.channels import READ_MODEL_CHANNEL, notify_payloads
 from bank_shared.contracts.accounts import (
     ACCOUNT_EVENTS,
@@ -118,11 +120,27 @@ def _streams(events: Events) -> list[str]:
     return list({e.stream_id or "" for e, _ in events})
 
 
-def _without_parked(events: Events, parked: set[str]) -> Events:
+def _parked(rows: Sequence[asyncpg.Record]) -> dict[str, int | None]:
+    """Each parked stream of the batch, with the version it was parked at (None: unknown)."""
+    return {r["stream_id"]: r["parked_version"] for r in rows if r["parked"]}
+
+
+def _without_parked(events: Events, parked: dict[str, int | None]) -> Events:
+    """The events still to apply: a parked stream's events before the one it was parked at
+    are applied (they may come in the same batch as it), the rest are skipped."""
     if not parked:
         return events
-    log.warning("skipping events of parked streams %s", sorted(parked))
-    return [(e, m) for e, m in events if e.stream_id not in parked]
+
+    def applies(envelope: Envelope) -> bool:
+        if envelope.stream_id not in parked:
+            return True
+        at = parked[envelope.stream_id]
+        return at is not None and (envelope.stream_version or 0) < at
+
+    kept = [(e, m) for e, m in events if applies(e)]
+    if len(kept) < len(events):
+        log.warning("skipping events of parked streams %s", sorted(parked))
+    return kept
 
 
 def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
@@ -130,9 +148,9 @@ def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-# READ_ACCOUNTS and READ_TRANSFERS select the stream id and its parked flag, then the row's
-# columns in the order of its dataclass's fields, which is also the order WRITE_* inserts them.
-ROW_COLUMNS_FROM = 2
+# READ_ACCOUNTS and READ_TRANSFERS select the stream id, its parked flag and version, then the
+# row's columns in the order of its dataclass's fields, the order WRITE_* inserts them in.
+ROW_COLUMNS_FROM = 3
 # A row's values in that order (not `astuple`, which deep-copies every value: 18 against
 # 0.2 µs a row, timeit).
 ACCOUNT_VALUES = attrgetter(*(f.name for f in fields(AccountRow)))
@@ -141,7 +159,8 @@ TRANSFER_VALUES = attrgetter(*(f.name for f in fields(TransferRow)))
 
 # The stream ids of a batch, each with its row (NULLs if none yet) and whether it is parked.
 READ_ACCOUNTS = (
-    "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, a.account_id, a.owner,"
+    "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, p.version AS parked_version,"
+    " a.account_id, a.owner,"
     " a.balance, a.version, a.opened_at, a.updated_at"
     " FROM unnest($1::text[]) AS ids(id)"
     " LEFT JOIN accounts a ON a.account_id = ids.id"
@@ -169,7 +188,7 @@ async def _project_accounts(conn: Connection, events: Events) -> int:
     if not events:
         return 0
     rows = await conn.fetch(READ_ACCOUNTS, _streams(events))
-    events = _without_parked(events, {r["stream_id"] for r in rows if r["parked"]})
+    events = _without_parked(events, _parked(rows))
     accounts = {
         r["account_id"]: AccountRow(*tuple(r)[ROW_COLUMNS_FROM:])
         for r in rows
@@ -223,7 +242,8 @@ async def _project_accounts(conn: Connection, events: Events) -> int:
 
 
 READ_TRANSFERS = (
-    "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, t.transfer_id,"
+    "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, p.version AS parked_version,"
+    " t.transfer_id,"
     " t.source_account_id, t.target_account_id, t.amount, t.status, t.reason, t.refunded,"
     " t.started_at, t.finished_at, t.version, t.debited_at"
     " FROM unnest($1::text[]) AS ids(id)"
@@ -250,7 +270,7 @@ async def _project_transfers(conn: Connection, events: Events) -> int:
     if not events:
         return 0
     rows = await conn.fetch(READ_TRANSFERS, _streams(events))
-    events = _without_parked(events, {r["stream_id"] for r in rows if r["parked"]})
+    events = _without_parked(events, _parked(rows))
     transfers = {
         r["transfer_id"]: TransferRow(*tuple(r)[ROW_COLUMNS_FROM:])
         for r in rows

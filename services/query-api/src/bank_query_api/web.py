@@ -26,6 +26,8 @@ COMMAND_ERRORS = {
     "invalid_amount": "That amount is not allowed. Enter more than zero.",
     "same_account": "Choose two different accounts.",
     "transfer_already_exists": "A transfer with this id exists already.",
+    "unprocessable_command": "The bank could not process this; nothing changed. Check what"
+    " you entered and try again.",
     "validation_error": "Check the form: an amount is euros with at most two decimals,"
     " like 10.50; an id is letters, digits, '-', '_' or '.'.",
     "invalid_json": "The request could not be read. Reload the page and try again.",

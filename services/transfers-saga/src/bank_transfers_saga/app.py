@@ -33,13 +33,17 @@ async def run_saga(settings: SagaSettings) -> AsyncIterator[Runtime]:
                     max_conflict_retries=settings.max_conflict_retries,
                     known_transfers=settings.known_transfers,
                     relay=runtime.relay,
+                    dead_letters=DeadLetters(runtime.producer, settings.topics.dead_letters),
                 )
             )
         return sagas[0]
 
     def routers(runtime: Runtime) -> list[KafkaRouter]:
-        dead_letters = DeadLetters(runtime.producer, settings.topics.dead_letters)
-        return [build_router(settings, saga_for(runtime), dead_letters)]
+        topics = settings.topics
+        # A StartTransfer that cannot be processed is answered (rejected); an answer is not.
+        command_letters = DeadLetters(runtime.producer, topics.dead_letters, answer_commands=topics)
+        answer_letters = DeadLetters(runtime.producer, topics.dead_letters)
+        return [build_router(settings, saga_for(runtime), command_letters, answer_letters)]
 
     def background(runtime: Runtime) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         timer = saga_for(runtime).resend_forever(settings.resend_check_interval)
@@ -54,7 +58,8 @@ async def run_saga(settings: SagaSettings) -> AsyncIterator[Runtime]:
         pool_size=settings.pool_size,
         routers=routers,
         relay=RelaySettings(
-            lock_key=settings.relay_lock_key,
+            lease_key=settings.relay_lease_key,
+            lease_duration=settings.relay_lease_duration,
             poll_interval=settings.relay_poll_interval,
             linger=settings.relay_linger,
             linger_min_rate=settings.relay_linger_min_rate,

@@ -13,7 +13,12 @@ from bank_transfers_saga.settings import SagaSettings
 
 
 def build_router(
-    settings: SagaSettings, saga: TransferSaga, dead_letters: DeadLetters, *, max_records: int = 100
+    settings: SagaSettings,
+    saga: TransferSaga,
+    command_letters: DeadLetters,
+    answer_letters: DeadLetters,
+    *,
+    max_records: int = 100,
 ) -> KafkaRouter:
     router = KafkaRouter()
 
@@ -28,7 +33,7 @@ def build_router(
         settings.topics.transfer_commands,
         group_id=settings.commands_group,
         handle=on_transfer_commands,
-        dead_letters=dead_letters,
+        dead_letters=command_letters,
         accepts=lambda m: isinstance(m, StartTransfer),
         max_records=max_records,
     )
@@ -37,7 +42,7 @@ def build_router(
         settings.topics.step_outcomes,
         group_id=settings.answers_group,
         handle=on_step_outcomes,
-        dead_letters=dead_letters,
+        dead_letters=answer_letters,
         accepts=lambda m: isinstance(m, CommandOutcome),
         max_records=max_records,
     )

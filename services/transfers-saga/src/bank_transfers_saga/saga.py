@@ -47,6 +47,7 @@ from bank_shared.eventstore.store import (
 )
 from bank_shared.faults import crash_point
 from bank_shared.ids import derived_id
+from bank_shared.messaging.consume import DeadLetters
 from bank_shared.topics import TopicSettings
 
 log = logging.getLogger(__name__)
@@ -127,9 +128,11 @@ class TransferSaga:
         clock: Clock = utc_now,
         relay: CommitListener | None = None,
         known_transfers: int = 10_000,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         """`relay`: this process's outbox relay, handed each batch's rows once committed.
-        `known_transfers`: how many transfers' last state it keeps, to decide without reading."""
+        `known_transfers`: how many transfers' last state it keeps, to decide without reading.
+        `dead_letters`: where a step that cannot be sent again goes."""
         self.pool = pool
         self.topics = topics
         self.step_timeout = step_timeout
@@ -137,6 +140,7 @@ class TransferSaga:
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
         self.relay = relay
+        self.dead_letters = dead_letters
         # Each transfer as this process last wrote or read it, and which transfer and step
         # each of its step commands is (a fact that never changes once written); see
         # eventstore/known.py for when a decision may rest on them.
@@ -418,52 +422,77 @@ class TransferSaga:
 
     async def resend_due_steps(self, limit: int = 200) -> int:
         """Send again, with the same command id, every step whose answer is overdue; the next
-        deadline doubles each time (up to max_step_backoff). Returns how many were re-sent."""
+        deadline doubles each time (up to max_step_backoff). A step whose stored command can
+        no longer be read is dead-lettered instead, once. Returns how many were re-sent."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT command_id, transfer_id, step, topic, key, command, attempts"
-                " FROM saga_steps WHERE answered_at IS NULL AND next_attempt_at <= now()"
+                " FROM saga_steps WHERE answered_at IS NULL AND dead_lettered_at IS NULL"
+                " AND next_attempt_at <= now()"
                 " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
                 limit,
             )
-            if not rows:
+            resent: list[tuple[asyncpg.Record, OutboxMessage]] = []
+            for r in rows:
+                try:
+                    resent.append((r, self._resent(r)))
+                except Exception as error:  # whatever it is, this step cannot go again
+                    await self._dead_letter(conn, r, error)
+            if not resent:
                 return 0
-            # Asks for the answer on the step outcomes topic even if the step was first sent
-            # by an older saga, which read its answers among the command API's outcomes.
-            await add_to_outbox(
-                conn,
-                [
-                    OutboxMessage(
-                        r["topic"],
-                        r["key"],
-                        Envelope.model_validate_json(r["command"]).model_copy(
-                            update={"reply_to": self.topics.step_outcomes}
-                        ),
-                    )
-                    for r in rows
-                ],
-            )
+            await add_to_outbox(conn, [message for _, message in resent])
             await conn.executemany(
                 "UPDATE saga_steps SET attempts = attempts + 1, next_attempt_at = now()"
                 " + make_interval(secs => $2) WHERE command_id = $1",
-                [(r["command_id"], self._backoff(r["attempts"])) for r in rows],
+                [(r["command_id"], self._backoff(r["attempts"])) for r, _ in resent],
             )
-        for r in rows:
+        for r, _ in resent:
             log.warning(
                 "transfer %s: no answer to %s after %d attempt(s); sent again",
                 r["transfer_id"],
                 r["step"],
                 r["attempts"],
             )
-        return len(rows)
+        return len(resent)
+
+    def _resent(self, row: asyncpg.Record) -> OutboxMessage:
+        # Asks for the answer on the step outcomes topic even if the step was first sent by
+        # an older saga, which read its answers among the command API's outcomes.
+        envelope = Envelope.model_validate_json(row["command"]).model_copy(
+            update={"reply_to": self.topics.step_outcomes}
+        )
+        return OutboxMessage(row["topic"], row["key"], envelope)
+
+    async def _dead_letter(self, conn: Connection, row: asyncpg.Record, error: Exception) -> None:
+        """Publish a step that cannot be sent to the dead-letter topic, then mark it so: if
+        the mark is lost, the step is dead-lettered again, never lost."""
+        reason = f"the saga cannot send step {row['step']} again: {error!r}"
+        if self.dead_letters is None:
+            log.error("transfer %s: %s (no dead-letter topic)", row["transfer_id"], reason)
+        else:
+            await self.dead_letters.publish(
+                row["key"].encode(),
+                row["command"],
+                reason,
+                source=f"saga step {row['command_id']}",
+                headers={"transfer-id": row["transfer_id"], "step": row["step"]},
+            )
+        await conn.execute(
+            "UPDATE saga_steps SET dead_lettered_at = now() WHERE command_id = $1",
+            row["command_id"],
+        )
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.max_step_backoff, self.step_timeout * 2**attempts))
 
     async def resend_forever(self, interval: float) -> None:
+        """Re-send overdue steps every `interval` seconds until cancelled. A failure is logged
+        and the next round tries again: this loop is what rescues lost steps."""
         while True:
             try:
                 await self.resend_due_steps()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("checking overdue saga steps failed: %s", error)
+            except Exception:
+                log.exception("checking overdue saga steps failed unexpectedly; will try again")
             await asyncio.sleep(interval)

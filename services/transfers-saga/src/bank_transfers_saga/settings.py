@@ -25,7 +25,9 @@ class SagaSettings(ServiceSettings):
     # without reading them (eventstore/known.py); 0: none, every batch reads.
     known_transfers: int = Field(default=10_000, ge=0)
     pool_size: int = 10
-    relay_lock_key: int = 7_345_100_002
+    relay_lease_key: int = 7_345_100_002
+    # A relay leader that has not renewed its lease for this long is replaced (seconds).
+    relay_lease_duration: float = 5.0
     relay_poll_interval: float = 1.0
     # Seconds a woken relay waits for more rows before it sends (eventstore/relay.py); 0: none.
     relay_linger: float = 0.010

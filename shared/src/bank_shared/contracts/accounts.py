@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from bank_shared.contracts.envelope import Message, register
 from bank_shared.ids import StreamName
 from bank_shared.money import ZERO, Money
+from bank_shared.text import PersonName
 
 # --- commands: intentions, addressed to one account ----------------------------------------
 
@@ -14,7 +13,9 @@ from bank_shared.money import ZERO, Money
 @register
 class OpenAccount(Message):
     account_id: StreamName
-    owner: str = Field(min_length=1, max_length=200)
+    # Refused here too, not only by the command API: a name PostgreSQL cannot store would
+    # fail the accounts service's write instead of getting an answer.
+    owner: PersonName
     initial_balance: Money = ZERO
 
 

@@ -15,7 +15,12 @@ RejectionCode = Literal[
     "invalid_amount",
     "transfer_already_exists",
     "same_account",
+    "unprocessable_command",
 ]
+
+# The rejection of a command its service could not process at all (unreadable, or refused by
+# the database): it was dead-lettered, and this outcome tells its sender so.
+UNPROCESSABLE = "unprocessable_command"
 
 
 @register

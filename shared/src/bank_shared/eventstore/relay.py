@@ -24,10 +24,15 @@ a failed round, is covered by the rules above and by the consumers, who all drop
 have seen (by message id, or a stream version they already applied), whichever copy comes
 first.
 
-Only one relay per database publishes at a time (an advisory lock); the others wait on standby
-and take over when it dies. A paused old leader that wakes after the takeover can only repeat
-rows the new leader also sends (duplicates, dropped by the consumers), never reorder a stream:
-each relay sends a stream's rows in version order.
+Only one relay per database publishes at a time: the holder of a lease it renews (lease.py);
+the others wait on standby and take over once it expires, at most `lease_duration` after the
+leader's last renewal (plus a `poll_interval`), or at once after a clean stop. A leader checks
+its lease before every round's send, so one that wakes from a pause finds it over and sends
+nothing it had read. What that check cannot see is a pause in the instant between it and
+aiokafka writing the round to its socket: a round sent then lands after the new leader's
+rows. It only repeats rows the new leader sends too, which every consumer drops (by message
+id, or by a version it applied); only Kafka transactions could fence it at the broker, and
+they cost a round about 25 ms when rounds follow each other (docs/ARCHITECTURE.md).
 
 At least once: a row is marked published only after Kafka acknowledged it, so a crash between
 commit and publish, or between publish and marking, publishes it (again) after the restart
@@ -69,6 +74,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from bank_shared.db import KEEPALIVES, Connection
 from bank_shared.eventstore.handover import Handovers
+from bank_shared.eventstore.lease import RelayLease
 from bank_shared.eventstore.store import OUTBOX_CHANNEL, QueuedRow
 from bank_shared.settings import KafkaSettings
 
@@ -93,7 +99,10 @@ MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 @dataclass(frozen=True)
 class RelaySettings:
-    lock_key: int
+    # Names the lease in its database (one outbox per database: one lease).
+    lease_key: int
+    # A leader that has not renewed its lease for this long loses it (lease.py).
+    lease_duration: float = 5.0
     batch_size: int = 500
     poll_interval: float = 1.0
     # Seconds a woken relay waits for more rows before its round (0: none). The price is this
@@ -134,6 +143,10 @@ class RecentRows:
             self._second = second
 
 
+class LeadershipLostError(Exception):
+    """The relay's lease is over (it paused, or a renewal failed): it must send nothing more."""
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -158,6 +171,7 @@ class OutboxRelay:
         self._prefix = f"{uuid.uuid4().hex[:12]}-"
         self._tokens = itertools.count()
         self._handovers = Handovers(self._prefix, HANDOVER_WAIT)
+        self.lease = RelayLease(settings.lease_key, settings.lease_duration)
 
     def token(self) -> str:
         """A token for a writer's NOTIFY (CommitListener)."""
@@ -177,6 +191,8 @@ class OutboxRelay:
                 await self._run_connected()
             except asyncio.CancelledError:
                 raise
+            except LeadershipLostError as lost:
+                log.warning("outbox relay: %s; standing by", lost)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning(
                     "outbox relay: %s; retrying in %.1fs", error, self.settings.poll_interval
@@ -190,11 +206,12 @@ class OutboxRelay:
         conn = await asyncpg.connect(self.dsn, server_settings=KEEPALIVES, command_timeout=60)
         producer: AIOKafkaProducer | None = None
         try:
-            # Standby until this instance holds the lock; it is released when the session ends.
+            # Standby until this relay holds the lease.
             while True:
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.settings.lock_key):
+                if await self.lease.claim(conn):
                     break
                 await asyncio.sleep(self.settings.poll_interval)
+            log.info("outbox relay %s leads (term %s)", self.name, self.lease.term)
             # Started only once leader; a new producer (a new producer id) per leadership, so
             # a round that failed is never half-continued by the same producer.
             producer = AIOKafkaProducer(
@@ -216,7 +233,13 @@ class OutboxRelay:
             )
             self.is_leader = True
             await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
-            await self._publish_while_leader(conn, producer)
+            try:
+                await self._publish_while_leader(conn, producer)
+            except asyncio.CancelledError:
+                # A clean stop: hand the lease over now rather than when it expires.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.lease.release(conn), 2)
+                raise
         finally:
             self.is_leader = False
             if producer is not None:
@@ -235,6 +258,8 @@ class OutboxRelay:
         unmarked: list[int] = []
         while True:
             self._wake.clear()
+            if self.lease.renewal_due() and not await self.lease.claim(conn):
+                raise LeadershipLostError("another relay holds the lease")
             now = loop.time()
             if handovers.must_read or now - last_read >= self.settings.poll_interval:
                 handovers.reading()
@@ -260,7 +285,10 @@ class OutboxRelay:
                 last_purge = now
             if not (handovers.ready() or handovers.must_read):
                 # A NOTIFY or a handover wakes us at once; the timeout is the fallback.
-                deadlines = [last_read + self.settings.poll_interval]
+                deadlines = [
+                    last_read + self.settings.poll_interval,
+                    loop.time() + self.lease.seconds_to_renewal(),
+                ]
                 if unmarked:
                     deadlines.append(marked_at + MARK_DELAY)
                 if (late := handovers.next_deadline()) is not None:
@@ -330,6 +358,9 @@ class OutboxRelay:
             if batch.append(key=key, value=row.value, timestamp=None) is None:
                 break  # that partition's batch is full: the rest go next round
             published += 1
+        if not self.lease.valid:
+            # Paused past the lease (or renewed too late): a standby may be sending these now.
+            raise LeadershipLostError("the lease expired before the round was sent")
         # send_batch() only enqueues; awaiting the futures after lets the batches travel together.
         deliveries = [
             await producer.send_batch(batch, tp.topic, partition=tp.partition)

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -18,9 +18,18 @@ from faststream.kafka import KafkaMessage, KafkaRouter
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pydantic import ValidationError
 
-from bank_shared.contracts.envelope import Envelope, Message, UnreadableMessageError, open_envelope
+from bank_shared.contracts.envelope import (
+    Envelope,
+    Message,
+    UnreadableMessageError,
+    open_envelope,
+    seal,
+    to_bytes,
+)
+from bank_shared.contracts.outcomes import UNPROCESSABLE, CommandOutcome
 from bank_shared.faults import crash_point
-from bank_shared.topics import UnknownReplyTopicError
+from bank_shared.ids import derived_id
+from bank_shared.topics import TopicSettings, UnknownReplyTopicError
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +64,107 @@ def is_poison(error: BaseException) -> bool:
 
 
 class DeadLetters:
-    """Where records that can never be processed go, with the reason and where they came from."""
+    """Where records that can never be processed go, with the reason and where they came from.
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    With `answer_commands` (the topics of a service that decides commands), a dead-lettered
+    command also gets its one answer: a `rejected` outcome with the code
+    `unprocessable_command` and the reason, on the topic its sender named. So whoever sent it
+    (a REST caller, the saga's step) learns it failed instead of waiting forever."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        answer_commands: TopicSettings | None = None,
+    ) -> None:
         self.producer = producer
         self.topic = topic
+        self.answer_commands = answer_commands
 
     async def send(self, record: Record, reason: str) -> None:
-        log.warning(
-            "dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason
+        """Dead-letter a consumed record (and answer it, if it is a command)."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        await self.publish(
+            record.key,
+            record.value,
+            reason,
+            source=where,
+            headers={
+                "source-topic": record.topic,
+                "source-partition": str(record.partition),
+                "source-offset": str(record.offset),
+            },
         )
-        headers = [
-            ("dead-letter-reason", reason[:2000].encode()),
-            ("source-topic", record.topic.encode()),
-            ("source-partition", str(record.partition).encode()),
-            ("source-offset", str(record.offset).encode()),
-        ]
+        if self.answer_commands is not None:
+            answer = unprocessable_answer(record.value, reason, self.answer_commands)
+            if answer is not None:
+                topic, key, envelope = answer
+                await self.producer.send_and_wait(topic, value=to_bytes(envelope), key=key)
+
+    async def publish(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        *,
+        source: str,
+        headers: dict[str, str],
+    ) -> None:
+        """Dead-letter any bytes, with the reason and where they came from (`headers`)."""
+        log.warning("dead-lettering %s: %s", source, reason)
         await self.producer.send_and_wait(
-            self.topic, value=record.value or b"", key=record.key, headers=headers
+            self.topic,
+            value=value or b"",
+            key=key,
+            headers=[
+                ("dead-letter-reason", reason[:2000].encode()),
+                *((name, text.encode()) for name, text in headers.items()),
+            ],
         )
+
+
+def unprocessable_answer(
+    raw: bytes | None, reason: str, topics: TopicSettings
+) -> tuple[str, bytes, Envelope] | None:
+    """The rejected outcome of a command that cannot be processed, as (topic, key, envelope),
+    or None if the record is not a command envelope one could answer. Its id is derived from
+    the command's, like every outcome's: a record dead-lettered twice is answered once."""
+    try:
+        envelope = Envelope.model_validate_json(raw or b"")
+        reply_topic = topics.outcome_topic(envelope.reply_to)
+    except (ValidationError, UnknownReplyTopicError):
+        return None
+    if envelope.stream_version is not None or envelope.type == CommandOutcome.message_type():
+        return None  # an event or an outcome: no one waits for an answer to it
+    stream_id = next(
+        (
+            str(envelope.payload[k])
+            for k in STREAM_FIELDS
+            if isinstance(envelope.payload.get(k), str)
+        ),
+        envelope.stream_id or "",
+    )
+    outcome = CommandOutcome(
+        command_id=envelope.message_id,
+        command_type=envelope.type,
+        stream_id=stream_id,
+        status="rejected",
+        code=UNPROCESSABLE,
+        reason=f"the command could not be processed: {reason}"[:1000],
+    )
+    sealed = seal(
+        outcome,
+        message_id=derived_id(envelope.message_id, "outcome"),
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.message_id,
+        occurred_at=envelope.occurred_at,
+    )
+    return reply_topic, stream_id.encode(), sealed
+
+
+# The payload fields that name the stream a command addresses (its Kafka key).
+STREAM_FIELDS = ("account_id", "transfer_id")
 
 
 # At most this often a commit per subscriber: at a few records per batch, a commit per batch
@@ -175,6 +266,23 @@ async def the_message_itself(message: KafkaMessage) -> KafkaMessage:
     return message
 
 
+class Seekable(Protocol):
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+
+
+def rewind(consumer: Seekable, records: Sequence[Record]) -> None:
+    """Move every partition of a failed batch back to its first record in the batch, so that
+    the batch comes again whole. Our own, not FastStream's `nack()`: some of its versions seek
+    only the first record's partition, and the next batch's commit would then pass over the
+    failed records of the others."""
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        first[partition] = min(first.get(partition, record.offset), record.offset)
+    for partition, offset in first.items():
+        consumer.seek(partition, offset)
+
+
 def batch_records(message: KafkaMessage) -> Sequence[Record]:
     raw = message.raw_message
     return raw if isinstance(raw, tuple) else (raw,)
@@ -198,8 +306,8 @@ async def consume_batch(
     dead-lettered: one bad command cannot block its partition. Without `dead_letters` (a
     consumer for which skipping a message corrupts what it builds, like the projector), every
     failure is retried. On success the offsets are committed, in the background through
-    `commits`. On failure the consumer is rewound to the batch's first
-    record (nack) and the error propagates: the batch comes again, and what was applied is
+    `commits`. On failure every partition of the batch is rewound to its first record
+    (`rewind`) and the error propagates: the batch comes again, and what was applied is
     recognised by its message id.
     """
     records = batch_records(message)
@@ -222,7 +330,7 @@ async def consume_batch(
             await _apply(readable, handle, dead_letters)
         crash_point("consume.after-commit-before-ack")
     except Exception as error:
-        await message.nack()
+        rewind(message.consumer, records)
         log.warning(
             "batch of %d from %s failed, will come again: %r",
             len(records),
@@ -233,7 +341,7 @@ async def consume_batch(
         await asyncio.sleep(failure_backoff)
         raise
     except BaseException:
-        await message.nack()
+        rewind(message.consumer, records)
         raise
     commits.applied(message.consumer, records)
     return len(records)
