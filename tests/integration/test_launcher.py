@@ -12,7 +12,7 @@ from bank_deploy.cluster import LocalInfra
 from bank_deploy.config import REPO_ROOT
 from bank_deploy.postgres import find_bin_dir
 from bank_deploy.processes import LauncherError, is_alive
-from bank_deploy.providers import free_port, launcher_config_for_tests
+from bank_deploy.providers import free_port, launcher_config_for_tests, local_infra
 from bank_shared.settings import KafkaSettings, PostgresSettings
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def port_open(port: int) -> bool:
     launcher_prerequisites_missing() is not None,
     reason=f"the local launcher cannot run here: {launcher_prerequisites_missing()}",
 )
-def test_stop_leaves_no_process_and_no_listening_port() -> None:
+def test_a_session_starts_without_earlier_topics_and_stops_leaving_no_process() -> None:
     kafka_port, controller_port, pg_port = free_port(), free_port(), free_port()
     # Not pytest's tmp_path: that is private to root, and PostgreSQL runs as another user.
     state_dir = REPO_ROOT / ".bank-test" / f"launcher-{uuid.uuid4().hex[:8]}"
@@ -49,14 +49,17 @@ def test_stop_leaves_no_process_and_no_listening_port() -> None:
         pg=PostgresSettings(port=pg_port),
     )
     infra = LocalInfra(config)
-    infra.start()
+    # A topic an earlier test session left: a session's broker starts without it.
+    earlier = infra.kafka.data_dir / "test.earlier-session-0"
+    earlier.mkdir(parents=True)
     try:
-        pids = infra.status()
-        assert all(pid is not None for pid in pids.values()), pids
-        assert port_open(kafka_port)
-        assert port_open(pg_port)
+        with local_infra(config):
+            pids = infra.status()
+            assert all(pid is not None for pid in pids.values()), pids
+            assert port_open(kafka_port)
+            assert port_open(pg_port)
+            assert not earlier.exists()
     finally:
-        infra.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
 
     assert [pid for pid in pids.values() if pid is not None and is_alive(pid)] == []

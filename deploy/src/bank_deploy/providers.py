@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -85,6 +86,11 @@ def launcher_config_for_tests(**overrides: object) -> LauncherConfig:
 @contextlib.contextmanager
 def local_infra(config: LauncherConfig | None = None) -> Iterator[Endpoints]:
     infra = LocalInfra(config or launcher_config_for_tests())
+    if infra.kafka.pid() is None:
+        # Every session makes topics of its own. A broker that kept those of every earlier
+        # session took longer to start each time, and past the start timeout when a test
+        # restarted it on a busy machine.
+        shutil.rmtree(infra.kafka.data_dir, ignore_errors=True)
     infra.start()
     try:
         yield Endpoints(kafka=infra.config.kafka, pg=infra.config.pg, provider="local")
