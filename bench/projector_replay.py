@@ -4,7 +4,7 @@ Usage (against `make start`, or any PostgreSQL named by the BANK_PG_* variables)
     uv run python -m bench.projector_replay --accounts 1000 --deposits 100
 
 It writes a history into scratch databases of its own (accounts opened, then deposits,
-through the accounts service's command handler, no Kafka needed), then times
+through the accounts service's handler, no Kafka needed), then times
 `bank_projector.rebuild` over it, and drops the scratch databases.
 """
 
@@ -16,19 +16,24 @@ import os
 import platform
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import uvloop
 
-from bank_accounts.account import AccountCommandHandler
+from bank_accounts.account import BANK_ACCOUNT
+from bank_accounts.handlers import on_account_commands
 from bank_projector.rebuild import rebuild
 from bank_projector.settings import ProjectorSettings
 from bank_shared.contracts.accounts import AccountCommand, DepositMoney, OpenAccount
 from bank_shared.contracts.envelope import Envelope, seal
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
+from bank_shared.eventstore.store import PostgresStorage
+from bank_shared.eventstore.unit_of_work import EventStore
+from bank_shared.service import EVENT_STORE
 from bank_shared.settings import PostgresSettings
 from bank_shared.topics import TopicSettings
 from bench.scratch import scratch_bank
@@ -45,23 +50,31 @@ def sealed(command: AccountCommand) -> tuple[Envelope, AccountCommand]:
     return envelope, command
 
 
+@dataclass(frozen=True)
+class Pooled:
+    pool: asyncpg.Pool  # the event store's connections, as a service's Platform holds them
+
+
 async def write_history(pg: PostgresSettings, accounts: int, deposits: int) -> int:
     pool = await create_pool(pg.dsn(pg.accounts_db), size=2)
     try:
         async with pool.acquire() as conn:
-            await migrate(conn, "bank_shared.eventstore.migrations")
-        handler = AccountCommandHandler(pool, TopicSettings())
+            await migrate(conn, EVENT_STORE)
+        topics = TopicSettings()
+        store = EventStore(
+            PostgresStorage(Pooled(pool)), BANK_ACCOUNT, topics, events_topic=topics.account_events
+        )
         ids = [f"replay-{i}" for i in range(accounts)]
-        await handler.handle_batch([sealed(OpenAccount(account_id=a, owner=a)) for a in ids])
+        await on_account_commands(store, [sealed(OpenAccount(account_id=a, owner=a)) for a in ids])
         for _ in range(deposits):
-            await handler.handle_batch(
-                [sealed(DepositMoney(account_id=a, amount="1.00")) for a in ids]
+            await on_account_commands(
+                store, [sealed(DepositMoney(account_id=a, amount="1.00")) for a in ids]
             )
     finally:
         await pool.close()
     transfers = await asyncpg.connect(pg.dsn(pg.transfers_db))
     try:
-        await migrate(transfers, "bank_shared.eventstore.migrations")
+        await migrate(transfers, EVENT_STORE)
     finally:
         await transfers.close()
     return accounts * (deposits + 1)

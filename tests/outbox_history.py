@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.messaging.kafka import ensure_topics
+from bank_shared.service import EVENT_STORE
 from bank_shared.topics import TopicSettings, account_topics
-from tests.support import TopicTap, envelope_for, keyed
+from tests.support import TopicTap, account_store, decide, keyed
 
 STREAMS, DEPOSITS = 3, 4  # each stream: AccountOpened + 4 MoneyDeposited = versions 1..5
 TOTAL = STREAMS * (1 + DEPOSITS)
@@ -31,7 +31,7 @@ async def store_dsn(infra: Endpoints) -> AsyncIterator[str]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     dsn = infra.pg.dsn(name)
     conn = await asyncpg.connect(dsn)
-    await migrate(conn, "bank_shared.eventstore.migrations")
+    await migrate(conn, EVENT_STORE)
     await conn.close()
     yield dsn
     await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -56,16 +56,14 @@ async def relay_topics(infra: Endpoints) -> TopicSettings:
 async def commit_history(dsn: str, topics: TopicSettings) -> list[str]:
     """Commit events and outbox rows for a few streams, with no relay running."""
     pool = await create_pool(dsn, size=2)
-    handler = AccountCommandHandler(pool, topics)
+    store = account_store(pool, topics)
     accounts = [f"acct-{uuid.uuid4().hex[:8]}" for _ in range(STREAMS)]
     try:
         for account in accounts:
-            opening = OpenAccount(account_id=account, owner="Relay")
-            await handler.handle(envelope_for(opening), opening)
+            await decide(store, OpenAccount(account_id=account, owner="Relay"))
         for _ in range(DEPOSITS):
             for account in accounts:
-                deposit = DepositMoney(account_id=account, amount="1.00")
-                await handler.handle(envelope_for(deposit), deposit)
+                await decide(store, DepositMoney(account_id=account, amount="1.00"))
     finally:
         await pool.close()
     return accounts

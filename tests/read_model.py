@@ -10,9 +10,9 @@ import asyncpg
 from bank_shared.contracts.accounts import ACCOUNT_EVENTS, AccountOpened
 from bank_shared.contracts.envelope import Envelope, read_payload
 from bank_shared.contracts.transfers import TRANSFER_EVENTS, TransferDebited, TransferFailed
-from bank_shared.domain.transfer import INITIAL as NEW_TRANSFER
-from bank_shared.domain.transfer import evolve as evolve_transfer
 from bank_shared.settings import PostgresSettings
+from bank_transfers_saga.transfer import INITIAL as NEW_TRANSFER
+from bank_transfers_saga.transfer import evolve as evolve_transfer
 
 Rows = dict[str, list[tuple[Any, ...]]]
 

@@ -10,8 +10,8 @@ import logging
 import os
 import signal
 
-from bank_shared.eventstore.relay import OutboxRelay, RelaySettings
-from bank_shared.settings import KafkaSettings
+from bank_shared.eventstore.relay import OutboxRelay
+from bank_shared.settings import KafkaSettings, RelaySettings
 
 
 def main() -> None:

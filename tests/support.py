@@ -3,25 +3,106 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from fastapi import FastAPI
 
+from bank_accounts.account import BANK_ACCOUNT, AccountState
+from bank_accounts.handlers import on_account_commands
+from bank_shared.contracts.accounts import AccountCommand
 from bank_shared.contracts.envelope import Envelope, Message, open_envelope, seal, to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.eventstore.store import PostgresStorage, read_streams
+from bank_shared.eventstore.unit_of_work import EventStore
+from bank_shared.service import Platform
 from bank_shared.settings import KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSettings
 from bank_transfers_saga.saga import step_command_id
+from bank_transfers_saga.steps import Steps
+from bank_transfers_saga.transfer import TRANSFER, TransferState
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[Platform]:
+    """A service in-process: its app's lifespan running (pool, topics, broker, relay)."""
+    async with app.router.lifespan_context(app):
+        yield app.state.platform
+
+
+def make_producer(kafka: KafkaSettings, *, client_id: str = "tests") -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, client_id=client_id, enable_idempotence=True
+    )
+
+
+@dataclass(frozen=True)
+class Database:
+    """A pool, as the stores take it (what `Platform.pool` is in a service)."""
+
+    pool: asyncpg.Pool
+
+
+def account_store(
+    pool: asyncpg.Pool,
+    topics: TopicSettings,
+    **options: Any,
+) -> EventStore[AccountState]:
+    """The accounts service's event store on `pool`, as its app makes it."""
+    return EventStore(
+        PostgresStorage(Database(pool)),
+        BANK_ACCOUNT,
+        topics,
+        events_topic=topics.account_events,
+        **options,
+    )
+
+
+def transfer_store(
+    pool: asyncpg.Pool,
+    topics: TopicSettings,
+    **options: Any,
+) -> EventStore[TransferState]:
+    return EventStore(
+        PostgresStorage(Database(pool)),
+        TRANSFER,
+        topics,
+        events_topic=topics.transfer_events,
+        **options,
+    )
+
+
+def saga_steps(pool: asyncpg.Pool, topics: TopicSettings, **options: Any) -> Steps:
+    return Steps(Database(pool), topics, **options)
+
+
+async def history(dsn: str, stream_id: str) -> list[Envelope]:
+    """A stream's events as its event store holds them, in version order."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return (await read_streams(conn, [stream_id])).get(stream_id, [])
+    finally:
+        await conn.close()
+
+
+async def decide(
+    store: EventStore[AccountState], *commands: AccountCommand | tuple[Envelope, AccountCommand]
+) -> list[CommandOutcome]:
+    """Apply account commands as the accounts service would, as one batch; their answers."""
+    batch = [c if isinstance(c, tuple) else (envelope_for(c), c) for c in commands]
+    return await on_account_commands(store, batch)
 
 
 def withdrawn(transfer_id: str, source: str) -> tuple[Envelope, CommandOutcome]:

@@ -11,21 +11,20 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bank_accounts.app import run_accounts
+from bank_accounts.app import create_app as accounts_app
 from bank_accounts.settings import AccountsSettings
 from bank_deploy.postgres import create_databases
 from bank_deploy.providers import Endpoints
-from bank_projector.app import run_projector
+from bank_projector.app import create_app as projector_app
 from bank_projector.settings import ProjectorSettings
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
-from bank_shared.messaging.kafka import make_producer
-from bank_shared.runtime import Runtime
+from bank_shared.service import EVENT_STORE, Platform
 from bank_shared.topics import TopicSettings
-from bank_transfers_saga.app import run_saga
+from bank_transfers_saga.app import create_app as saga_app
 from bank_transfers_saga.settings import SagaSettings
 from tests.conftest import drop_databases, session_databases
-from tests.support import TopicTap, fresh_topics
+from tests.support import TopicTap, fresh_topics, make_producer, running
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +53,7 @@ async def migrated_pool(dsn: str, *packages: str) -> asyncpg.Pool[Any]:
 @pytest.fixture
 async def accounts_db(isolated: Endpoints) -> AsyncIterator[asyncpg.Pool[Any]]:
     """A pool on this test's own accounts database, migrated, for driving a handler directly."""
-    pool = await migrated_pool(
-        isolated.pg.dsn(isolated.pg.accounts_db), "bank_shared.eventstore.migrations"
-    )
+    pool = await migrated_pool(isolated.pg.dsn(isolated.pg.accounts_db), EVENT_STORE)
     yield pool
     await pool.close()
 
@@ -66,7 +63,7 @@ async def transfers_db(isolated: Endpoints) -> AsyncIterator[asyncpg.Pool[Any]]:
     """A pool on this test's own transfers database, migrated, for driving the saga directly."""
     pool = await migrated_pool(
         isolated.pg.dsn(isolated.pg.transfers_db),
-        "bank_shared.eventstore.migrations",
+        EVENT_STORE,
         "bank_transfers_saga.migrations",
     )
     yield pool
@@ -85,9 +82,9 @@ def accounts_settings(infra: Endpoints, topics: TopicSettings) -> AccountsSettin
 
 
 @pytest.fixture(scope="session")
-async def accounts(accounts_settings: AccountsSettings) -> AsyncIterator[Runtime]:
-    async with run_accounts(accounts_settings) as runtime:
-        yield runtime
+async def accounts(accounts_settings: AccountsSettings) -> AsyncIterator[Platform]:
+    async with running(accounts_app(accounts_settings)) as platform:
+        yield platform
 
 
 @pytest.fixture(scope="session")
@@ -104,9 +101,9 @@ def saga_settings(infra: Endpoints, topics: TopicSettings) -> SagaSettings:
 
 
 @pytest.fixture(scope="session")
-async def saga(saga_settings: SagaSettings, accounts: Runtime) -> AsyncIterator[Runtime]:
-    async with run_saga(saga_settings) as runtime:
-        yield runtime
+async def saga(saga_settings: SagaSettings, accounts: Platform) -> AsyncIterator[Platform]:
+    async with running(saga_app(saga_settings)) as platform:
+        yield platform
 
 
 @pytest.fixture(scope="session")
@@ -122,9 +119,9 @@ def projector_settings(infra: Endpoints, topics: TopicSettings) -> ProjectorSett
 
 
 @pytest.fixture(scope="session")
-async def projector(projector_settings: ProjectorSettings) -> AsyncIterator[Runtime]:
-    async with run_projector(projector_settings) as runtime:
-        yield runtime
+async def projector(projector_settings: ProjectorSettings) -> AsyncIterator[Platform]:
+    async with running(projector_app(projector_settings)) as platform:
+        yield platform
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +140,7 @@ async def _tap(infra: Endpoints, topic: str) -> AsyncIterator[TopicTap]:
 
 @pytest.fixture(scope="session")
 async def outcomes(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform
 ) -> AsyncIterator[TopicTap]:
     async for tap in _tap(infra, topics.command_outcomes):
         yield tap
@@ -151,7 +148,7 @@ async def outcomes(
 
 @pytest.fixture(scope="session")
 async def step_outcomes(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform
 ) -> AsyncIterator[TopicTap]:
     async for tap in _tap(infra, topics.step_outcomes):
         yield tap
@@ -159,7 +156,7 @@ async def step_outcomes(
 
 @pytest.fixture(scope="session")
 async def account_events(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform
 ) -> AsyncIterator[TopicTap]:
     async for tap in _tap(infra, topics.account_events):
         yield tap
@@ -167,7 +164,7 @@ async def account_events(
 
 @pytest.fixture(scope="session")
 async def dead_letters(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform
 ) -> AsyncIterator[TopicTap]:
     async for tap in _tap(infra, topics.dead_letters):
         yield tap

@@ -78,6 +78,8 @@ async def test_killed_between_commit_and_offset_commit_redelivers_and_applies_on
     env = service_env(isolated.kafka, isolated.pg, topics) | {
         "BANK_ACCOUNTS_CONSUMER_GROUP": group,
         "BANK_ACCOUNTS_RELAY_POLL_INTERVAL": "0.1",
+        # The killed process's lease runs out this soon, and the restarted one publishes.
+        "BANK_ACCOUNTS_RELAY_LEASE_DURATION": "1",
     }
     dsn = AccountsSettings(pg=isolated.pg).dsn
     account = new_id("grace")

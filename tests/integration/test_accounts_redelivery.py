@@ -5,101 +5,124 @@ nothing applied to be delivered again."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from functools import partial
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from faststream.kafka import KafkaRouter
 
-from bank_accounts.account import AccountCommandHandler
-from bank_accounts.handlers import build_router
+from bank_accounts.account import BANK_ACCOUNT, AccountState
+from bank_accounts.handlers import on_account_commands
+from bank_accounts.settings import AccountsSettings
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import (
+    ACCOUNT_COMMANDS,
     AccountCommand,
     DepositMoney,
     OpenAccount,
 )
-from bank_shared.contracts.envelope import Envelope, to_bytes
+from bank_shared.contracts.envelope import to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
-from bank_shared.eventstore.relay import RelaySettings
-from bank_shared.eventstore.store import load_stream
+from bank_shared.eventstore.store import PostgresStorage
+from bank_shared.eventstore.unit_of_work import EventStore
 from bank_shared.messaging import consume
-from bank_shared.messaging.consume import DeadLetters
-from bank_shared.runtime import Runtime, run_runtime
-from bank_shared.topics import TopicSettings, TopicSpec, account_topics
-from tests.support import TopicTap, caused_by, envelope_for, eventually, new_id, send
+from bank_shared.messaging.consume import Batch
+from bank_shared.service import EVENT_STORE, Platform
+from bank_shared.topics import TopicSettings, account_topics
+from tests.support import TopicTap, caused_by, envelope_for, eventually, history, new_id, send
 
 pytestmark = pytest.mark.integration
 
 
-class FailsOnceHandler(AccountCommandHandler):
-    """Raises the first time it meets one chosen command, as a lost database connection would;
-    and every time it meets the `broken` one, as a bug would."""
+class FailsOnce:
+    """The accounts service's handler, made to raise the first time it meets one chosen
+    command, as a lost database connection would; and every time it meets the `broken` one,
+    as a bug would."""
 
-    failing: uuid.UUID | None = None
-    broken: uuid.UUID | None = None
-    failures = 0
+    def __init__(self, accounts: EventStore[AccountState]) -> None:
+        self.accounts = accounts
+        self.failing: uuid.UUID | None = None
+        self.broken: uuid.UUID | None = None
+        self.failures = 0
 
-    async def handle_batch(
-        self, commands: Sequence[tuple[Envelope, AccountCommand]]
-    ) -> list[CommandOutcome]:
+    async def __call__(self, commands: Batch[AccountCommand]) -> list[CommandOutcome]:
         if any(e.message_id == self.failing for e, _ in commands) and self.failures == 0:
             self.failures += 1
             raise ConnectionResetError("simulated: connection to PostgreSQL lost")
         if any(e.message_id == self.broken for e, _ in commands):
             raise TypeError("simulated: a bug this command always triggers")
-        return await super().handle_batch(commands)
+        return await on_account_commands(self.accounts, commands)
+
+
+def accounts_service(
+    settings: AccountsSettings,
+    handle: Callable[
+        [EventStore[AccountState]], Callable[[Batch[AccountCommand]], Awaitable[object]]
+    ],
+    *,
+    relay: bool = True,
+) -> Platform:
+    """An accounts service on the session's database, with topics and a group of its own,
+    whose subscriber is `handle(store)`."""
+    topics = settings.topics
+    platform = Platform(
+        settings.consumer_group,
+        settings,
+        database=settings.pg.accounts_db,
+        migrations=[EVENT_STORE],
+        topics=account_topics(topics),
+        relay=settings.relay if relay else None,
+    )
+    store = EventStore(
+        PostgresStorage(platform), BANK_ACCOUNT, topics, events_topic=topics.account_events
+    )
+    platform.consume(
+        topics.account_commands,
+        handle(store),
+        group_id=settings.consumer_group,
+        accepts=ACCOUNT_COMMANDS,
+        dead_letters=platform.dead_letters(answer_commands=True),
+        title=settings.consumer_group,
+    )
+    return platform
+
+
+def own_settings(infra: Endpoints, topics: TopicSettings, name: str) -> AccountsSettings:
+    run = uuid.uuid4().hex[:8]
+    own = topics.model_copy(
+        update={"account_commands": f"test.{name}.{run}.commands", "partitions": 1}
+    )
+    return AccountsSettings(
+        kafka=infra.kafka,
+        pg=infra.pg,
+        topics=own,
+        consumer_group=f"{name}-{run}",
+        relay_poll_interval=0.2,
+    )
 
 
 @pytest.fixture
 async def flaky_service(
     infra: Endpoints, topics: TopicSettings
-) -> AsyncIterator[tuple[Runtime, FailsOnceHandler, TopicSettings]]:
-    run = uuid.uuid4().hex[:8]
-    own = TopicSettings(
-        account_commands=f"test.flaky.{run}.commands",
-        account_events=topics.account_events,
-        command_outcomes=topics.command_outcomes,
-        step_outcomes=topics.step_outcomes,
-        dead_letters=topics.dead_letters,
-        partitions=1,
-    )
-    holder: list[FailsOnceHandler] = []
+) -> AsyncIterator[tuple[FailsOnce, TopicSettings]]:
+    settings = own_settings(infra, topics, "flaky")
+    handlers: list[FailsOnce] = []
 
-    def routers(runtime: Runtime) -> list[KafkaRouter]:
-        handler = FailsOnceHandler(runtime.pool, own)
-        holder.append(handler)
-        return [
-            build_router(
-                own,
-                handler,
-                DeadLetters(runtime.producer, own.dead_letters, answer_commands=own),
-                group_id=f"flaky-{run}",
-            )
-        ]
+    def flaky(store: EventStore[AccountState]) -> FailsOnce:
+        handlers.append(FailsOnce(store))
+        return handlers[0]
 
-    async with run_runtime(
-        name="accounts-flaky",
-        dsn=infra.pg.dsn(infra.pg.accounts_db),
-        kafka=infra.kafka,
-        topics=account_topics(own),
-        migrations=["bank_shared.eventstore.migrations"],
-        pool_size=4,
-        routers=routers,
-        relay=RelaySettings(lease_key=7_345_100_001, poll_interval=0.2),
-    ) as runtime:
-        yield runtime, holder[0], own
+    async with accounts_service(settings, flaky).running():
+        yield handlers[0], settings.topics
 
 
 async def test_a_failed_command_is_redelivered_and_the_commands_after_it_are_not_skipped(
-    flaky_service: tuple[Runtime, FailsOnceHandler, TopicSettings],
+    flaky_service: tuple[FailsOnce, TopicSettings],
     producer: AIOKafkaProducer,
     outcomes: TopicTap,
 ) -> None:
-    _, handler, own = flaky_service
+    handler, own = flaky_service
     account = new_id("frank")
     opening = envelope_for(OpenAccount(account_id=account, owner="Frank"))
     first = envelope_for(DepositMoney(account_id=account, amount="1.00"))
@@ -118,12 +141,12 @@ async def test_a_failed_command_is_redelivered_and_the_commands_after_it_are_not
 
 
 async def test_a_command_that_always_fails_is_dead_lettered_answered_and_the_rest_applied(
-    flaky_service: tuple[Runtime, FailsOnceHandler, TopicSettings],
+    flaky_service: tuple[FailsOnce, TopicSettings],
     producer: AIOKafkaProducer,
     outcomes: TopicTap,
     dead_letters: TopicTap,
 ) -> None:
-    _, handler, own = flaky_service
+    handler, own = flaky_service
     account = new_id("heidi")
     opening = envelope_for(OpenAccount(account_id=account, owner="Heidi"))
     broken = envelope_for(DepositMoney(account_id=account, amount="1.00"))
@@ -155,31 +178,17 @@ async def test_a_graceful_stop_commits_the_offsets_of_everything_applied(
     subscribers registered from now on: this test's): a stop must not leave what was applied
     meanwhile for the group's next consumer to handle again."""
     monkeypatch.setattr(consume, "COMMIT_INTERVAL", 60.0)
-    run = uuid.uuid4().hex[:8]
-    own = topics.model_copy(update={"account_commands": f"test.stop.{run}.commands"})
-    group = f"stop-{run}"
+    settings = own_settings(infra, topics, "stop")
+    own, group = settings.topics, settings.consumer_group
     account = new_id("gil")
     commands = [
         envelope_for(OpenAccount(account_id=account, owner="Gil")),
         envelope_for(DepositMoney(account_id=account, amount="3")),
     ]
-
-    def routers(runtime: Runtime) -> list[KafkaRouter]:
-        handler = AccountCommandHandler(runtime.pool, own)
-        dead_letters = DeadLetters(runtime.producer, own.dead_letters)
-        return [build_router(own, handler, dead_letters, group_id=group)]
-
     dsn = infra.pg.dsn(infra.pg.accounts_db)
-    async with run_runtime(
-        name="accounts-stop",
-        dsn=dsn,
-        kafka=infra.kafka,
-        topics=[TopicSpec(own.account_commands, 1)],
-        migrations=["bank_shared.eventstore.migrations"],
-        pool_size=2,
-        routers=routers,
-        relay=None,
-    ):
+    async with accounts_service(
+        settings, lambda store: partial(on_account_commands, store), relay=False
+    ).running():
         # One at a time: the first batch's commit starts the pause, the second's waits for it.
         for version, command in enumerate(commands, start=1):
             await send(producer, own.account_commands, account, command)
@@ -195,8 +204,4 @@ async def test_a_graceful_stop_commits_the_offsets_of_everything_applied(
 
 
 async def has_version(dsn: str, stream_id: str, version: int) -> bool:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return len(await load_stream(conn, stream_id)) >= version
-    finally:
-        await conn.close()
+    return len(await history(dsn, stream_id)) >= version

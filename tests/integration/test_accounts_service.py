@@ -7,11 +7,10 @@ import asyncio
 import uuid
 from decimal import Decimal
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bank_accounts.account import AccountCommandHandler, account_event
+from bank_accounts.account import BANK_ACCOUNT
 from bank_accounts.settings import AccountsSettings
 from bank_shared.contracts.accounts import (
     DepositMoney,
@@ -21,21 +20,24 @@ from bank_shared.contracts.accounts import (
 )
 from bank_shared.contracts.envelope import Envelope, to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
-from bank_shared.domain.account import fold
-from bank_shared.eventstore.store import load_stream
-from bank_shared.runtime import Runtime
+from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
-from tests.support import TopicTap, caused_by, envelope_for, new_id, send
+from tests.support import (
+    TopicTap,
+    account_store,
+    caused_by,
+    decide,
+    envelope_for,
+    history,
+    new_id,
+    send,
+)
 
 pytestmark = pytest.mark.integration
 
 
 async def stored_stream(settings: AccountsSettings, account_id: str) -> list[tuple[int, str]]:
-    conn = await asyncpg.connect(settings.dsn)
-    try:
-        return [(e.version, e.envelope.type) for e in await load_stream(conn, account_id)]
-    finally:
-        await conn.close()
+    return [(e.stream_version or 0, e.type) for e in await history(settings.dsn, account_id)]
 
 
 async def test_a_command_yields_its_events_in_the_store_on_the_topic_and_one_outcome(
@@ -148,15 +150,13 @@ async def test_fifty_withdrawals_through_kafka_against_100_leave_exactly_ten_acc
 
 
 async def test_fifty_concurrent_handlers_on_one_account_conflict_and_retry_without_loss(
-    accounts: Runtime, accounts_settings: AccountsSettings
+    accounts: Platform, accounts_settings: AccountsSettings
 ) -> None:
     """Bypasses Kafka's per-partition ordering: 50 transactions race on one stream, so the
     version check and the retry from a fresh load are what keep the balance right."""
-    handler = AccountCommandHandler(
-        accounts.pool, accounts_settings.topics, max_conflict_retries=100
-    )
+    store = account_store(accounts.pool, accounts_settings.topics, attempts=100)
     account = new_id("dave")
-    await handler.handle(*opened(account, "100"))
+    await decide(store, opened(account, "100"))
     # Every connection of the pool opened first. Otherwise, on a busy machine, the handlers can
     # run one after another on the one open connection while the others are still connecting,
     # and never race.
@@ -167,13 +167,13 @@ async def test_fifty_concurrent_handlers_on_one_account_conflict_and_retry_witho
         envelope_for(WithdrawMoney(account_id=account, amount="10.00")) for _ in range(50)
     ]
     results = await asyncio.gather(
-        *(handler.handle(w, WithdrawMoney.model_validate(w.payload)) for w in withdrawals)
+        *(decide(store, (w, WithdrawMoney.model_validate(w.payload))) for w in withdrawals)
     )
-    assert handler.refused_writes > 0, "no write was refused: the version check was not raced"
-    assert sorted((r.status, r.code) for r in results) == (
+    assert store.conflicts > 0, "no write was refused: the version check was not raced"
+    assert sorted((r.status, r.code) for [r] in results) == (
         [("accepted", None)] * 10 + [("rejected", "insufficient_funds")] * 40
     )
-    assert sorted(r.version or 0 for r in results if r.accepted) == list(range(2, 12))
+    assert sorted(r.version or 0 for [r] in results if r.accepted) == list(range(2, 12))
     assert await balance_in_store(accounts_settings, account) == Decimal("0.00")
 
 
@@ -183,12 +183,7 @@ def opened(account: str, balance: str) -> tuple[Envelope, OpenAccount]:
 
 
 async def balance_in_store(settings: AccountsSettings, account: str) -> Decimal:
-    conn = await asyncpg.connect(settings.dsn)
-    try:
-        history = await load_stream(conn, account)
-    finally:
-        await conn.close()
-    return fold(account_event(e.envelope) for e in history).balance
+    return BANK_ACCOUNT.fold(await history(settings.dsn, account)).balance
 
 
 async def test_a_poison_message_is_dead_lettered_and_the_next_command_still_processed(

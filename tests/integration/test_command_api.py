@@ -33,7 +33,7 @@ from bank_command_api.settings import CommandApiSettings
 from bank_command_api.waiting import APPLICATION_NAME
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.outcomes import CommandOutcome
-from bank_shared.runtime import Runtime
+from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
 from tests.command_api_client import QUERY_API, open_account, serving, serving_app, settings_for
 from tests.support import eventually, new_id
@@ -50,7 +50,7 @@ def api_settings(infra: Endpoints, topics: TopicSettings) -> CommandApiSettings:
 
 @pytest.fixture(scope="module")
 async def api(
-    api_settings: CommandApiSettings, accounts: Runtime
+    api_settings: CommandApiSettings, accounts: Platform
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(api_settings) as client:
         yield client
@@ -773,7 +773,7 @@ async def keyed_deposit(
 
 
 async def test_requests_repeating_a_key_in_one_batch_make_one_command(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform
 ) -> None:
     """A key claimed elsewhere and not committed holds a first request's write, so the five
     requests that follow, all with one key, two bodies, queue into one batch behind it."""
@@ -813,7 +813,7 @@ async def test_requests_repeating_a_key_in_one_batch_make_one_command(
 
 
 async def test_a_key_held_too_long_elsewhere_is_409_and_holds_up_no_other_request(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform
 ) -> None:
     """Another instance has claimed key X and not committed. A batch with X and Y waits
     KEY_LOCK_TIMEOUT_MS, then is written one request at a time: Y's request is answered and

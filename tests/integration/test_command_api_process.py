@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from bank_deploy.providers import Endpoints, free_port
-from bank_shared.runtime import Runtime
+from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
 from tests.support import ServiceProcess, new_id, service_env
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_the_process_opens_an_account_and_stops_cleanly(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform
 ) -> None:
     port = free_port()
     env = {

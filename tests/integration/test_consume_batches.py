@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka import KafkaBroker
 
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import DepositMoney
-from bank_shared.contracts.envelope import Envelope, Message, to_bytes
-from bank_shared.messaging.consume import subscribe_batches
+from bank_shared.contracts.envelope import Message, to_bytes
+from bank_shared.messaging.consume import Batch, BatchConsumer, subscribe
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.topics import TopicSpec
 from tests.support import envelope_for, eventually
@@ -31,7 +31,7 @@ class FailsOnceSpanningPartitions:
         self.failed_spanning: set[int] | None = None
         self.applied: set[uuid.UUID] = set()
 
-    async def __call__(self, batch: list[tuple[Envelope, Message]]) -> None:
+    async def __call__(self, batch: Batch[Message]) -> None:
         if self.failed_spanning is None:
             partitions = {self.partition_of[e.message_id] for e, _ in batch}
             if len(partitions) > 1:
@@ -76,21 +76,14 @@ async def test_a_batch_failing_across_two_partitions_is_redelivered_on_both(
 ) -> None:
     handler = FailsOnceSpanningPartitions(produced)
     group = f"test-consume-{uuid.uuid4().hex[:8]}"
-    router = KafkaRouter()
-    subscribe_batches(
-        router,
-        topic,
-        group_id=group,
-        handle=handler,
-        dead_letters=None,
-        accepts=lambda _: True,
-    )
+    consumer = BatchConsumer(handler, (DepositMoney,), dead_letters=None)
     broker = KafkaBroker(infra.kafka.bootstrap)
-    broker.include_router(router)
+    subscribe(broker, consumer, topic, group_id=group, title="test")
     await broker.start()
     try:
         await eventually(lambda: handler.applied == set(produced), what="every record applied")
     finally:
+        await consumer.stop()
         await broker.stop()
     assert handler.failed_spanning == {0, 1}
     # The stop commits what was applied: each partition's offset is past its last record.

@@ -12,18 +12,27 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
-from bank_projector.app import run_projector
+from bank_projector.app import create_app as projector_app
 from bank_projector.settings import ProjectorSettings
 from bank_shared.contracts.accounts import AccountOpened, MoneyDeposited, OpenAccount
 from bank_shared.contracts.envelope import Envelope, seal_events, to_bytes
 from bank_shared.contracts.transfers import StartTransfer
-from bank_shared.runtime import Runtime
+from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
 from tests.command_api_client import serving, settings_for
 from tests.read_model import dump_read_model
-from tests.support import Record, TopicTap, envelope_for, eventually, fresh_topics, new_id
+from tests.support import (
+    Record,
+    TopicTap,
+    account_store,
+    decide,
+    envelope_for,
+    eventually,
+    fresh_topics,
+    new_id,
+    running,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +57,7 @@ def poisons(good: Envelope) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 async def api(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime, saga: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform, saga: Platform
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(settings_for(infra, topics)) as client:
         yield client
@@ -64,18 +73,18 @@ async def poison(producer: AIOKafkaProducer, topic: str, key: str, good: Envelop
 async def test_every_consumer_dead_letters_poison_and_carries_on(
     infra: Endpoints,
     topics: TopicSettings,
-    accounts: Runtime,
-    saga: Runtime,
-    projector: Runtime,
+    accounts: Platform,
+    saga: Platform,
+    projector: Platform,
     producer: AIOKafkaProducer,
     dead_letters: TopicTap,
     api: httpx.AsyncClient,
 ) -> None:
-    handler = AccountCommandHandler(accounts.pool, topics)
+    store = account_store(accounts.pool, topics)
     alice, bob = new_id("alice"), new_id("bob")
     for account, balance in ((alice, "100"), (bob, "0")):
         command = OpenAccount(account_id=account, owner="P", initial_balance=balance)
-        await handler.handle(envelope_for(command), command)
+        await decide(store, command)
 
     transfer_id = new_id("t")
     start = envelope_for(
@@ -133,7 +142,7 @@ async def test_an_unreadable_event_parks_its_stream_and_the_partition_goes_on(
         accounts_group=f"{topics.account_events}.projector",
         transfers_group=f"{topics.transfer_events}.projector",
     )
-    async with run_projector(settings):
+    async with running(projector_app(settings)):
         dead_letters = await TopicTap(isolated.kafka, topics.dead_letters).start()
         try:
             await park_and_go_on(isolated, topics, producer, dead_letters)
@@ -221,7 +230,7 @@ async def test_an_event_before_the_unreadable_one_is_applied_though_its_stream_i
         accounts_group=f"{topics.account_events}.projector",
         transfers_group=f"{topics.transfer_events}.projector",
     )
-    async with run_projector(settings):
+    async with running(projector_app(settings)):
         conn = await asyncpg.connect(isolated.pg.dsn(isolated.pg.read_db))
         try:
 

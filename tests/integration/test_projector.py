@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
-from bank_accounts.account import AccountCommandHandler
 from bank_deploy.providers import Endpoints
 from bank_projector.projections import StreamGapError, project
 from bank_projector.rebuild import rebuild
@@ -34,11 +33,11 @@ from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
-from bank_shared.runtime import Runtime
+from bank_shared.service import Platform
 from bank_shared.settings import PostgresSettings
 from bank_shared.topics import TopicSettings
 from tests.read_model import dump_read_model, expected_read_model, history
-from tests.support import envelope_for, eventually, new_id, send
+from tests.support import account_store, decide, envelope_for, eventually, new_id, send
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +61,13 @@ async def account_row(infra: Endpoints, account_id: str) -> asyncpg.Record | Non
 
 async def test_the_read_model_shows_balances_history_and_transfer_statuses(
     infra: Endpoints,
-    accounts: Runtime,
-    saga: Runtime,
-    projector: Runtime,
+    accounts: Platform,
+    saga: Platform,
+    projector: Platform,
     topics: TopicSettings,
     producer: AIOKafkaProducer,
 ) -> None:
-    handler = AccountCommandHandler(accounts.pool, topics)
+    store = account_store(accounts.pool, topics)
     alice, bob = new_id("alice"), new_id("bob")
     for command in (
         OpenAccount(account_id=alice, owner="Alice", initial_balance="100.00"),
@@ -76,7 +75,7 @@ async def test_the_read_model_shows_balances_history_and_transfer_statuses(
         DepositMoney(account_id=alice, amount="10.00"),
         WithdrawMoney(account_id=bob, amount="5.00"),
     ):
-        await handler.handle(envelope_for(command), command)
+        await decide(store, command)
     transfer_id = new_id("transfer")
     await send(
         producer,
@@ -134,9 +133,9 @@ async def test_the_read_model_shows_balances_history_and_transfer_statuses(
 
 async def test_every_event_delivered_twice_leaves_the_read_model_unchanged(
     infra: Endpoints,
-    accounts: Runtime,
-    saga: Runtime,
-    projector: Runtime,
+    accounts: Platform,
+    saga: Platform,
+    projector: Platform,
     topics: TopicSettings,
     producer: AIOKafkaProducer,
 ) -> None:
@@ -156,10 +155,10 @@ async def test_every_event_delivered_twice_leaves_the_read_model_unchanged(
     # projected, so are the duplicates before them.
     account_probes = keys_for_every_partition("probe", topics.partitions)
     transfer_probes = keys_for_every_partition("probe-t", topics.partitions)
-    handler = AccountCommandHandler(accounts.pool, topics)
+    store = account_store(accounts.pool, topics)
     for probe in account_probes:
         command = OpenAccount(account_id=probe, owner="Probe")
-        await handler.handle(envelope_for(command), command)
+        await decide(store, command)
     for probe in transfer_probes:  # between accounts that do not exist: fails at once
         await send(
             producer,
@@ -198,9 +197,9 @@ def keys_for_every_partition(prefix: str, partitions: int) -> list[str]:
 
 async def test_after_200_random_commands_the_read_model_equals_the_fold_of_the_stores(
     infra: Endpoints,
-    accounts: Runtime,
-    saga: Runtime,
-    projector: Runtime,
+    accounts: Platform,
+    saga: Platform,
+    projector: Platform,
     topics: TopicSettings,
     producer: AIOKafkaProducer,
 ) -> None:
@@ -258,22 +257,22 @@ async def test_after_200_random_commands_the_read_model_equals_the_fold_of_the_s
 
 async def test_a_rebuild_while_the_system_runs_gives_back_the_same_read_model(
     infra: Endpoints,
-    accounts: Runtime,
-    saga: Runtime,
-    projector: Runtime,
+    accounts: Platform,
+    saga: Platform,
+    projector: Platform,
     projector_settings: ProjectorSettings,
     topics: TopicSettings,
     producer: AIOKafkaProducer,
 ) -> None:
     # A history of its own (both stores), so the test proves something when run alone.
-    handler = AccountCommandHandler(accounts.pool, topics)
+    store = account_store(accounts.pool, topics)
     carol, dave = new_id("carol"), new_id("dave")
     for command in (
         OpenAccount(account_id=carol, owner="Carol", initial_balance="40.00"),
         OpenAccount(account_id=dave, owner="Dave"),
         DepositMoney(account_id=dave, amount="2.50"),
     ):
-        await handler.handle(envelope_for(command), command)
+        await decide(store, command)
     transfer_id = new_id("transfer")
     start = StartTransfer(
         transfer_id=transfer_id, source_account_id=carol, target_account_id=dave, amount="15"
@@ -293,7 +292,7 @@ async def test_a_rebuild_while_the_system_runs_gives_back_the_same_read_model(
 
 
 async def test_an_event_ahead_of_its_stream_is_refused_not_skipped(
-    infra: Endpoints, projector: Runtime
+    infra: Endpoints, projector: Platform
 ) -> None:
     """A gap (version 3 after version 1) must never be applied as if 2 had happened: the
     batch is refused (and will come again), not silently half-applied."""
@@ -346,7 +345,7 @@ class ReadsFirstWritesLast:
 
 
 async def test_two_instances_projecting_the_same_stream_at_once_never_undo_each_other(
-    infra: Endpoints, projector: Runtime
+    infra: Endpoints, projector: Platform
 ) -> None:
     """A rebalance can hand a partition to a second projector while the first still applies a
     batch of it. Here the first has read the row and applies the first 3 events of a stream

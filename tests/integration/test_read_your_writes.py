@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bank_deploy.providers import Endpoints
-from bank_shared.runtime import Runtime
+from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
 from tests.command_api_client import serving as serving_commands
 from tests.command_api_client import settings_for as command_settings
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 async def bank(
     infra: Endpoints,
     topics: TopicSettings,
-    accounts: Runtime,
-    saga: Runtime,
-    projector: Runtime,
+    accounts: Platform,
+    saga: Platform,
+    projector: Platform,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     async with (
         serving_commands(command_settings(infra, topics)) as commands,

@@ -10,19 +10,34 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from faststream.kafka import KafkaBroker
 
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.eventstore.unit_of_work import EventStore
 from bank_shared.messaging.consume import DeadLetters
 from bank_shared.messaging.kafka import ensure_topics
-from bank_shared.topics import transfer_topics
-from bank_transfers_saga.saga import MARK_ANSWERED, TransferSaga, step_command_id
-from tests.support import TopicTap, envelope_for, eventually, fresh_topics, new_id, withdrawn
+from bank_shared.topics import TopicSettings, transfer_topics
+from bank_transfers_saga.handlers import on_step_outcomes, on_transfer_commands
+from bank_transfers_saga.saga import step_command_id
+from bank_transfers_saga.steps import MARK_ANSWERED, Steps
+from bank_transfers_saga.transfer import TransferState
+from tests.support import (
+    Database,
+    TopicTap,
+    envelope_for,
+    eventually,
+    fresh_topics,
+    new_id,
+    transfer_store,
+    withdrawn,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,22 +54,38 @@ class Clock:
         return self.now
 
 
+class Saga:
+    """The saga's store and steps on the test's own database, on a clock of its own."""
+
+    def __init__(self, pool: Pool, topics: TopicSettings, **options: Any) -> None:
+        self.clock = Clock()
+        self.transfers: EventStore[TransferState] = transfer_store(pool, topics, clock=self.clock)
+        self.steps = Steps(Database(pool), topics, **options)
+
+    async def start(self, transfer_id: str, source: str) -> None:
+        start = StartTransfer(
+            transfer_id=transfer_id, source_account_id=source, target_account_id="dst", amount="10"
+        )
+        [started] = await on_transfer_commands(
+            self.transfers, self.steps, [(envelope_for(start), start)]
+        )
+        assert started.status == "accepted"
+
+    async def answer(self, transfer_id: str, source: str) -> None:
+        await on_step_outcomes(self.transfers, self.steps, [withdrawn(transfer_id, source)])
+
+
 async def test_an_answered_step_keeps_its_first_answer_time_and_is_not_sent_again(
     transfers_db: Pool,
 ) -> None:
-    clock = Clock()
-    saga = TransferSaga(transfers_db, fresh_topics("steps"), step_timeout=10.0, clock=clock)
+    saga = Saga(transfers_db, fresh_topics("steps"), timeout=10.0)
     transfer_id, source = new_id("t"), new_id("src")
-    start = StartTransfer(
-        transfer_id=transfer_id, source_account_id=source, target_account_id="dst", amount="10"
-    )
-    [started] = await saga.start_batch([(envelope_for(start), start)])
-    assert started.status == "accepted"
+    await saga.start(transfer_id, source)
 
-    clock.now = STARTED_AT + timedelta(seconds=1)
-    assert await saga.answers_batch([withdrawn(transfer_id, source)]) == 1
-    clock.now = STARTED_AT + timedelta(seconds=2)
-    assert await saga.answers_batch([withdrawn(transfer_id, source)]) == 0  # moves nothing
+    saga.clock.now = STARTED_AT + timedelta(seconds=1)
+    await saga.answer(transfer_id, source)
+    saga.clock.now = STARTED_AT + timedelta(seconds=2)
+    await saga.answer(transfer_id, source)  # another copy: moves nothing
     async with transfers_db.acquire() as conn:
         # Every step overdue: only the unanswered deposit may be sent again.
         await conn.execute("UPDATE saga_steps SET next_attempt_at = now() - interval '1 hour'")
@@ -64,7 +95,7 @@ async def test_an_answered_step_keeps_its_first_answer_time_and_is_not_sent_agai
         )
 
     assert answered == STARTED_AT + timedelta(seconds=1)
-    assert await saga.resend_due_steps() == 1
+    assert await saga.steps.resend_due() == 1
     async with transfers_db.acquire() as conn:
         rows = await conn.fetch(
             "SELECT step, attempts FROM saga_steps WHERE transfer_id = $1", transfer_id
@@ -98,7 +129,7 @@ async def test_marking_steps_answered_finds_them_by_primary_key_whatever_the_sta
             new,
         )
         plan: str = await conn.fetchval(  # the plan only: nothing runs
-            f"EXPLAIN (FORMAT JSON) {MARK_ANSWERED}", new, datetime.now(UTC)
+            f"EXPLAIN (FORMAT JSON) {MARK_ANSWERED}", new, [datetime.now(UTC)] * len(new)
         )
 
     indexes = {
@@ -113,22 +144,22 @@ def _nodes(node: dict[str, object]) -> list[dict[str, object]]:
     return [node, *(n for child in children for n in _nodes(child))]
 
 
+@pytest.fixture
+async def broker(infra: Endpoints) -> AsyncIterator[KafkaBroker]:
+    broker = KafkaBroker(infra.kafka.bootstrap)
+    await broker.connect()
+    yield broker
+    await broker.stop()
+
+
 async def test_a_step_that_cannot_be_read_is_dead_lettered_once_and_the_others_are_sent(
-    transfers_db: Pool, infra: Endpoints, producer: AIOKafkaProducer
+    transfers_db: Pool, infra: Endpoints, broker: KafkaBroker
 ) -> None:
     topics = fresh_topics("steps-dead")
     await ensure_topics(infra.kafka, transfer_topics(topics))
-    saga = TransferSaga(
-        transfers_db,
-        topics,
-        step_timeout=10.0,
-        dead_letters=DeadLetters(producer, topics.dead_letters),
-    )
+    saga = Saga(transfers_db, topics, dead_letters=DeadLetters(broker, topics.dead_letters))
     transfer_id, source = new_id("t"), new_id("src")
-    start = StartTransfer(
-        transfer_id=transfer_id, source_account_id=source, target_account_id="dst", amount="10"
-    )
-    await saga.start_batch([(envelope_for(start), start)])
+    await saga.start(transfer_id, source)
     broken = uuid.uuid4()
     unreadable = b"{not a command"
     async with transfers_db.acquire() as conn:
@@ -142,11 +173,11 @@ async def test_a_step_that_cannot_be_read_is_dead_lettered_once_and_the_others_a
         await conn.execute("UPDATE saga_steps SET next_attempt_at = now() - interval '1 hour'")
     letters = await TopicTap(infra.kafka, topics.dead_letters).start()
     try:
-        assert await saga.resend_due_steps() == 1  # the withdraw, not the broken step
+        assert await saga.steps.resend_due() == 1  # the withdraw, not the broken step
         [letter] = await letters.wait_for(lambda r: r.value == unreadable)
         async with transfers_db.acquire() as conn:
             await conn.execute("UPDATE saga_steps SET next_attempt_at = now() - interval '1 hour'")
-        assert await saga.resend_due_steps() == 1  # the withdraw again; the broken one is done
+        assert await saga.steps.resend_due() == 1  # the withdraw again; the broken one is done
         async with transfers_db.acquire() as conn:
             marked = await conn.fetchval(
                 "SELECT dead_lettered_at IS NOT NULL FROM saga_steps WHERE command_id = $1",
@@ -165,23 +196,23 @@ async def test_a_step_that_cannot_be_read_is_dead_lettered_once_and_the_others_a
     assert b"cannot send step deposit again" in letter.headers["dead-letter-reason"]
 
 
-class FailsFirst(TransferSaga):
+class FailsFirst(Steps):
     """Its first check for overdue steps fails with an error of no known kind."""
 
     calls = 0
 
-    async def resend_due_steps(self, limit: int = 200) -> int:
+    async def resend_due(self, limit: int = 200) -> int:
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("simulated: a bug in the first check")
-        return await super().resend_due_steps(limit)
+        return await super().resend_due(limit)
 
 
 async def test_the_resend_loop_goes_on_after_an_unexpected_error(transfers_db: Pool) -> None:
-    saga = FailsFirst(transfers_db, fresh_topics("steps-loop"))
-    loop = asyncio.create_task(saga.resend_forever(0.01))
+    steps = FailsFirst(Database(transfers_db), fresh_topics("steps-loop"))
+    loop = asyncio.create_task(steps.resend_forever(0.01))
     try:
-        await eventually(lambda: saga.calls >= 3 or loop.done(), what="two more checks")
+        await eventually(lambda: steps.calls >= 3 or loop.done(), what="two more checks")
         assert not loop.done(), "the loop ended"
     finally:
         loop.cancel()

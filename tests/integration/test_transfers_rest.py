@@ -12,19 +12,19 @@ import pytest
 from bank_accounts.settings import AccountsSettings
 from bank_command_api.settings import CommandApiSettings
 from bank_deploy.providers import Endpoints
-from bank_shared.runtime import Runtime
+from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
 from bank_transfers_saga.settings import SagaSettings
 from tests.command_api_client import QUERY_API, open_account, serving, settings_for
-from tests.support import new_id
-from tests.transfers_client import balance, finished_transfer, history
+from tests.support import history, new_id
+from tests.transfers_client import balance, finished_transfer
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 async def api(
-    infra: Endpoints, topics: TopicSettings, accounts: Runtime, saga: Runtime
+    infra: Endpoints, topics: TopicSettings, accounts: Platform, saga: Platform
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings: CommandApiSettings = settings_for(infra, topics)
     async with serving(settings) as client:

@@ -9,8 +9,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bank_accounts.account import AccountCommandHandler
-from bank_accounts.app import run_accounts
+from bank_accounts.app import create_app as accounts_app
 from bank_accounts.settings import AccountsSettings
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import OpenAccount
@@ -18,26 +17,32 @@ from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
-from bank_shared.runtime import Runtime
+from bank_shared.service import EVENT_STORE, Platform
 from bank_shared.topics import TopicSettings
-from bank_transfers_saga.app import run_saga
+from bank_transfers_saga.app import create_app as saga_app
 from bank_transfers_saga.saga import step_command_id
 from bank_transfers_saga.settings import SagaSettings
-from tests.support import TopicTap, caused_by, envelope_for, eventually, fresh_topics, new_id, send
-from tests.transfers_client import (
-    balance,
-    finished_transfer,
+from tests.support import (
+    TopicTap,
+    account_store,
+    caused_by,
+    decide,
+    envelope_for,
+    eventually,
+    fresh_topics,
     history,
-    open_accounts,
-    start_transfer,
+    new_id,
+    running,
+    send,
 )
+from tests.transfers_client import balance, finished_transfer, open_accounts, start_transfer
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_transfer_withdraws_deposits_and_completes_with_one_correlation_id(
-    accounts: Runtime,
-    saga: Runtime,
+    accounts: Platform,
+    saga: Platform,
     accounts_settings: AccountsSettings,
     saga_settings: SagaSettings,
     topics: TopicSettings,
@@ -80,8 +85,8 @@ async def test_a_transfer_withdraws_deposits_and_completes_with_one_correlation_
 
 
 async def test_a_transfer_above_the_balance_fails_for_insufficient_funds_and_moves_nothing(
-    accounts: Runtime,
-    saga: Runtime,
+    accounts: Platform,
+    saga: Platform,
     accounts_settings: AccountsSettings,
     saga_settings: SagaSettings,
     topics: TopicSettings,
@@ -101,8 +106,8 @@ async def test_a_transfer_above_the_balance_fails_for_insufficient_funds_and_mov
 
 
 async def test_a_transfer_to_an_unknown_account_is_refunded_and_fails(
-    accounts: Runtime,
-    saga: Runtime,
+    accounts: Platform,
+    saga: Platform,
     accounts_settings: AccountsSettings,
     saga_settings: SagaSettings,
     topics: TopicSettings,
@@ -128,8 +133,8 @@ async def test_a_transfer_to_an_unknown_account_is_refunded_and_fails(
 
 
 async def test_a_transfer_from_an_unknown_account_fails_as_source_not_found(
-    accounts: Runtime,
-    saga: Runtime,
+    accounts: Platform,
+    saga: Platform,
     saga_settings: SagaSettings,
     topics: TopicSettings,
     producer: AIOKafkaProducer,
@@ -143,8 +148,8 @@ async def test_a_transfer_from_an_unknown_account_fails_as_source_not_found(
 
 
 async def test_a_second_start_with_the_same_transfer_id_is_rejected_and_a_redelivery_is_not(
-    accounts: Runtime,
-    saga: Runtime,
+    accounts: Platform,
+    saga: Platform,
     saga_settings: SagaSettings,
     topics: TopicSettings,
     producer: AIOKafkaProducer,
@@ -193,16 +198,15 @@ async def test_a_step_without_an_answer_is_sent_again_and_applied_once_when_answ
     pool = await create_pool(accounts_settings.dsn, size=2)
     try:
         async with pool.acquire() as setup:  # no accounts service ran on this database yet
-            await migrate(setup, "bank_shared.eventstore.migrations")
-        handler = AccountCommandHandler(pool, topics)
+            await migrate(setup, EVENT_STORE)
+        store = account_store(pool, topics)
         alice, bob = new_id("alice"), new_id("bob")
         for account, opening in ((alice, "10.00"), (bob, "0")):
-            command = OpenAccount(account_id=account, owner="X", initial_balance=opening)
-            await handler.handle(envelope_for(command), command)
+            await decide(store, OpenAccount(account_id=account, owner="X", initial_balance=opening))
     finally:
         await pool.close()
 
-    async with run_saga(saga_settings):
+    async with running(saga_app(saga_settings)):
         transfer_id, _ = await start_transfer(producer, topics, alice, bob, "5")
         conn = await asyncpg.connect(saga_settings.dsn)
         try:
@@ -217,7 +221,7 @@ async def test_a_step_without_an_answer_is_sent_again_and_applied_once_when_answ
             await eventually(sent_three_times, within=30, what="the withdrawal to be re-sent")
         finally:
             await conn.close()
-        async with run_accounts(accounts_settings):
+        async with running(accounts_app(accounts_settings)):
             types = await finished_transfer(saga_settings.dsn, transfer_id)
 
     assert types == ["TransferStarted", "TransferDebited", "TransferCompleted"]

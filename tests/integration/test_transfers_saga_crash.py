@@ -9,18 +9,12 @@ from decimal import Decimal
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bank_accounts.app import run_accounts
+from bank_accounts.app import create_app as accounts_app
 from bank_accounts.settings import AccountsSettings
 from bank_deploy.providers import Endpoints, free_port
 from bank_transfers_saga.settings import SagaSettings
-from tests.support import ServiceProcess, eventually, fresh_topics, service_env
-from tests.transfers_client import (
-    balance,
-    finished_transfer,
-    history,
-    open_accounts,
-    start_transfer,
-)
+from tests.support import ServiceProcess, eventually, fresh_topics, history, running, service_env
+from tests.transfers_client import balance, finished_transfer, open_accounts, start_transfer
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +37,10 @@ async def test_a_saga_killed_between_debit_and_deposit_completes_after_restart_e
         "BANK_SAGA_COMMANDS_GROUP": f"{topics.transfer_commands}.saga",
         "BANK_SAGA_ANSWERS_GROUP": f"{topics.step_outcomes}.saga",
         "BANK_SAGA_RELAY_POLL_INTERVAL": "0.1",
+        # The killed process's lease runs out this soon, and the restarted one publishes.
+        "BANK_SAGA_RELAY_LEASE_DURATION": "1",
     }
-    async with run_accounts(accounts_settings) as accounts:
+    async with running(accounts_app(accounts_settings)) as accounts:
         ids = await open_accounts(accounts, topics, alice="100.00", bob="50.00")
 
         port = free_port()

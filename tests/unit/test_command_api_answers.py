@@ -6,13 +6,25 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from fastapi import Response
 
-from bank_command_api.answers import answer_for, command_status, prefers_async
+from bank_command_api.answers import answer, command_status, prefers_async
 from bank_command_api.idempotency import fingerprint
 from bank_command_api.ledger import CommandRecord
+from bank_shared.http.problems import ProblemError
 
 QUERY_API = "http://query.test/"
 COMMAND_ID = uuid.UUID("0b9f8c2e-3f7d-4c55-9a8e-1d2c3b4a5f60")
+
+
+def answer_for(
+    decided: CommandRecord, *, async_requested: bool = False
+) -> tuple[int, dict[str, object], dict[str, str]]:
+    """The status, JSON body and headers of the answer to a POST whose command is `decided`."""
+    response = Response()
+    body = answer(decided, response, query_api_url=QUERY_API, async_requested=async_requested)
+    headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+    return response.status_code, body.model_dump(mode="json", exclude_none=True), headers
 
 
 def record(command_type: str, stream_id: str = "alice", **decision: object) -> CommandRecord:
@@ -32,29 +44,25 @@ def test_an_accepted_account_command_answers_its_version_and_two_decimal_balance
     command_type: str, status: int
 ) -> None:
     decided = record(command_type, status="accepted", version=3, balance=Decimal("7.5"))
-    answer = answer_for(decided, query_api_url=QUERY_API)
-    assert answer.status_code == status
-    assert answer.body == {
-        "account_id": "alice",
-        "command_id": str(COMMAND_ID),
-        "status": "accepted",
-        "version": 3,
-        "balance": "7.50",
-    }
-    assert answer.media_type == "application/json"
+    assert answer_for(decided) == (
+        status,
+        {
+            "account_id": "alice",
+            "command_id": str(COMMAND_ID),
+            "status": "accepted",
+            "version": 3,
+            "balance": "7.50",
+        },
+        {},
+    )
 
 
 def test_an_accepted_transfer_is_202_with_the_location_in_the_query_api() -> None:
-    answer = answer_for(
-        record("StartTransfer", "t-1", status="accepted", version=1), query_api_url=QUERY_API
+    assert answer_for(record("StartTransfer", "t-1", status="accepted", version=1)) == (
+        202,
+        {"transfer_id": "t-1", "command_id": str(COMMAND_ID), "status": "accepted"},
+        {"location": "http://query.test/transfers/t-1"},
     )
-    assert answer.status_code == 202
-    assert answer.body == {
-        "transfer_id": "t-1",
-        "command_id": str(COMMAND_ID),
-        "status": "accepted",
-    }
-    assert answer.headers == {"Location": "http://query.test/transfers/t-1"}
 
 
 @pytest.mark.parametrize(
@@ -73,38 +81,31 @@ def test_a_rejection_is_a_problem_with_its_code_and_what_to_do(
     command_type: str, code: str, status: int, advice: str
 ) -> None:
     decided = record(command_type, status="rejected", code=code, reason="because")
-    answer = answer_for(decided, query_api_url=QUERY_API)
-    assert answer.status_code == status
-    assert answer.media_type == "application/problem+json"
-    assert answer.body["code"] == code
-    assert answer.body["status"] == status
-    assert answer.body["detail"] == "because"
-    assert answer.body["command_id"] == str(COMMAND_ID)
-    assert advice in answer.body["message"]
+    with pytest.raises(ProblemError) as refused:
+        answer_for(decided)
+    problem = refused.value
+    assert (problem.status, problem.code) == (status, code)
+    assert advice in problem.message
+    assert problem.extra["detail"] == "because"
+    assert problem.extra["command_id"] == COMMAND_ID
     stream_field = "transfer_id" if command_type == "StartTransfer" else "account_id"
-    assert answer.body[stream_field] == "alice"
+    assert problem.extra[stream_field] == "alice"
 
 
 @pytest.mark.parametrize("async_requested", [False, True])
 def test_pending_is_202_with_the_command_location(async_requested: bool) -> None:
-    answer = answer_for(
-        record("DepositMoney"), query_api_url=QUERY_API, async_requested=async_requested
-    )
-    assert answer.status_code == 202
-    assert answer.body == {
-        "command_id": str(COMMAND_ID),
-        "status": "pending",
-        "account_id": "alice",
-    }
-    assert answer.headers["Location"] == f"/commands/{COMMAND_ID}"
-    assert ("Preference-Applied" in answer.headers) is async_requested
+    status, body, headers = answer_for(record("DepositMoney"), async_requested=async_requested)
+    assert status == 202
+    assert body == {"command_id": str(COMMAND_ID), "status": "pending", "account_id": "alice"}
+    assert headers["location"] == f"/commands/{COMMAND_ID}"
+    assert ("preference-applied" in headers) is async_requested
 
 
 def test_a_decided_command_ignores_respond_async() -> None:
     decided = record("DepositMoney", status="accepted", version=2, balance=Decimal(1))
-    answer = answer_for(decided, query_api_url=QUERY_API, async_requested=True)
-    assert answer.status_code == 200
-    assert "Preference-Applied" not in answer.headers
+    status, _, headers = answer_for(decided, async_requested=True)
+    assert status == 200
+    assert "preference-applied" not in headers
 
 
 @pytest.mark.parametrize(
@@ -133,7 +134,7 @@ def test_a_decided_record_answers_with_its_status_code_and_balance() -> None:
         reason="no",
         balance=Decimal("0.10"),
     )
-    status = command_status(decided)
+    status = command_status(decided).model_dump(mode="json")
     assert status["balance"] == "0.10"
     assert (status["status"], status["code"]) == ("rejected", "insufficient_funds")
 

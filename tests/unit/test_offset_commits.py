@@ -1,5 +1,5 @@
-"""Background offset commits: never past what is applied, and nothing applied left
-uncommitted when the subscriber stops."""
+"""Offsets are committed in the background, never past what is applied, and a stopping
+subscriber finishes its batch and commits what it applied before its consumer closes."""
 
 from __future__ import annotations
 
@@ -8,51 +8,47 @@ from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from faststream._internal.endpoint.subscriber.utils import MultiLock
-from faststream.kafka.subscriber.usecase import BatchSubscriber
 
+from bank_shared.contracts.accounts import DepositMoney
+from bank_shared.contracts.envelope import Envelope, Message, to_bytes
 from bank_shared.messaging import consume
-from bank_shared.messaging.consume import OffsetCommits, stop_after_committing
+from bank_shared.messaging.consume import BatchConsumer, Delivery, OffsetCommits
+from tests.support import envelope_for
 
 PARTITION = TopicPartition("t", 0)
 
 
-class CommitsRecorded:
-    """A consumer that records its commits in `log`; with `stuck`, its commits (all of them,
-    or only the first) never return."""
+class CommitsRecorded(AIOKafkaConsumer):  # type: ignore[misc]
+    """A consumer that records its commits and seeks in `log` (it never connects); with
+    `stuck`, its commits (all of them, or only the first) never return."""
 
     def __init__(self, log: list[object], *, stuck: str = "") -> None:
+        super().__init__(bootstrap_servers="127.0.0.1:9")
         self.log = log
         self.stuck = stuck
 
     def assignment(self) -> set[TopicPartition]:
         return {PARTITION}
 
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         if self.stuck:
             self.stuck = "" if self.stuck == "first" else self.stuck
             await asyncio.Event().wait()
-        self.log.append(dict(offsets))
+        self.log.append(dict(offsets or {}))
 
-
-class Stoppable:
-    """What `stop_after_committing` needs of a FastStream batch subscriber."""
-
-    def __init__(self, log: list[object]) -> None:
-        self.log = log
-        self.running = True
-        self.lock = MultiLock()
-
-    async def stop(self) -> None:
-        self.log.append("consumer closed")
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.log.append(("seek", offset))
 
 
 def records(*offsets: int) -> list[ConsumerRecord[bytes, bytes]]:
-    return [ConsumerRecord("t", 0, o, 0, 0, None, b"{}", None, 0, 2, headers=[]) for o in offsets]
+    value = to_bytes(envelope_for(DepositMoney(account_id="a", amount="1")))
+    return [ConsumerRecord("t", 0, o, 0, 0, None, value, None, 0, 2, headers=[]) for o in offsets]
 
 
-def as_consumer(fake: CommitsRecorded) -> AIOKafkaConsumer:
-    return cast(AIOKafkaConsumer, cast(Any, fake))
+def delivery(consumer: CommitsRecorded, *offsets: int) -> Delivery:
+    """A batch as FastStream hands it over: its records and their consumer."""
+    message = type("Batch", (), {"raw_message": tuple(records(*offsets)), "consumer": consumer})
+    return Delivery(cast(Any, message))
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +59,10 @@ def long_pause(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_what_is_applied_during_the_pause_is_committed_by_flush() -> None:
     log: list[object] = []
-    fake, commits = CommitsRecorded(log), OffsetCommits()
-    commits.applied(as_consumer(fake), records(0, 1))
+    consumer, commits = CommitsRecorded(log), OffsetCommits()
+    commits.applied(consumer, records(0, 1))
     await asyncio.sleep(0)  # the background commit of the first batch runs, then pauses
-    commits.applied(as_consumer(fake), records(2))
+    commits.applied(consumer, records(2))
     assert log == [{PARTITION: 2}]
 
     async with asyncio.timeout(1):
@@ -76,40 +72,50 @@ async def test_what_is_applied_during_the_pause_is_committed_by_flush() -> None:
 
 async def test_a_commit_interrupted_by_flush_is_made_by_flush() -> None:
     log: list[object] = []
-    fake, commits = CommitsRecorded(log, stuck="first"), OffsetCommits()
-    commits.applied(as_consumer(fake), records(0))
+    consumer, commits = CommitsRecorded(log, stuck="first"), OffsetCommits()
+    commits.applied(consumer, records(0))
     await asyncio.sleep(0)  # the background commit is now in flight, and stays there
     async with asyncio.timeout(1):
         await commits.flush()
     assert log == [{PARTITION: 1}]
 
 
-async def test_a_stop_waits_for_the_batch_in_hand_commits_it_then_closes() -> None:
+async def test_a_stop_waits_for_the_batch_in_hand_commits_it_and_takes_no_other() -> None:
     log: list[object] = []
-    fake, commits, subscriber = CommitsRecorded(log), OffsetCommits(), Stoppable(log)
-    stop_after_committing(cast(BatchSubscriber, cast(Any, subscriber)), commits)
-    commits.applied(as_consumer(fake), records(0))
-    subscriber.lock.acquire()  # a batch is being handled
+    consumer = CommitsRecorded(log)
+    release = asyncio.Event()
+    handled: list[Envelope] = []
 
+    async def slow(batch: consume.Batch[Message]) -> None:
+        await release.wait()
+        handled.extend(envelope for envelope, _ in batch)
+
+    subscriber = BatchConsumer(slow, (DepositMoney,), dead_letters=None)
+    in_hand = asyncio.create_task(subscriber.on_batch(delivery(consumer, 0, 1)))
+    await asyncio.sleep(0.01)
     stopping = asyncio.create_task(subscriber.stop())
-    await asyncio.sleep(0.05)
-    assert not subscriber.running  # no batch after this one
+    await asyncio.sleep(0.01)
     assert not stopping.done()  # waiting for the batch in hand
-    commits.applied(as_consumer(fake), records(1))  # it is applied...
-    subscriber.lock.release()  # ...and done
+    await subscriber.on_batch(delivery(consumer, 2))  # arrives while stopping: given back
+    release.set()
     async with asyncio.timeout(1):
-        await stopping
-    assert log == [{PARTITION: 1}, {PARTITION: 2}, "consumer closed"]
+        await asyncio.gather(in_hand, stopping)
+    assert len(handled) == 2
+    assert log == [("seek", 2), {PARTITION: 2}]
 
 
-async def test_a_broker_that_does_not_answer_does_not_keep_the_consumer_open(
+async def test_a_broker_that_does_not_answer_does_not_hold_up_the_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(consume, "FLUSH_TIMEOUT", 0.05)
+    monkeypatch.setattr(consume, "STOP_GRACE", 0.05)
     log: list[object] = []
-    fake, commits, subscriber = CommitsRecorded(log, stuck="all"), OffsetCommits(), Stoppable(log)
-    stop_after_committing(cast(BatchSubscriber, cast(Any, subscriber)), commits)
-    commits.applied(as_consumer(fake), records(0))
+    consumer = CommitsRecorded(log, stuck="all")
+
+    async def nothing(_: consume.Batch[Message]) -> None:
+        return None
+
+    subscriber = BatchConsumer(nothing, (DepositMoney,), dead_letters=None)
+    await subscriber.on_batch(delivery(consumer, 0))
     async with asyncio.timeout(1):
         await subscriber.stop()
-    assert log == ["consumer closed"]
+    assert log == []

@@ -7,10 +7,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka.producer.message_accumulator import BatchBuilder
+from bank_shared.eventstore.relay import OutboxRelay
+from bank_shared.settings import KafkaSettings, RelaySettings
 
-from bank_shared.eventstore.relay import OutboxRelay, RelaySettings
-from bank_shared.settings import KafkaSettings
+
+class Batch:
+    """A record batch of at most `size` bytes, as the producer's create_batch makes one."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.records = 0
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> object | None:
+        if (self.records + 1) * (len(key) + len(value)) > self.size:
+            return None
+        self.records += 1
+        return object()
 
 
 class FakeConnection:
@@ -34,13 +46,11 @@ class FakeProducer:
     async def partitions_for(self, _topic: str) -> set[int]:
         return {0, 1, 2}
 
-    def create_batch(self) -> BatchBuilder:
-        return BatchBuilder(self.batch_bytes, 0)
+    def create_batch(self) -> Batch:
+        return Batch(self.batch_bytes)
 
-    async def send_batch(
-        self, batch: BatchBuilder, topic: str, *, partition: int
-    ) -> asyncio.Future[None]:
-        self.sent.append((topic, partition, batch.record_count()))
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        self.sent.append((topic, partition, batch.records))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 import pytest
 
 from bank_shared.contracts.accounts import DepositMoney, WithdrawMoney
+from bank_shared.contracts.outcomes import Rejection
 from bank_shared.contracts.transfers import (
     StartTransfer,
     TransferCompleted,
@@ -16,20 +18,18 @@ from bank_shared.contracts.transfers import (
     TransferFailed,
     TransferStarted,
 )
-from bank_shared.domain.account import Rejection
-from bank_shared.domain.transfer import (
-    INITIAL,
-    Step,
-    TransferState,
-    commands_after,
-    decide_start,
-    fold,
-    on_step_answer,
-)
+from bank_transfers_saga.saga import Step, next_steps, on_step_answer
+from bank_transfers_saga.transfer import INITIAL, TransferState, decide, evolve
 
 STARTED = TransferStarted(
     transfer_id="t1", source_account_id="alice", target_account_id="bob", amount="30.00"
 )
+
+
+def fold(events: Iterable[TransferEvent], state: TransferState = INITIAL) -> TransferState:
+    for event in events:
+        state = evolve(state, event)
+    return state
 
 
 def given(*events: TransferEvent) -> TransferState:
@@ -43,22 +43,22 @@ def start(amount: str = "30.00", transfer_id: str = "t1") -> StartTransfer:
 
 
 def test_starting_a_new_transfer_records_it_and_withdraws_from_the_source() -> None:
-    decision = decide_start(start(), INITIAL)
+    decision = decide(start(), INITIAL)
     assert decision == [STARTED]
     state = given(STARTED)
-    assert commands_after(state, STARTED) == [
+    assert next_steps(state, STARTED) == [
         ("withdraw", WithdrawMoney(account_id="alice", amount="30.00", transfer_id="t1"))
     ]
 
 
 def test_starting_an_existing_transfer_is_refused() -> None:
-    decision = decide_start(start(), given(STARTED))
+    decision = decide(start(), given(STARTED))
     assert isinstance(decision, Rejection)
     assert decision.code == "transfer_already_exists"
 
 
 def test_a_transfer_of_nothing_is_refused() -> None:
-    decision = decide_start(start("0"), INITIAL)
+    decision = decide(start("0"), INITIAL)
     assert isinstance(decision, Rejection)
     assert decision.code == "invalid_amount"
 
@@ -67,7 +67,7 @@ def test_a_transfer_to_the_same_account_is_refused() -> None:
     command = StartTransfer(
         transfer_id="t", source_account_id="a", target_account_id="a", amount="1"
     )
-    decision = decide_start(command, INITIAL)
+    decision = decide(command, INITIAL)
     assert isinstance(decision, Rejection)
     assert decision.code == "same_account"
 
@@ -78,7 +78,7 @@ def test_an_accepted_withdrawal_debits_the_transfer_and_deposits_to_the_target()
     assert events == [TransferDebited(transfer_id="t1", source_account_id="alice", amount="30")]
     after = fold(events, state)
     assert after.status == "debited"
-    assert commands_after(after, events[0]) == [
+    assert next_steps(after, events[0]) == [
         ("deposit", DepositMoney(account_id="bob", amount="30.00", transfer_id="t1"))
     ]
 
@@ -93,7 +93,7 @@ def test_an_accepted_withdrawal_debits_the_transfer_and_deposits_to_the_target()
 def test_a_refused_withdrawal_fails_the_transfer_without_refund(code: str, reason: str) -> None:
     events = on_step_answer(given(STARTED), "withdraw", accepted=False, code=code)
     assert events == [TransferFailed(transfer_id="t1", reason=reason, refunded=False)]
-    assert commands_after(fold(events, given(STARTED)), events[0]) == []
+    assert next_steps(fold(events, given(STARTED)), events[0]) == []
 
 
 def test_an_accepted_deposit_completes_the_transfer() -> None:
@@ -112,7 +112,7 @@ def test_a_refused_deposit_refunds_the_source_then_fails_as_refunded() -> None:
     refused = on_step_answer(debited, "deposit", accepted=False, code="account_not_found")
     assert refused == [TransferCreditRefused(transfer_id="t1", reason="target_account_not_found")]
     refunding = fold(refused, debited)
-    assert commands_after(refunding, refused[0]) == [
+    assert next_steps(refunding, refused[0]) == [
         ("refund", DepositMoney(account_id="alice", amount="30.00", transfer_id="t1"))
     ]
     done = on_step_answer(refunding, "refund", accepted=True, code=None)

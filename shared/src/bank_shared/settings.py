@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,9 +49,63 @@ class PostgresSettings(BaseSettings):
 
 
 class ServiceSettings(BaseSettings):
-    """What every Kafka-connected service reads besides its own settings (subclasses add
-    those under their own BANK_<SERVICE>_ prefix)."""
+    """What every Kafka-connected service reads: the shared BANK_KAFKA_*, BANK_PG_* and
+    BANK_TOPIC_* variables, and under its own BANK_<SERVICE>_ prefix (the subclass's), where it
+    listens and how many connections it keeps."""
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     pg: PostgresSettings = Field(default_factory=PostgresSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    pool_size: int = Field(default=10, ge=1)
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """The outbox relay's (eventstore/relay.py)."""
+
+    # Names the lease in its database (one outbox per database: one lease).
+    lease_key: int
+    # A leader that has not renewed its lease for this long loses it (eventstore/lease.py).
+    lease_duration: float = 5.0
+    # A standby asks for the lease, and a leader reads the outbox even unwoken, this often.
+    poll_interval: float = 1.0
+    # Rows read or sent in one round at most.
+    batch_size: int = 500
+    # Seconds a woken relay waits for more rows before it sends (0: never)...
+    linger: float = 0.010
+    # ... once it sends at least this many rows a second (0: always).
+    linger_min_rate: float = 200.0
+    # Published rows are deleted after this long, checked this often.
+    retention: timedelta = timedelta(days=1)
+    purge_every: float = 60.0
+
+
+class OutboxSettings(ServiceSettings):
+    """A service with an outbox: its relay's settings (BANK_<SERVICE>_RELAY_*)."""
+
+    relay_lease_key: int = 7_345_100_000
+    relay_lease_duration: float = Field(default=5.0, gt=0)
+    relay_poll_interval: float = Field(default=1.0, gt=0)
+    relay_linger: float = Field(default=0.010, ge=0)
+    relay_linger_min_rate: float = Field(default=200.0, ge=0)
+
+    @property
+    def relay(self) -> RelaySettings:
+        return RelaySettings(
+            lease_key=self.relay_lease_key,
+            lease_duration=self.relay_lease_duration,
+            poll_interval=self.relay_poll_interval,
+            linger=self.relay_linger,
+            linger_min_rate=self.relay_linger_min_rate,
+        )
+
+
+class EventStoreSettings(OutboxSettings):
+    """A service with an event store: also how many streams it keeps in memory (0: none, every
+    batch reads its streams) and how many conflicts a batch may meet before it fails
+    (eventstore/unit_of_work.py)."""
+
+    known_streams: int = Field(default=10_000, ge=0)
+    max_conflict_retries: int = Field(default=10, ge=1)

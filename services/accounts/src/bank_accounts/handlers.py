@@ -1,38 +1,26 @@
-"""Thin Kafka subscriber: hand each batch of account commands to the command handler."""
+"""The accounts service's subscriber: a batch of account commands, decided in one unit of work."""
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaRouter
-
-from bank_accounts.account import AccountCommandHandler
-from bank_shared.contracts.accounts import ACCOUNT_COMMANDS
-from bank_shared.contracts.envelope import Envelope, Message
-from bank_shared.messaging.consume import DeadLetters, subscribe_batches
-from bank_shared.topics import TopicSettings
+from bank_accounts.account import AccountState, decide
+from bank_shared.contracts.accounts import AccountCommand
+from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.eventstore.unit_of_work import EventStore
+from bank_shared.messaging.consume import Batch
 
 
-def build_router(
-    topics: TopicSettings,
-    handler: AccountCommandHandler,
-    dead_letters: DeadLetters,
-    *,
-    group_id: str,
-    max_records: int = 100,
-) -> KafkaRouter:
-    router = KafkaRouter()
-
-    async def on_account_commands(batch: list[tuple[Envelope, Message]]) -> None:
-        commands = [(e, c) for e, c in batch if isinstance(c, ACCOUNT_COMMANDS)]
-        assert len(commands) == len(batch)  # guaranteed by `accepts` below
-        await handler.handle_batch(commands)
-
-    subscribe_batches(
-        router,
-        topics.account_commands,
-        group_id=group_id,
-        handle=on_account_commands,
-        dead_letters=dead_letters,
-        accepts=lambda m: isinstance(m, ACCOUNT_COMMANDS),
-        max_records=max_records,
-    )
-    return router
+async def on_account_commands(
+    accounts: EventStore[AccountState], commands: Batch[AccountCommand]
+) -> list[CommandOutcome]:
+    """Decide each command against its account as the batch has left it; write them all at
+    once. A command seen before gets its first answer again and changes nothing. Returns the
+    answers."""
+    async for uow in accounts.attempts(commands):
+        await uow.load({command.account_id for _, command in commands})
+        for envelope, command in commands:
+            if uow.answered_before(envelope):
+                continue
+            account = uow.stream(command.account_id)
+            uow.record(envelope, command.account_id, decide(command, account.state))
+        await uow.commit()
+    return uow.outcomes

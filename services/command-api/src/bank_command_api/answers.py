@@ -1,22 +1,17 @@
-"""From a command's record to the HTTP answer: status code, body and headers (pure)."""
+"""From a command's record to the HTTP answer: its body, status code and headers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import Any
-
-from fastapi.responses import JSONResponse
+from fastapi import Response
 
 from bank_command_api.ledger import CommandRecord
-from bank_command_api.problems import PROBLEM_JSON
 from bank_command_api.schemas import (
     AccountCommandAccepted,
     CommandPending,
     CommandStatus,
-    Problem,
     TransferAccepted,
 )
+from bank_shared.http.problems import ProblemError
 from bank_shared.money import ZERO
 
 ACCEPTED_STATUS = {"OpenAccount": 201, "DepositMoney": 200, "WithdrawMoney": 200}
@@ -34,20 +29,7 @@ REJECTED_STATUS = {
 OTHER_REJECTION_STATUS = 409
 
 
-@dataclass(frozen=True)
-class HttpAnswer:
-    status_code: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-    media_type: str = "application/json"
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            self.body,
-            status_code=self.status_code,
-            headers=self.headers,
-            media_type=self.media_type,
-        )
+Accepted = AccountCommandAccepted | TransferAccepted | CommandPending
 
 
 def prefers_async(prefer: str | None) -> bool:
@@ -63,58 +45,51 @@ def stream_field(command_type: str) -> str:
     return "transfer_id" if command_type == TRANSFER else "account_id"
 
 
-def answer_for(
-    record: CommandRecord, *, query_api_url: str, async_requested: bool = False
-) -> HttpAnswer:
+def answer(
+    record: CommandRecord, response: Response, *, query_api_url: str, async_requested: bool
+) -> Accepted:
+    """The body of the answer to a POST, with its status and headers set on `response`; a
+    rejection is raised as its problem."""
+    transfer_url = f"{query_api_url.rstrip('/')}/transfers/{record.stream_id}"
+    if record.status == "rejected":
+        raise rejection(record, query_api_url)
     if record.status == "pending":
-        body = CommandPending(
+        response.status_code = 202
+        if record.command_type == TRANSFER:
+            # A transfer's Location is always the transfer; its command's status is elsewhere.
+            response.headers["Location"] = transfer_url
+            response.headers["Content-Location"] = f"/commands/{record.command_id}"
+        else:
+            response.headers["Location"] = f"/commands/{record.command_id}"
+        if async_requested:
+            response.headers["Preference-Applied"] = "respond-async"
+        return CommandPending(
             command_id=record.command_id, **{stream_field(record.command_type): record.stream_id}
         )
-        # A transfer's Location is always the transfer in the query API (DESIGN §3); the
-        # command's own status is where any other pending command can be followed.
-        headers = (
-            {
-                "Location": f"{query_api_url.rstrip('/')}/transfers/{record.stream_id}",
-                "Content-Location": f"/commands/{record.command_id}",
-            }
-            if record.command_type == TRANSFER
-            else {"Location": f"/commands/{record.command_id}"}
-        )
-        if async_requested:
-            headers["Preference-Applied"] = "respond-async"
-        return HttpAnswer(202, dump(body), headers)
-    if record.status == "accepted":
-        return accepted(record, query_api_url)
-    return rejected(record, query_api_url)
-
-
-def accepted(record: CommandRecord, query_api_url: str) -> HttpAnswer:
     if record.command_type == TRANSFER:
-        transfer = TransferAccepted(transfer_id=record.stream_id, command_id=record.command_id)
-        location = f"{query_api_url.rstrip('/')}/transfers/{record.stream_id}"
-        return HttpAnswer(202, dump(transfer), {"Location": location})
-    account = AccountCommandAccepted(
+        response.status_code = 202
+        response.headers["Location"] = transfer_url
+        return TransferAccepted(transfer_id=record.stream_id, command_id=record.command_id)
+    response.status_code = ACCEPTED_STATUS.get(record.command_type, 200)
+    return AccountCommandAccepted(
         account_id=record.stream_id,
         command_id=record.command_id,
         version=record.version or 0,
         balance=record.balance if record.balance is not None else ZERO,
     )
-    return HttpAnswer(ACCEPTED_STATUS.get(record.command_type, 200), dump(account))
 
 
-def rejected(record: CommandRecord, query_api_url: str) -> HttpAnswer:
+def rejection(record: CommandRecord, query_api_url: str) -> ProblemError:
     code = record.code or "rejected"
-    status = REJECTED_STATUS.get(code, OTHER_REJECTION_STATUS)
-    problem = Problem(
-        title=HTTPStatus(status).phrase,
-        status=status,
-        code=code,
-        message=rejection_message(code, record.stream_id, query_api_url),
+    return ProblemError(
+        REJECTED_STATUS.get(code, OTHER_REJECTION_STATUS),
+        code,
+        rejection_message(code, record.stream_id, query_api_url),
         detail=record.reason,
         command_id=record.command_id,
-        **{stream_field(record.command_type): record.stream_id},
+        account_id=None if record.command_type == TRANSFER else record.stream_id,
+        transfer_id=record.stream_id if record.command_type == TRANSFER else None,
     )
-    return HttpAnswer(status, dump(problem), media_type=PROBLEM_JSON)
 
 
 def rejection_message(code: str, stream_id: str, query_api_url: str) -> str:
@@ -156,7 +131,7 @@ def rejection_message(code: str, stream_id: str, query_api_url: str) -> str:
             return f"The command was refused ({code}); see detail, change the request, retry."
 
 
-def command_status(record: CommandRecord) -> dict[str, Any]:
+def command_status(record: CommandRecord) -> CommandStatus:
     return CommandStatus(
         command_id=record.command_id,
         command_type=record.command_type,
@@ -166,9 +141,4 @@ def command_status(record: CommandRecord) -> dict[str, Any]:
         reason=record.reason,
         version=record.version,
         balance=record.balance,
-    ).model_dump(mode="json")
-
-
-def dump(model: Any) -> dict[str, Any]:
-    result: dict[str, Any] = model.model_dump(mode="json", exclude_none=True)
-    return result
+    )

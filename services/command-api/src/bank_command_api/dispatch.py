@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -18,7 +17,7 @@ from bank_command_api.ledger import CommandRecord, insert_commands, load_command
 from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
-from bank_shared.eventstore.store import CommitListener, OutboxMessage, WriteStatement
+from bank_shared.eventstore.store import Changes, HasPool, OutboxMessage, write
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +47,15 @@ class Outgoing:
 class Dispatcher:
     def __init__(
         self,
-        pool: asyncpg.Pool[Any],
+        database: HasPool,
         listener: DecisionListener,
         *,
         decision_timeout: float,
         max_waiting: int,
         clock: Clock = utc_now,
-        relay: CommitListener | None = None,
     ) -> None:
-        """`relay`: this process's outbox relay, handed each batch's rows once committed."""
-        self.pool = pool
+        self.database = database
         self.listener = listener
-        self.relay = relay
         self.decision_timeout = decision_timeout
         self.max_waiting = max_waiting
         self.clock = clock
@@ -113,7 +109,7 @@ class Dispatcher:
             )
 
     async def find(self, command_id: UUID) -> CommandRecord | None:
-        async with self.pool.acquire() as conn:
+        async with self.database.pool.acquire() as conn:
             return await load_command(conn, command_id)
 
     async def _record(
@@ -141,8 +137,8 @@ class Dispatcher:
             raise IdempotencyKeyInUseError(idempotency.key) from None
 
     async def _write_commands(self, commands: Sequence[NewCommand]) -> list[CommandRecord]:
-        async with self.pool.acquire() as conn:
-            await _statement(commands).execute(conn, self.relay)
+        async with self.database.pool.acquire() as conn:
+            await write(conn, _changes(commands))
         return [command.record for command in commands]
 
     async def _write_keyed_commands(
@@ -152,7 +148,7 @@ class Dispatcher:
         three. A request whose key was used before is answered with the id of the command the
         key stands for."""
         commands = [command for command, _ in keyed]
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.database.pool.acquire() as conn, conn.transaction():
             # A key another instance has claimed but not committed holds the whole batch until
             # it does, normally milliseconds. Past the timeout the batch is written again one
             # request at a time, and the request whose key is still held is refused (409,
@@ -161,7 +157,7 @@ class Dispatcher:
             answers = await claim_keys(conn, [(k, c.record.command_id) for c, k in keyed])
             new = [c for c, answer in zip(commands, answers, strict=True) if answer is None]
             if new:
-                await _statement(new).execute(conn)
+                await write(conn, _changes(new))
         return [
             command.record if answer is None else answer
             for command, answer in zip(commands, answers, strict=True)
@@ -179,10 +175,9 @@ class Dispatcher:
             return await self.find(record.command_id) or record
 
 
-def _statement(commands: Sequence[NewCommand]) -> WriteStatement:
+def _changes(commands: Sequence[NewCommand]) -> Changes:
     """One statement: a command's row and its outbox row exist together or not at all, so a
     crash never leaves a command recorded but unsent, or sent but unknown here."""
-    statement = WriteStatement()
-    insert_commands(statement, [c.record for c in commands])
-    statement.include_changes([], [c.outbox for c in commands], [])
-    return statement
+    return Changes(
+        outbox=[c.outbox for c in commands], writes=[insert_commands([c.record for c in commands])]
+    )

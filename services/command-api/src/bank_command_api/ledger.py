@@ -13,7 +13,6 @@ import asyncpg
 
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.db import Connection
-from bank_shared.eventstore.store import WriteStatement
 
 # Every API instance LISTENs here; the instance that consumes an outcome NOTIFYs all of them.
 DECIDED_CHANNEL = "bank_command_decided"
@@ -67,14 +66,16 @@ def _record(row: asyncpg.Record) -> CommandRecord:
     )
 
 
-def insert_commands(statement: WriteStatement, records: Sequence[CommandRecord]) -> None:
-    """Add the commands' rows to `statement`, which also writes their outbox rows."""
-    statement.add(
+def insert_commands(records: Sequence[CommandRecord]) -> tuple[str, tuple[object, ...]]:
+    """The commands' rows, as a write to go in the statement that writes their outbox rows."""
+    return (
         "INSERT INTO commands (command_id, command_type, stream_id)"
         " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])",
-        [r.command_id for r in records],
-        [r.command_type for r in records],
-        [r.stream_id for r in records],
+        (
+            [r.command_id for r in records],
+            [r.command_type for r in records],
+            [r.stream_id for r in records],
+        ),
     )
 
 

@@ -8,13 +8,12 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from bank_shared.money import DEFAULT_MAX_AMOUNT
-from bank_shared.settings import ServiceSettings
+from bank_shared.settings import OutboxSettings
 
 
-class CommandApiSettings(ServiceSettings):
+class CommandApiSettings(OutboxSettings):
     model_config = SettingsConfigDict(env_prefix="BANK_COMMAND_API_", extra="ignore")
 
-    http_host: str = "127.0.0.1"
     http_port: int = 8001
     # How long a POST waits for the write side's decision before answering 202 pending.
     decision_timeout: float = 10.0
@@ -32,15 +31,8 @@ class CommandApiSettings(ServiceSettings):
     # query API, so its origin is allowed by default.
     cors_origins: str = "http://127.0.0.1:8002,http://localhost:8002"
     consumer_group: str = "command-api"
-    pool_size: int = 10
     relay_lease_key: int = 7_345_100_003
-    # A relay leader that has not renewed its lease for this long is replaced (seconds).
-    relay_lease_duration: float = 5.0
-    relay_poll_interval: float = 1.0
-    # Seconds a woken relay waits for more rows before it sends (eventstore/relay.py); 0: none.
-    relay_linger: float = 0.010
-    # ... once it sends at least this many rows a second (0: always): about 50 transfers a
-    # second here, at 1 row a transfer or deposit (its command).
+    # About 50 transfers a second here, at 1 row a transfer or deposit (its command).
     relay_linger_min_rate: float = 50.0
 
     @property

@@ -1,48 +1,47 @@
-"""Wiring: settings -> pool -> read-model migrations -> broker -> HTTP app (health only)."""
+"""The projector, put together: the read model, fed by the account and transfer events."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaRouter
 
-from bank_projector.handlers import ParkingDeadLetters, build_router
+from bank_projector.handlers import ParkingDeadLetters, on_events
 from bank_projector.settings import ProjectorSettings
-from bank_shared.runtime import Runtime, kafka_service_app, run_runtime
-from bank_shared.topics import TopicSpec, transfer_topics
-
-
-@contextlib.asynccontextmanager
-async def run_projector(settings: ProjectorSettings) -> AsyncIterator[Runtime]:
-    def routers(runtime: Runtime) -> list[KafkaRouter]:
-        dead_letters = ParkingDeadLetters(
-            runtime.producer, settings.topics.dead_letters, runtime.pool
-        )
-        return [build_router(settings, runtime.pool, dead_letters)]
-
-    # The projector writes no events: no outbox, no relay. It creates the topics it reads so
-    # it can start before the services that write them.
-    topics: list[TopicSpec] = transfer_topics(settings.topics)
-    async with run_runtime(
-        name="projector",
-        dsn=settings.dsn,
-        kafka=settings.kafka,
-        topics=topics,
-        migrations=["bank_projector.migrations"],
-        pool_size=settings.pool_size,
-        routers=routers,
-        relay=None,
-    ) as runtime:
-        yield runtime
+from bank_shared.contracts.accounts import ACCOUNT_EVENTS
+from bank_shared.contracts.transfers import TRANSFER_EVENTS
+from bank_shared.service import Platform
+from bank_shared.topics import transfer_topics
 
 
 def create_app(settings: ProjectorSettings | None = None) -> FastAPI:
-    chosen = settings or ProjectorSettings()
-    return kafka_service_app(
-        "Bank projector",
-        "Builds the read database from the account and transfer events; this HTTP side only"
-        " reports health.",
-        lambda: run_projector(chosen),
+    settings = settings or ProjectorSettings()
+    topics = settings.topics
+    # It writes no events: no outbox, no relay. It creates the topics it reads, so it can start
+    # before the services that write them.
+    platform = Platform(
+        "projector",
+        settings,
+        database=settings.pg.read_db,
+        migrations=["bank_projector.migrations"],
+        topics=transfer_topics(topics),
+    )
+    parking = ParkingDeadLetters(platform.broker, topics.dead_letters, platform)
+    for topic, group, accepts in (
+        (topics.account_events, settings.accounts_group, ACCOUNT_EVENTS),
+        (topics.transfer_events, settings.transfers_group, TRANSFER_EVENTS),
+    ):
+        platform.consume(
+            topic,
+            partial(on_events, platform),
+            group_id=group,
+            accepts=accepts,
+            dead_letters=parking,
+            title="on_events",
+            max_records=settings.max_records,
+        )
+    return platform.app(
+        title="Bank projector",
+        description="Builds the read database from the account and transfer events; this HTTP"
+        " side only reports health.",
     )

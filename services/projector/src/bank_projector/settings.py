@@ -10,7 +10,6 @@ from bank_shared.settings import ServiceSettings
 class ProjectorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BANK_PROJECTOR_", extra="ignore")
 
-    http_host: str = "127.0.0.1"
     http_port: int = 8013
     accounts_group: str = "projector.accounts"
     transfers_group: str = "projector.transfers"

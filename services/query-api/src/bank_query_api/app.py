@@ -1,4 +1,5 @@
-"""Wiring: settings -> pool + read model listener -> HTTP app (no Kafka: it reads the read DB)."""
+"""The query API, put together: the read database and its change listener, the REST
+endpoints and the web UI. No Kafka: it reads only what the projector wrote."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bank_query_api import openapi, problems, web
 from bank_query_api.changes import ChangeStreams
 from bank_query_api.freshness import ReadModelChanges
 from bank_query_api.health import health_routes
-from bank_query_api.routes import Reader, query_routes
+from bank_query_api.routes import Reader, router
 from bank_query_api.settings import QueryApiSettings
 from bank_shared.db import create_pool
 
@@ -23,18 +24,18 @@ LISTENER_START_TIMEOUT = 30.0
 
 
 @contextlib.asynccontextmanager
-async def run_query_api(settings: QueryApiSettings) -> AsyncIterator[Reader]:
+async def reading(settings: QueryApiSettings, reader: Reader) -> AsyncIterator[None]:
+    """The read database's pool and its change listener, for as long as the app runs."""
     pool = await create_pool(settings.dsn, size=settings.pool_size)
+    listening = asyncio.create_task(reader.changes.run(), name="read model listener")
     try:
-        changes = ReadModelChanges(settings.dsn)
-        listening = asyncio.create_task(changes.run(), name="read model listener")
-        try:
-            await asyncio.wait_for(changes.connected.wait(), LISTENER_START_TIMEOUT)
-            yield Reader(pool, changes)
-        finally:
-            listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
+        await asyncio.wait_for(reader.changes.connected.wait(), LISTENER_START_TIMEOUT)
+        reader.started_pool = pool
+        yield
     finally:
+        reader.started_pool = None
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
         await pool.close()
 
 
@@ -57,17 +58,15 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     settings = settings or QueryApiSettings()
     streams = ChangeStreams()
 
+    reader = Reader(ReadModelChanges(settings.dsn))
+
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with run_query_api(settings) as reader:
-            app.state.reader = reader
-            app.state.pool = reader.pool
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with reading(settings, reader):
             try:
                 yield
             finally:
                 streams.close()
-                app.state.reader = None
-                app.state.pool = None
 
     app = FastAPI(
         title="Bank query API",
@@ -83,6 +82,8 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     )
     # The server ends open change streams with this before it waits for responses to finish.
     app.state.streams = streams
+    app.state.settings = settings
+    app.state.reader = reader
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
@@ -93,7 +94,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     )
     problems.install(app)
     openapi.install(app)
-    app.include_router(query_routes(settings))
+    app.include_router(router)
     app.include_router(health_routes())
-    web.install(app, settings, streams)
+    web.install(app)
     return app

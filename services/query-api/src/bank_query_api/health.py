@@ -69,7 +69,7 @@ def health_routes() -> APIRouter:
         },
     )
     async def ready(request: Request) -> JSONResponse:
-        pool: Pool | None = getattr(request.app.state, "pool", None)
+        pool: Pool | None = request.app.state.reader.started_pool
         if pool is None:
             return JSONResponse({"status": "starting", "checks": {}}, status_code=503)
         checks = await readiness(pool)

@@ -1,14 +1,12 @@
-"""The REST endpoints: read the read model; with `min_version`, wait until it caught up (§3)."""
+"""The REST endpoints: read the read model; with `min_version`, wait until it caught up."""
 
-# No `from __future__ import annotations` here: the `limit` bounds come from the settings, so
-# its annotation is made inside query_routes, and FastAPI could not resolve it from a string
-# (it looks names up in the module, not in the function that defines the route).
+from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from bank_query_api import queries
 from bank_query_api.freshness import ReadModelChanges, wait_for_version
@@ -22,7 +20,6 @@ from bank_query_api.schemas import (
     Transfer,
     TransferPage,
     TransferStatus,
-    dump,
 )
 from bank_query_api.settings import QueryApiSettings
 from bank_shared.ids import StreamName
@@ -73,23 +70,31 @@ TRANSFER_NOT_FOUND = problem(
 )
 
 
-@dataclass(frozen=True)
+router = APIRouter()
+
+
 class Reader:
-    """What the routes read with: the pool, and the changes a `min_version` wait listens to."""
+    """What the routes read with: the read database's pool (once the app has started), and
+    the changes a `min_version` wait listens to."""
 
-    pool: queries.Pool
-    changes: ReadModelChanges
+    def __init__(self, changes: ReadModelChanges) -> None:
+        self.changes = changes
+        self.started_pool: queries.Pool | None = None
+
+    @property
+    def pool(self) -> queries.Pool:
+        if self.started_pool is None:
+            raise ProblemError(
+                503,
+                "service_unavailable",
+                "The API is starting; try again shortly.",
+                headers=RETRY_SOON,
+            )
+        return self.started_pool
 
 
-def reader_of(request: Request) -> Reader:
-    reader: Reader | None = getattr(request.app.state, "reader", None)
-    if reader is None:
-        raise ProblemError(
-            503,
-            "service_unavailable",
-            "The API is starting; try again shortly.",
-            headers=RETRY_SOON,
-        )
+async def the_reader(request: Request) -> Reader:
+    reader: Reader = request.app.state.reader
     return reader
 
 
@@ -126,157 +131,182 @@ def not_yet_projected(
     )
 
 
-def query_routes(settings: QueryApiSettings) -> APIRouter:
-    router = APIRouter()
-    limit_rule = Query(
-        ge=1,
-        le=settings.max_limit,
-        description=f"How many items at most (1 to {settings.max_limit}).",
-        examples=[settings.default_limit],
-    )
-    Limit = Annotated[int, limit_rule]  # noqa: N806
+async def the_settings(request: Request) -> QueryApiSettings:
+    settings: QueryApiSettings = request.app.state.settings
+    return settings
 
-    @router.get(
-        "/accounts",
-        tags=["accounts"],
-        summary="List accounts",
-        response_model=AccountPage,
-        response_description="A page of accounts and how many there are in all.",
-        responses=responses(),
-    )
-    async def list_accounts(
-        request: Request, limit: Limit = settings.default_limit, offset: Offset = 0
-    ) -> JSONResponse:
-        """Accounts in the order they were opened (then by id), one page at a time."""
-        page = await queries.list_accounts(reader_of(request).pool, limit=limit, offset=offset)
-        return JSONResponse(dump(page))
 
-    @router.get(
-        "/accounts/{account_id}",
-        tags=["accounts"],
-        summary="One account (optionally: once it reflects your write)",
-        response_model=Account,
-        response_description="The account (at `min_version` or later, when asked).",
-        responses=responses(ACCOUNT_NOT_FOUND, NOT_YET_PROJECTED),
-    )
-    async def get_account(
-        account_id: AccountIdPath,
-        request: Request,
-        min_version: Annotated[
-            int | None,
-            Query(
-                ge=1,
-                description="Wait (at most the configured bound, default 5 s) until the read"
-                " model has applied this version of the account: pass the `version` the"
-                " command API answered to read your own write. Not reached in time: 503"
-                " `not_yet_projected` with `Retry-After` (404 if the account is still not"
-                " there at all).",
-                examples=[3],
-            ),
-        ] = None,
-    ) -> JSONResponse:
-        """The account's owner, balance and version. The read model follows the write side
-        shortly after; `min_version` bridges that gap for the caller who just wrote."""
-        reader = reader_of(request)
-        if min_version is None:
-            account = await queries.find_account(reader.pool, account_id)
-            if account is None:
-                raise account_not_found(account_id)
-            return JSONResponse(dump(account))
+ReaderDep = Annotated[Reader, Depends(the_reader)]
+SettingsDep = Annotated[QueryApiSettings, Depends(the_settings)]
 
-        async def load() -> Account | None:
-            return await queries.find_account(reader.pool, account_id)
 
-        fresh = await wait_for_version(
-            load,
-            reader.changes.next_change,
-            min_version,
-            bound=settings.min_version_wait,
-            recheck=settings.min_version_recheck,
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    offset: int
+
+
+async def one_page(
+    settings: SettingsDep,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="How many items at most (default 50; at most 500, or the configured"
+            " BANK_QUERY_API_MAX_LIMIT).",
+            examples=[50],
+        ),
+    ] = None,
+    offset: Offset = 0,
+) -> Page:
+    if limit is None:
+        limit = settings.default_limit
+    if limit > settings.max_limit:  # a setting, not a type: checked here, reported alike
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("query", "limit"),
+                    "msg": f"Input should be less than or equal to {settings.max_limit}",
+                    "input": limit,
+                    "ctx": {"le": settings.max_limit},
+                }
+            ]
         )
-        if not fresh.reached:
-            if fresh.row is None:
-                # Still nowhere after the bound: answer as the contract says for an unknown
-                # account, not with a retry that a mistyped id would make endless.
-                raise account_not_found(account_id)
-            raise not_yet_projected(account_id, min_version, fresh.row, settings.min_version_wait)
-        assert fresh.row is not None
-        return JSONResponse(dump(fresh.row))
+    return Page(limit, offset)
 
-    @router.get(
-        "/accounts/{account_id}/events",
-        tags=["accounts"],
-        summary="An account's history, newest first",
-        response_description="The account's events, newest first.",
-        response_model=AccountHistory,
-        responses=responses(ACCOUNT_NOT_FOUND),
-    )
-    async def account_events(
-        account_id: AccountIdPath, request: Request, limit: Limit = settings.default_limit
-    ) -> JSONResponse:
-        """The account's latest `limit` events (opening, deposits, withdrawals), with the
-        balance after each."""
-        found = await queries.account_activity(reader_of(request).pool, account_id, limit=limit)
-        if found is None:
+
+PageDep = Annotated[Page, Depends(one_page)]
+
+
+@router.get(
+    "/accounts",
+    tags=["accounts"],
+    summary="List accounts",
+    response_description="A page of accounts and how many there are in all.",
+    responses=responses(),
+)
+async def list_accounts(reader: ReaderDep, page: PageDep) -> AccountPage:
+    """Accounts in the order they were opened (then by id), one page at a time."""
+    return await queries.list_accounts(reader.pool, limit=page.limit, offset=page.offset)
+
+
+@router.get(
+    "/accounts/{account_id}",
+    tags=["accounts"],
+    summary="One account (optionally: once it reflects your write)",
+    response_description="The account (at `min_version` or later, when asked).",
+    responses=responses(ACCOUNT_NOT_FOUND, NOT_YET_PROJECTED),
+)
+async def get_account(
+    account_id: AccountIdPath,
+    reader: ReaderDep,
+    settings: SettingsDep,
+    min_version: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="Wait (at most the configured bound, default 5 s) until the read model"
+            " has applied this version of the account: pass the `version` the command API"
+            " answered to read your own write. Not reached in time: 503 `not_yet_projected`"
+            " with `Retry-After` (404 if the account is still not there at all).",
+            examples=[3],
+        ),
+    ] = None,
+) -> Account:
+    """The account's owner, balance and version. The read model follows the write side
+    shortly after; `min_version` bridges that gap for the caller who just wrote."""
+    if min_version is None:
+        account = await queries.find_account(reader.pool, account_id)
+        if account is None:
             raise account_not_found(account_id)
-        return JSONResponse(dump(AccountHistory(items=found)))
+        return account
 
-    @router.get(
-        "/transfers",
-        tags=["transfers"],
-        summary="List transfers",
-        response_model=TransferPage,
-        response_description="A page of transfers and how many match in all.",
-        responses=responses(),
+    async def load() -> Account | None:
+        return await queries.find_account(reader.pool, account_id)
+
+    fresh = await wait_for_version(
+        load,
+        reader.changes.next_change,
+        min_version,
+        bound=settings.min_version_wait,
+        recheck=settings.min_version_recheck,
     )
-    async def list_transfers(
-        request: Request,
-        account_id: Annotated[
-            StreamName | None,
-            Query(
-                description="Only transfers from or to this account.",
-                examples=["alice"],
-            ),
-        ] = None,
-        status: Annotated[
-            TransferStatus | None,
-            Query(
-                description=f"Only transfers in this state: one of {', '.join(TRANSFER_STATUSES)}.",
-                examples=["completed"],
-            ),
-        ] = None,
-        limit: Limit = settings.default_limit,
-        offset: Offset = 0,
-    ) -> JSONResponse:
-        """Transfers, newest first (by start, then id), one page at a time."""
-        page = await queries.list_transfers(
-            reader_of(request).pool,
-            queries.TransferFilter(account_id=account_id, status=status),
-            limit=limit,
-            offset=offset,
+    if fresh.row is None:
+        # Still nowhere after the bound: answer as for an unknown account, not with a retry
+        # that a mistyped id would make endless.
+        raise account_not_found(account_id)
+    if not fresh.reached:
+        raise not_yet_projected(account_id, min_version, fresh.row, settings.min_version_wait)
+    return fresh.row
+
+
+@router.get(
+    "/accounts/{account_id}/events",
+    tags=["accounts"],
+    summary="An account's history, newest first",
+    response_description="The account's events, newest first.",
+    responses=responses(ACCOUNT_NOT_FOUND),
+)
+async def account_events(
+    account_id: AccountIdPath, reader: ReaderDep, page: PageDep
+) -> AccountHistory:
+    """The account's latest `limit` events (opening, deposits, withdrawals), with the balance
+    after each."""
+    found = await queries.account_activity(reader.pool, account_id, limit=page.limit)
+    if found is None:
+        raise account_not_found(account_id)
+    return AccountHistory(items=found)
+
+
+@router.get(
+    "/transfers",
+    tags=["transfers"],
+    summary="List transfers",
+    response_description="A page of transfers and how many match in all.",
+    responses=responses(),
+)
+async def list_transfers(
+    reader: ReaderDep,
+    page: PageDep,
+    account_id: Annotated[
+        StreamName | None,
+        Query(description="Only transfers from or to this account.", examples=["alice"]),
+    ] = None,
+    status: Annotated[
+        TransferStatus | None,
+        Query(
+            description=f"Only transfers in this state: one of {', '.join(TRANSFER_STATUSES)}.",
+            examples=["completed"],
+        ),
+    ] = None,
+) -> TransferPage:
+    """Transfers, newest first (by start, then id), one page at a time."""
+    return await queries.list_transfers(
+        reader.pool,
+        queries.TransferFilter(account_id=account_id, status=status),
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get(
+    "/transfers/{transfer_id}",
+    tags=["transfers"],
+    summary="One transfer and how far it got",
+    response_description="The transfer.",
+    responses=responses(TRANSFER_NOT_FOUND),
+)
+async def get_transfer(transfer_id: TransferIdPath, reader: ReaderDep) -> Transfer:
+    """The transfer's accounts, amount and status; `reason` (and `refunded`) once failed."""
+    transfer = await queries.find_transfer(reader.pool, transfer_id)
+    if transfer is None:
+        raise ProblemError(
+            404,
+            "transfer_not_found",
+            f"There is no transfer {transfer_id!r}. Check the transfer id (from the answer to"
+            " POST /transfers on the command API); a transfer just started may take a moment"
+            " to appear.",
+            transfer_id=transfer_id,
         )
-        return JSONResponse(dump(page))
-
-    @router.get(
-        "/transfers/{transfer_id}",
-        tags=["transfers"],
-        summary="One transfer and how far it got",
-        response_model=Transfer,
-        response_description="The transfer.",
-        responses=responses(TRANSFER_NOT_FOUND),
-    )
-    async def get_transfer(transfer_id: TransferIdPath, request: Request) -> JSONResponse:
-        """The transfer's accounts, amount and status; `reason` (and `refunded`) once failed."""
-        transfer = await queries.find_transfer(reader_of(request).pool, transfer_id)
-        if transfer is None:
-            raise ProblemError(
-                404,
-                "transfer_not_found",
-                f"There is no transfer {transfer_id!r}. Check the transfer id (from the answer to"
-                " POST /transfers on the command API); a transfer just started may take a"
-                " moment to appear.",
-                transfer_id=transfer_id,
-            )
-        return JSONResponse(dump(transfer))
-
-    return router
+    return transfer

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from fastapi.staticfiles import StaticFiles
 
 from bank_query_api.changes import MEDIA_TYPE, ChangeStreams, change_events
-from bank_query_api.routes import reader_of
+from bank_query_api.routes import ReaderDep, SettingsDep
 from bank_query_api.settings import QueryApiSettings
 
 PAGES = Path(__file__).parent / "web"
@@ -75,55 +75,58 @@ def config_script(settings: QueryApiSettings) -> str:
     return f"window.BANK_CONFIG = {json.dumps(page_config(settings), indent=2)};\n"
 
 
-def web_routes(settings: QueryApiSettings, streams: ChangeStreams) -> APIRouter:
-    router = APIRouter()
-    script = config_script(settings)
+router = APIRouter()
 
-    @router.get(
-        "/changes",
-        tags=["live"],
-        summary="Follow the read model (server-sent events)",
-        response_class=StreamingResponse,
-        responses={200: {"content": {MEDIA_TYPE: {}}, "description": "An endless stream."}},
+
+@router.get(
+    "/changes",
+    tags=["live"],
+    summary="Follow the read model (server-sent events)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {MEDIA_TYPE: {}}, "description": "An endless stream."}},
+)
+async def changes(request: Request, reader: ReaderDep, settings: SettingsDep) -> StreamingResponse:
+    """An `event: changed` each time the projector commits (read again what you show), a
+    comment line every few seconds of quiet. Browsers: `new EventSource("/changes")`."""
+    streams: ChangeStreams = request.app.state.streams
+    events = change_events(
+        reader.changes.next_change, streams.closing, heartbeat=settings.stream_heartbeat
     )
-    async def changes(request: Request) -> StreamingResponse:
-        """An `event: changed` each time the projector commits (read again what you show),
-        a comment line every few seconds of quiet. Browsers: `new EventSource("/changes")`."""
-        reader = reader_of(request)
-        events = change_events(
-            reader.changes.next_change, streams.closing, heartbeat=settings.stream_heartbeat
-        )
-        return StreamingResponse(
-            events,
-            media_type=MEDIA_TYPE,
-            # No proxy may buffer or keep it: each event matters the moment it is sent.
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
-
-    @router.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/ui/")
-
-    @router.get("/ui/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
-        return FileResponse(PAGES / "dashboard.html")
-
-    @router.get("/ui/accounts/{account_id}", include_in_schema=False)
-    async def account_page(account_id: str) -> FileResponse:
-        # The page reads the id from its address and asks the JSON API (404s show there).
-        return FileResponse(PAGES / "account.html")
-
-    @router.get("/ui/transfers/{transfer_id}", include_in_schema=False)
-    async def transfer_page(transfer_id: str) -> FileResponse:
-        return FileResponse(PAGES / "transfer.html")
-
-    @router.get("/ui/config.js", include_in_schema=False)
-    async def config() -> Response:
-        return Response(script, media_type="text/javascript", headers={"Cache-Control": "no-store"})
-
-    return router
+    return StreamingResponse(
+        events,
+        media_type=MEDIA_TYPE,
+        # No proxy may buffer or keep it: each event matters the moment it is sent.
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
-def install(app: FastAPI, settings: QueryApiSettings, streams: ChangeStreams) -> None:
-    app.include_router(web_routes(settings, streams))
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/ui/")
+
+
+@router.get("/ui/", include_in_schema=False)
+async def dashboard() -> FileResponse:
+    return FileResponse(PAGES / "dashboard.html")
+
+
+@router.get("/ui/accounts/{account_id}", include_in_schema=False)
+async def account_page(account_id: str) -> FileResponse:
+    # The page reads the id from its address and asks the JSON API (404s show there).
+    return FileResponse(PAGES / "account.html")
+
+
+@router.get("/ui/transfers/{transfer_id}", include_in_schema=False)
+async def transfer_page(transfer_id: str) -> FileResponse:
+    return FileResponse(PAGES / "transfer.html")
+
+
+@router.get("/ui/config.js", include_in_schema=False)
+async def config(settings: SettingsDep) -> Response:
+    script = config_script(settings)
+    return Response(script, media_type="text/javascript", headers={"Cache-Control": "no-store"})
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=PAGES / "static"), name="ui-static")

@@ -1,79 +1,72 @@
-"""Wiring: settings -> pool -> topics -> producer -> relay -> broker + step timer -> HTTP app."""
+"""The transfers saga, put together: its event store of transfers, the steps it sends, fed by
+the transfer commands topic and the answers to its steps; it re-sends steps left unanswered."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from functools import partial
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaRouter
 
-from bank_shared.eventstore.relay import RelaySettings
-from bank_shared.messaging.consume import DeadLetters
-from bank_shared.runtime import Runtime, kafka_service_app, run_runtime
+from bank_shared.contracts.outcomes import CommandOutcome
+from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.eventstore.store import PostgresStorage
+from bank_shared.eventstore.unit_of_work import EventStore
+from bank_shared.service import EVENT_STORE, Platform
 from bank_shared.topics import transfer_topics
-from bank_transfers_saga.handlers import build_router
-from bank_transfers_saga.saga import TransferSaga
+from bank_transfers_saga.handlers import on_step_outcomes, on_transfer_commands
 from bank_transfers_saga.settings import SagaSettings
-
-
-@contextlib.asynccontextmanager
-async def run_saga(settings: SagaSettings) -> AsyncIterator[Runtime]:
-    sagas: list[TransferSaga] = []
-
-    def saga_for(runtime: Runtime) -> TransferSaga:
-        if not sagas:
-            sagas.append(
-                TransferSaga(
-                    runtime.pool,
-                    settings.topics,
-                    step_timeout=settings.step_timeout,
-                    max_step_backoff=settings.max_step_backoff,
-                    max_conflict_retries=settings.max_conflict_retries,
-                    known_transfers=settings.known_transfers,
-                    relay=runtime.relay,
-                    dead_letters=DeadLetters(runtime.producer, settings.topics.dead_letters),
-                )
-            )
-        return sagas[0]
-
-    def routers(runtime: Runtime) -> list[KafkaRouter]:
-        topics = settings.topics
-        # A StartTransfer that cannot be processed is answered (rejected); an answer is not.
-        command_letters = DeadLetters(runtime.producer, topics.dead_letters, answer_commands=topics)
-        answer_letters = DeadLetters(runtime.producer, topics.dead_letters)
-        return [build_router(settings, saga_for(runtime), command_letters, answer_letters)]
-
-    def background(runtime: Runtime) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-        timer = saga_for(runtime).resend_forever(settings.resend_check_interval)
-        return [("overdue steps", timer)]
-
-    async with run_runtime(
-        name="transfers-saga",
-        dsn=settings.dsn,
-        kafka=settings.kafka,
-        topics=transfer_topics(settings.topics),
-        migrations=["bank_shared.eventstore.migrations", "bank_transfers_saga.migrations"],
-        pool_size=settings.pool_size,
-        routers=routers,
-        relay=RelaySettings(
-            lease_key=settings.relay_lease_key,
-            lease_duration=settings.relay_lease_duration,
-            poll_interval=settings.relay_poll_interval,
-            linger=settings.relay_linger,
-            linger_min_rate=settings.relay_linger_min_rate,
-        ),
-        background=background,
-    ) as runtime:
-        yield runtime
+from bank_transfers_saga.steps import Steps
+from bank_transfers_saga.transfer import TRANSFER, TransferState
 
 
 def create_app(settings: SagaSettings | None = None) -> FastAPI:
-    chosen = settings or SagaSettings()
-    return kafka_service_app(
-        "Bank transfers saga",
-        "Runs transfers (withdraw, deposit, refund) over Kafka; this HTTP side only reports"
-        " health.",
-        lambda: run_saga(chosen),
+    settings = settings or SagaSettings()
+    topics = settings.topics
+    platform = Platform(
+        "transfers-saga",
+        settings,
+        database=settings.pg.transfers_db,
+        migrations=[EVENT_STORE, "bank_transfers_saga.migrations"],
+        topics=transfer_topics(topics),
+        relay=settings.relay,
+    )
+    transfers: EventStore[TransferState] = EventStore(
+        PostgresStorage(platform),
+        TRANSFER,
+        topics,
+        events_topic=topics.transfer_events,
+        known=settings.known_streams,
+        attempts=settings.max_conflict_retries,
+    )
+    steps = Steps(
+        platform,
+        topics,
+        timeout=settings.step_timeout,
+        max_backoff=settings.max_step_backoff,
+        known=settings.known_streams,
+        dead_letters=platform.dead_letters(),
+    )
+    platform.consume(
+        topics.transfer_commands,
+        partial(on_transfer_commands, transfers, steps),
+        group_id=settings.commands_group,
+        accepts=(StartTransfer,),
+        dead_letters=platform.dead_letters(answer_commands=True),
+        title="on_transfer_commands",
+    )
+    platform.consume(
+        topics.step_outcomes,
+        partial(on_step_outcomes, transfers, steps),
+        group_id=settings.answers_group,
+        accepts=(CommandOutcome,),
+        dead_letters=platform.dead_letters(),
+        title="on_step_outcomes",
+    )
+    platform.background(
+        "overdue steps", partial(steps.resend_forever, settings.resend_check_interval)
+    )
+    return platform.app(
+        title="Bank transfers saga",
+        description="Runs transfers (withdraw, deposit, refund) over Kafka; this HTTP side only"
+        " reports health.",
     )

@@ -1,49 +1,50 @@
-"""Thin Kafka subscribers: StartTransfer commands, and the answers to the saga's own steps."""
+"""The transfers saga's subscribers: StartTransfer commands, and the answers to its steps."""
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaRouter
-
-from bank_shared.contracts.envelope import Envelope, Message
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
-from bank_shared.messaging.consume import DeadLetters, subscribe_batches
-from bank_transfers_saga.saga import TransferSaga
-from bank_transfers_saga.settings import SagaSettings
+from bank_shared.eventstore.unit_of_work import EventStore
+from bank_shared.faults import crash_point
+from bank_shared.messaging.consume import Batch
+from bank_transfers_saga.saga import on_step_answer
+from bank_transfers_saga.steps import Steps
+from bank_transfers_saga.transfer import TransferState, decide
 
 
-def build_router(
-    settings: SagaSettings,
-    saga: TransferSaga,
-    command_letters: DeadLetters,
-    answer_letters: DeadLetters,
-    *,
-    max_records: int = 100,
-) -> KafkaRouter:
-    router = KafkaRouter()
+async def on_transfer_commands(
+    transfers: EventStore[TransferState], steps: Steps, commands: Batch[StartTransfer]
+) -> list[CommandOutcome]:
+    """Start each transfer and send its first step, all in one write; return the answers."""
+    async for uow in transfers.attempts(commands):
+        await uow.load({command.transfer_id for _, command in commands})
+        for envelope, command in commands:
+            if uow.answered_before(envelope):
+                continue
+            transfer = uow.stream(command.transfer_id)
+            started = uow.record(envelope, command.transfer_id, decide(command, transfer.state))
+            steps.send(uow, uow.stream(command.transfer_id).state, started)
+        await uow.commit()
+    return uow.outcomes
 
-    async def on_transfer_commands(batch: list[tuple[Envelope, Message]]) -> None:
-        await saga.start_batch([(e, c) for e, c in batch if isinstance(c, StartTransfer)])
 
-    async def on_step_outcomes(batch: list[tuple[Envelope, Message]]) -> None:
-        await saga.answers_batch([(e, o) for e, o in batch if isinstance(o, CommandOutcome)])
-
-    subscribe_batches(
-        router,
-        settings.topics.transfer_commands,
-        group_id=settings.commands_group,
-        handle=on_transfer_commands,
-        dead_letters=command_letters,
-        accepts=lambda m: isinstance(m, StartTransfer),
-        max_records=max_records,
-    )
-    subscribe_batches(
-        router,
-        settings.topics.step_outcomes,
-        group_id=settings.answers_group,
-        handle=on_step_outcomes,
-        dead_letters=answer_letters,
-        accepts=lambda m: isinstance(m, CommandOutcome),
-        max_records=max_records,
-    )
-    return router
+async def on_step_outcomes(
+    transfers: EventStore[TransferState], steps: Steps, answers: Batch[CommandOutcome]
+) -> None:
+    """Move each transfer on by the answer to its step, and send the next step."""
+    async for uow in transfers.attempts(answers):
+        ours = await steps.find(uow, {outcome.command_id for _, outcome in answers})
+        await uow.load({step.transfer_id for step in ours.values()})
+        for envelope, outcome in answers:
+            step = ours.get(outcome.command_id)
+            if step is None or uow.answered_before(envelope):
+                continue
+            transfer = uow.stream(step.transfer_id)
+            events = on_step_answer(transfer.state, step.step, outcome.accepted, outcome.code)
+            moved = uow.append(step.transfer_id, events, cause=envelope)
+            steps.send(uow, uow.stream(step.transfer_id).state, moved)
+            steps.answered(uow, outcome.command_id)
+            uow.processed(envelope)
+            if moved and step.step == "withdraw" and outcome.accepted:
+                crash_point("transfers-saga.after-debit-before-commit")  # for the crash test
+        await uow.commit()

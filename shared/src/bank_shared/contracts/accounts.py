@@ -35,7 +35,7 @@ class WithdrawMoney(Message):
 
 
 AccountCommand = OpenAccount | DepositMoney | WithdrawMoney
-ACCOUNT_COMMANDS = (OpenAccount, DepositMoney, WithdrawMoney)
+ACCOUNT_COMMANDS: tuple[type[AccountCommand], ...] = (OpenAccount, DepositMoney, WithdrawMoney)
 
 # --- events: facts, in the past tense; each carries what the read side needs ---------------
 
@@ -65,4 +65,4 @@ class MoneyWithdrawn(Message):
 
 
 AccountEvent = AccountOpened | MoneyDeposited | MoneyWithdrawn
-ACCOUNT_EVENTS = (AccountOpened, MoneyDeposited, MoneyWithdrawn)
+ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (AccountOpened, MoneyDeposited, MoneyWithdrawn)

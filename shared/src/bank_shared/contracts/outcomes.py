@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
-from bank_shared.contracts.envelope import Message, register
+from bank_shared.contracts.envelope import Envelope, Message, register
 from bank_shared.money import Money
 
 RejectionCode = Literal[
@@ -21,6 +23,14 @@ RejectionCode = Literal[
 # The rejection of a command its service could not process at all (unreadable, or refused by
 # the database): it was dead-lettered, and this outcome tells its sender so.
 UNPROCESSABLE = "unprocessable_command"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A command the rules refuse: a machine-readable code and a sentence for people."""
+
+    code: str
+    reason: str
 
 
 @register
@@ -40,3 +50,30 @@ class CommandOutcome(Message):
     @property
     def accepted(self) -> bool:
         return self.status == "accepted"
+
+
+def accepted(
+    command: Envelope, stream_id: str, version: int, balance: Decimal | None = None
+) -> CommandOutcome:
+    return CommandOutcome(
+        command_id=command.message_id,
+        command_type=command.type,
+        stream_id=stream_id,
+        status="accepted",
+        version=version,
+        balance=balance,
+    )
+
+
+def rejected(
+    command: Envelope, stream_id: str, rejection: Rejection, version: int | None = None
+) -> CommandOutcome:
+    return CommandOutcome(
+        command_id=command.message_id,
+        command_type=command.type,
+        stream_id=stream_id,
+        status="rejected",
+        code=rejection.code,
+        reason=rejection.reason,
+        version=version,
+    )

@@ -75,7 +75,7 @@ class TransferFailed(Message):
 TransferEvent = (
     TransferStarted | TransferDebited | TransferCreditRefused | TransferCompleted | TransferFailed
 )
-TRANSFER_EVENTS = (
+TRANSFER_EVENTS: tuple[type[TransferEvent], ...] = (
     TransferStarted,
     TransferDebited,
     TransferCreditRefused,

@@ -1,11 +1,10 @@
-"""Producers and topics: an idempotent producer (acks=all) and idempotent topic creation."""
+"""Creating the topics a service uses, with their partition counts and settings, if missing."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
@@ -13,17 +12,6 @@ from bank_shared.settings import KafkaSettings
 from bank_shared.topics import TopicSpec
 
 log = logging.getLogger(__name__)
-
-
-def make_producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
-    # Idempotence implies acks=all and keeps per-partition order across retries.
-    return AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap,
-        client_id=client_id,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=5,
-    )
 
 
 async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec]) -> None:

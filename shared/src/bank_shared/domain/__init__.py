@@ -1,1 +1,0 @@
-"""Pure domain logic: decide(command, state) -> events | rejection; evolve(state, event)."""
