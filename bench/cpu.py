@@ -72,10 +72,7 @@ async def wait_until_quiet(
 
     Why: the step at half of the maximum, and the repeat of a missed step, follow steps that may
     have saturated, and a bank still working off their backlog when the next step starts would be
-    measured with that backlog. Whether that happened is not known: in one full run, ours at half of
-    its maximum (99/s) had p50 219.3 ms right after two saturated steps, where the sweep's own 100/s
-    step had 105.1 ms; in the next, with this wait, the bank was quiet within one window
-    (docs/performance-journal.md, the seventh round). The seconds waited go into the results."""
+    measured with that backlog (docs/performance.md). The seconds waited go into the results."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     while True:

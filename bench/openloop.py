@@ -212,12 +212,10 @@ async def sweep(
     of the gap its grid step left (with the default 2), not to the whole gap. No refinement
     when nothing held or the grid ended before a miss (its maximum is then a lower bound).
 
-    Why twice: a single step can miss its bound on a transient far below saturation. In one
-    full run, ours missed the first step (25/s) by 17.5 ms of p99 (a few transfers just over
-    the second), so that run's maximum was 0, where the two full runs before it held 299.8
-    and 252.0/s (docs/performance-journal.md, the sixth round). A saturated system misses the repeat
-    too, so the maximum still only counts steps that held; the missed step stays in the
-    results, marked `repeated`. The repeat starts once the system is quiet again. Every system
+    Why twice: a single step can miss its bound on a transient far below saturation, and one
+    run's maximum was then 0 (docs/performance.md). A saturated system misses the repeat too,
+    so the maximum still only counts steps that held; the missed step stays in the results,
+    marked `repeated`. The repeat starts once the system is quiet again. Every system
     gets the same rule.
 
     Why refine: the grid's steps are 25% apart where the eventsourcing peer saturates (200,

@@ -54,8 +54,7 @@ from bench.systems.eventsourcing_peer import eventsourcing_bank
 from bench.systems.ours import our_bank
 from bench.systems.plain_sql import plain_sql_bank
 
-# Finer steps where ours saturates (450 to 600/s on the development machine since change 28,
-# 300 to 400/s before).
+# Finer steps where ours saturates on the development machine (docs/performance.md).
 FULL_RATES = (
     *(25, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 550, 600),
     *(700, 800, 1000, 1200, 1600, 2000, 2400),

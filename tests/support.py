@@ -236,7 +236,7 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPar
             return [TopicPartition(topic, p) for p in sorted(found)]
         if time.monotonic() > deadline:
             raise AssertionError(f"topic {topic} does not exist")
-        await consumer._client.force_metadata_update()
+        await consumer.topics()  # asks the broker for fresh metadata
         await asyncio.sleep(0.1)
 
 

@@ -40,10 +40,7 @@ RECHECK_INTERVAL = 1.0
 # Connections the bench's HTTP client keeps to the command API, like the peers' 8 connections
 # or threads: past that, a due transfer waits in the client, and its latency still runs from
 # its due time. Why a bound: with none, a step past saturation opened a connection for every
-# waiting POST (9,456 at once at 380/s), and accepting and serving them doubled the command
-# API's and the bench's CPU per transfer, so the bank fell to 150 to 175 transfers/s where it
-# held 322 to 350 with this bound (docs/performance-journal.md, change 26). At 250/s, under the
-# bound, CPU per transfer and latency were the same with and without it.
+# waiting POST, and serving them took the CPU the bank needed (docs/performance.md).
 MAX_CONNECTIONS = 100
 
 

@@ -411,8 +411,8 @@ async def test_without_a_decision_in_time_a_post_is_202_pending_and_stays_pendin
         body = answer.json()
         assert body["status"] == "pending"
         uuid.UUID(body["transfer_id"])
-        # The transfer's Location is the transfer in the query API, pending or not (§3); the
-        # command's status is its Content-Location.
+        # The transfer's Location is the transfer in the query API, pending or not
+        # (docs/command-api.md); the command's status is its Content-Location.
         assert answer.headers["location"] == f"{QUERY_API}/transfers/{body['transfer_id']}"
         assert answer.headers["content-location"] == f"/commands/{body['command_id']}"
         assert "preference-applied" not in answer.headers

@@ -21,7 +21,7 @@ from faststream.kafka import KafkaBroker
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.eventstore.unit_of_work import EventStore
-from bank_shared.messaging.consume import DeadLetters
+from bank_shared.messaging.dead_letters import DeadLetters
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.topics import TopicSettings, transfer_topics
 from bank_transfers_saga.handlers import on_step_outcomes, on_transfer_commands

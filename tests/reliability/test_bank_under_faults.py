@@ -1,5 +1,5 @@
-"""The bank keeps every promise of DESIGN §2 while its processes die: a short run of the
-Jepsen-style workload (`make chaos` runs a long one)."""
+"""The bank keeps every guarantee of docs/ARCHITECTURE.md ("Guarantees") while its processes
+die: a short run of the Jepsen-style workload (`make chaos` runs a long one)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """A Jepsen-style bank workload: clients move money among a few accounts through the REST
 API while a fault injector kills, pauses and restarts the services and the broker; then a
-checker verifies every promise of DESIGN §2 against the event stores and the read model."""
+checker verifies every guarantee of docs/ARCHITECTURE.md against the event stores and the
+read model."""
 
 from __future__ import annotations
 

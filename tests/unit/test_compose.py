@@ -30,7 +30,7 @@ SERVICES: dict[str, type[BaseSettings]] = {
     "query-api": QueryApiSettings,
 }
 SHARED = (KafkaSettings, PostgresSettings, TopicSettings)
-# Published to the host, as README and DESIGN §3 say.
+# Published to the host, as the README says.
 PUBLISHED = {"command-api": 8001, "query-api": 8002}
 
 

@@ -9,7 +9,7 @@ from bank_shared.contracts.accounts import DepositMoney
 from bank_shared.contracts.envelope import open_envelope, to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.ids import derived_id
-from bank_shared.messaging.consume import unprocessable_answer
+from bank_shared.messaging.dead_letters import unprocessable_answer
 from bank_shared.topics import TopicSettings
 from tests.support import envelope_for, withdrawn
 

@@ -29,7 +29,7 @@ def test_the_readme_shows_the_two_commands() -> None:
 
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # [text](target): relative targets only (no scheme), optionally with a #fragment.
 LINK = re.compile(r"\]\((?![a-z]+:)([^)\s]*)\)")
 

@@ -26,11 +26,9 @@ async def keep_session(_conn: asyncpg.Connection[Any]) -> None:
 
 async def create_pool(dsn: str, *, size: int) -> asyncpg.Pool[Any]:
     # By default a connection going back to the pool runs `SELECT pg_advisory_unlock_all();
-    # CLOSE ALL; UNLISTEN *; RESET ALL;`: one round trip per release, 15 per transfer (counted
-    # in PostgreSQL's statement log at 25 transfers/s). Pooled connections hold no session
-    # state here: LISTEN and the relay's advisory lock have dedicated connections, and migrate
-    # unlocks its own lock. An open transaction is still rolled back: asyncpg does that before
-    # calling `reset`.
+    # CLOSE ALL; UNLISTEN *; RESET ALL;`, a round trip at every release. Pooled connections
+    # hold no session state here (LISTEN and the relay have connections of their own, migrate
+    # unlocks its own lock); an open transaction is still rolled back by asyncpg.
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,

@@ -10,7 +10,8 @@ from pydantic import BeforeValidator, PlainSerializer
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
-# The default ceiling of a single amount (DESIGN §3); the command API makes it configurable.
+# The default ceiling of a single amount (docs/command-api.md); the command API makes it
+# configurable.
 DEFAULT_MAX_AMOUNT = Decimal("1000000000.00")
 # No amount or balance reaches this; it keeps every value far inside Decimal's 28 digits.
 CEILING = Decimal("1000000000000000")

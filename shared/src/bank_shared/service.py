@@ -17,11 +17,14 @@ import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
 
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.relay import OutboxRelay
-from bank_shared.messaging.consume import Batch, BatchConsumer, DeadLetters, M, subscribe
+from bank_shared.http.openapi import ProblemsApp
+from bank_shared.messaging.consume import Batch, BatchConsumer, M, subscribe
+from bank_shared.messaging.dead_letters import DeadLetters
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.settings import RelaySettings, ServiceSettings
 from bank_shared.topics import TopicSpec
@@ -169,16 +172,24 @@ class Platform:
                 checks[task.get_name()] = "stopped"
         return checks
 
-    def app(self, *, title: str, description: str, **options: Any) -> FastAPI:
+    def app(
+        self,
+        *,
+        title: str,
+        description: str,
+        problem_model: type[BaseModel] | None = None,
+        **options: Any,
+    ) -> FastAPI:
         """The service's HTTP app: it runs the platform for its lifespan and answers /health
-        and /ready; a service with an API adds its routes to it."""
+        and /ready; a service with an API adds its routes to it (and its `problem_model`)."""
 
         @contextlib.asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             async with self.running():
                 yield
 
-        app = FastAPI(title=title, description=description, lifespan=lifespan, **options)
+        app = ProblemsApp(title=title, description=description, lifespan=lifespan, **options)
+        app.problem_model = problem_model
         app.state.platform = self
         app.include_router(health)
         return app

@@ -12,12 +12,15 @@ from bank_accounts.handlers import on_account_commands
 from bank_accounts.settings import AccountsSettings
 from bank_shared.contracts.accounts import ACCOUNT_COMMANDS
 from bank_shared.eventstore.store import PostgresStorage
-from bank_shared.eventstore.unit_of_work import EventStore
+from bank_shared.eventstore.unit_of_work import EventStore, Storage
 from bank_shared.service import EVENT_STORE, Platform
 from bank_shared.topics import account_topics
 
 
-def create_app(settings: AccountsSettings | None = None) -> FastAPI:
+def create_app(
+    settings: AccountsSettings | None = None, *, storage: Storage | None = None
+) -> FastAPI:
+    """The service; `storage` replaces its event store's tables (a unit test's, in memory)."""
     settings = settings or AccountsSettings()
     topics = settings.topics
     platform = Platform(
@@ -29,7 +32,7 @@ def create_app(settings: AccountsSettings | None = None) -> FastAPI:
         relay=settings.relay,
     )
     accounts: EventStore[AccountState] = EventStore(
-        PostgresStorage(platform),
+        storage or PostgresStorage(platform),
         BANK_ACCOUNT,
         topics,
         events_topic=topics.account_events,

@@ -9,11 +9,12 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from bank_command_api import openapi, problems
+from bank_command_api import problems
 from bank_command_api.body_limit import BodySizeLimit
 from bank_command_api.dispatch import Dispatcher
 from bank_command_api.handlers import on_command_outcomes
 from bank_command_api.routes import router
+from bank_command_api.schemas import Problem
 from bank_command_api.settings import CommandApiSettings
 from bank_command_api.waiting import DecisionListener
 from bank_shared.contracts.outcomes import CommandOutcome
@@ -74,6 +75,7 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
         max_records=500,
     )
     app = platform.app(
+        problem_model=Problem,
         title="Bank command API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -102,6 +104,5 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
         expose_headers=["Location", "Retry-After"],
     )
     problems.install(app)
-    openapi.install(app)
     app.include_router(router)
     return app

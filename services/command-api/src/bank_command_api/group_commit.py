@@ -20,12 +20,10 @@ class GroupCommit(Generic[T, R]):
     """Writes the items of concurrent callers in batches: one `write` (one transaction) per
     batch, one batch at a time.
 
-    Why: every POST was a transaction of its own. Near saturation that cost PostgreSQL about
-    0.3 ms of CPU per transfer more than one write for the POSTs that arrive together, and
-    the bank held 450 to 550 transfers a second with it where it fell to 360 to 430 without
-    (docs/performance-journal.md, change 28). Nothing waits on purpose: a write starts as soon as no
-    write is running, with everything that arrived meanwhile. So a lone request is written at
-    once, and a busy API writes bigger batches, not later ones.
+    Why: a transaction per POST was what held the bank's throughput down
+    (docs/performance.md). Nothing waits on purpose: a write starts as soon as no write is
+    running, with everything that arrived meanwhile. So a lone request is written at once, and
+    a busy API writes bigger batches, not later ones.
 
     `write` returns one result per item, in order. A caller's `add` returns its item's result
     once the batch is committed, and raises what the write raised, or its result if that is an

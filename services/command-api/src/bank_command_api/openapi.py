@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path
+from fastapi import Header, Path
 
 from bank_command_api.idempotency import KEY_PATTERN
 from bank_command_api.schemas import CommandPending, Problem
-from bank_shared.http.openapi import Responses, by_status, problem_answer, problem_media_type
+from bank_shared.http.openapi import Responses, by_status, problem_answer
 from bank_shared.ids import StreamName
 from bank_shared.money import SEND_INSTEAD
 
@@ -95,11 +95,6 @@ PENDING: Responses = {
 def responses(*problems: dict[str, Any]) -> Responses:
     """The answers every command POST may give (a 422 among them), plus the route's own."""
     return {**COMMON, **PENDING, **by_status(INVALID, *problems)}
-
-
-def install(app: FastAPI) -> None:
-    """Problems are served as application/problem+json: say so in the document too."""
-    problem_media_type(app, Problem)
 
 
 OPEN_REFUSED = problem(

@@ -18,9 +18,8 @@ class CommandApiSettings(OutboxSettings):
     # How long a POST waits for the write side's decision before answering 202 pending.
     decision_timeout: float = 10.0
     # How many POSTs may wait for their decisions at once; past that, a POST is answered 202
-    # pending at once (its command is sent all the same). Past saturation, waiting POSTs hold
-    # their connections, and a client that opens one per request piled up thousands, whose
-    # handling took the CPU the write side needed (docs/performance.md, change 27). 0: none
+    # pending at once (its command is sent all the same), so that an overloaded bank does not
+    # pile up waiting connections whose handling takes the CPU the write side needs. 0: none
     # waits.
     max_waiting: int = Field(default=500, ge=0)
     max_amount: Decimal = DEFAULT_MAX_AMOUNT

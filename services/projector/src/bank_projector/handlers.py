@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from bank_projector.projections import park, project
 from bank_shared.contracts.envelope import Envelope, Message
 from bank_shared.eventstore.store import HasPool
-from bank_shared.messaging.consume import Batch, DeadLetters, Record
+from bank_shared.messaging.consume import Batch
+from bank_shared.messaging.dead_letters import DeadLetters, Record
 
 
 async def on_events(database: HasPool, events: Batch[Message]) -> None:

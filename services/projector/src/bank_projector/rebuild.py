@@ -53,14 +53,11 @@ REPLAY_GC_THRESHOLD = 20_000
 def fewer_collections() -> Iterator[None]:
     """Run the cyclic garbage collector rarely, and never over the objects made before.
 
-    Why: a replay makes and drops millions of objects a batch at a time (rows, envelopes,
-    payloads, read rows), which reference counting frees; but every 700 allocations the
-    collector scanned the young ones, and its older generations kept rescanning everything
-    that survived a batch. With the heap of imports frozen and a higher threshold, the same
-    rebuild of 101,000 events ran about a fifth faster (alternating runs,
-    docs/performance-journal.md, change 19). Only during the rebuild: in a long-running
-    service under load the collector's passes are about 3% of its CPU (timed with
-    `gc.callbacks`), not worth a heap that grows between them."""
+    Why: a replay makes and drops millions of objects a batch at a time, which reference
+    counting frees; but the collector kept scanning the young ones, and its older generations
+    kept rescanning everything that survived a batch. With the imports' heap frozen and a
+    higher threshold, a rebuild ran about a fifth faster (docs/performance.md). Only during
+    the rebuild: in a long-running service the collector's passes cost little."""
     threshold = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(REPLAY_GC_THRESHOLD, threshold[1], threshold[2])

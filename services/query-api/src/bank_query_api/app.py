@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from bank_query_api import openapi, problems, web
+from bank_query_api import problems, web
 from bank_query_api.changes import ChangeStreams
 from bank_query_api.freshness import ReadModelChanges
 from bank_query_api.health import health_routes
 from bank_query_api.routes import Reader, router
+from bank_query_api.schemas import Problem
 from bank_query_api.settings import QueryApiSettings
 from bank_shared.db import create_pool
+from bank_shared.http.openapi import ProblemsApp
 
 # A `min_version` request that arrives before the listener first connected would only be
 # woken by the periodic re-read; the start waits this long for it instead.
@@ -68,7 +70,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
             finally:
                 streams.close()
 
-    app = FastAPI(
+    app = ProblemsApp(
         title="Bank query API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -80,6 +82,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
             {"name": "operations", "description": "Health and readiness."},
         ],
     )
+    app.problem_model = Problem
     # The server ends open change streams with this before it waits for responses to finish.
     app.state.streams = streams
     app.state.settings = settings
@@ -93,7 +96,6 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
         expose_headers=["Retry-After"],
     )
     problems.install(app)
-    openapi.install(app)
     app.include_router(router)
     app.include_router(health_routes())
     web.install(app)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
-
 from bank_query_api.schemas import Problem
-from bank_shared.http.openapi import Responses, by_status, problem_answer, problem_media_type
+from bank_shared.http.openapi import Responses, by_status, problem_answer
 
 RETRY_AFTER = {
     "description": "Seconds to wait before asking again.",
@@ -42,8 +40,3 @@ def responses(*problems: dict[str, Any]) -> Responses:
         ),
     ]
     return by_status(*common, *problems)
-
-
-def install(app: FastAPI) -> None:
-    """Problems are served as application/problem+json: say so in the document too."""
-    problem_media_type(app, Problem)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.eventstore.store import PostgresStorage
-from bank_shared.eventstore.unit_of_work import EventStore
+from bank_shared.eventstore.unit_of_work import EventStore, Storage
 from bank_shared.service import EVENT_STORE, Platform
 from bank_shared.topics import transfer_topics
 from bank_transfers_saga.handlers import on_step_outcomes, on_transfer_commands
@@ -19,7 +19,8 @@ from bank_transfers_saga.steps import Steps
 from bank_transfers_saga.transfer import TRANSFER, TransferState
 
 
-def create_app(settings: SagaSettings | None = None) -> FastAPI:
+def create_app(settings: SagaSettings | None = None, *, storage: Storage | None = None) -> FastAPI:
+    """The service; `storage` replaces its event store's tables (a unit test's, in memory)."""
     settings = settings or SagaSettings()
     topics = settings.topics
     platform = Platform(
@@ -31,7 +32,7 @@ def create_app(settings: SagaSettings | None = None) -> FastAPI:
         relay=settings.relay,
     )
     transfers: EventStore[TransferState] = EventStore(
-        PostgresStorage(platform),
+        storage or PostgresStorage(platform),
         TRANSFER,
         topics,
         events_topic=topics.transfer_events,

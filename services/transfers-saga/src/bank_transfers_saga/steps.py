@@ -22,7 +22,7 @@ from bank_shared.db import Connection
 from bank_shared.eventstore.known import KnownStates
 from bank_shared.eventstore.store import Changes, HasPool, OutboxMessage, write
 from bank_shared.eventstore.unit_of_work import UnitOfWork
-from bank_shared.messaging.consume import DeadLetters
+from bank_shared.messaging.dead_letters import DeadLetters
 from bank_shared.topics import TopicSettings
 from bank_transfers_saga.saga import Step, next_steps, step_command_id
 from bank_transfers_saga.transfer import TransferState

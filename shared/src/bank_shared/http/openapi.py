@@ -62,23 +62,25 @@ def problem_answer(
     return answer
 
 
-def problem_media_type(app: FastAPI, problem: type[BaseModel]) -> None:
-    """Answers documented with the `problem` model, or with FastAPI's own 422 (which the problem
-    handlers answer), are served as application/problem+json: say so in the document too."""
-    generate = app.openapi
-    schemas = [
-        {"$ref": f"{REF_PREFIX}{name}"} for name in (problem.__name__, "HTTPValidationError")
-    ]
+class ProblemsApp(FastAPI):
+    """A FastAPI app whose OpenAPI document shows its problems as application/problem+json:
+    the answers documented with `problem_model`, and FastAPI's own 422 (which the problem
+    handlers answer)."""
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()  # FastAPI's own, cached on the app; adjusted in place once
-            for path in schema.get("paths", {}).values():
-                for operation in path.values():
-                    for answer in operation.get("responses", {}).values():
-                        content = answer.get("content", {})
-                        if content.get("application/json", {}).get("schema") in schemas:
-                            content[PROBLEM_JSON] = content.pop("application/json")
-        return app.openapi_schema or generate()
+    problem_model: type[BaseModel] | None = None
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is not None or self.problem_model is None:
+            return super().openapi()
+        schema = super().openapi()  # FastAPI's own, cached on the app: adjusted once, in place
+        problems = [
+            {"$ref": f"{REF_PREFIX}{name}"}
+            for name in (self.problem_model.__name__, "HTTPValidationError")
+        ]
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                for answer in operation.get("responses", {}).values():
+                    content = answer.get("content", {})
+                    if content.get("application/json", {}).get("schema") in problems:
+                        content[PROBLEM_JSON] = content.pop("application/json")
+        return schema

@@ -18,28 +18,19 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
 
-from bank_shared.contracts.envelope import (
-    Envelope,
-    Message,
-    UnreadableMessageError,
-    open_envelope,
-    seal,
-    to_bytes,
-)
-from bank_shared.contracts.outcomes import UNPROCESSABLE, CommandOutcome
+from bank_shared.contracts.envelope import Envelope, Message, UnreadableMessageError, open_envelope
 from bank_shared.faults import crash_point
-from bank_shared.ids import derived_id
-from bank_shared.topics import TopicSettings, UnknownReplyTopicError
+from bank_shared.messaging.dead_letters import DeadLetters, Record
+from bank_shared.topics import UnknownReplyTopicError
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
-Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
 # How long a subscriber waits for records before it asks again. FastStream's batch subscriber
 # also sleeps this long after a poll that found nothing, so it is the most a record can wait
@@ -70,75 +61,6 @@ POISON = (
 def is_poison(error: BaseException) -> bool:
     # A unique violation means someone else wrote first: a fresh attempt sees their write.
     return isinstance(error, POISON) and not isinstance(error, asyncpg.UniqueViolationError)
-
-
-class DeadLetters:
-    """Where messages that can never be processed go, with the reason and where they came from.
-
-    With `answer_commands`, a dead-lettered command also gets its one answer: `rejected`, code
-    `unprocessable_command`, on the topic its sender named, so nobody waits for it forever."""
-
-    def __init__(
-        self, broker: KafkaBroker, topic: str, *, answer_commands: TopicSettings | None = None
-    ) -> None:
-        self.broker = broker
-        self.topic = topic
-        self.answer_commands = answer_commands
-
-    async def send(self, record: Record, reason: str) -> None:
-        """Dead-letter a consumed record (and answer it, if it is a command)."""
-        source = {
-            "source-topic": record.topic,
-            "source-partition": str(record.partition),
-            "source-offset": str(record.offset),
-        }
-        await self.publish(record.key, record.value, reason, source)
-        if self.answer_commands is not None:
-            answer = unprocessable_answer(record.value, reason, self.answer_commands)
-            if answer is not None:
-                topic, key, envelope = answer
-                await self.broker.publish(to_bytes(envelope), topic, key=key)
-
-    async def publish(
-        self, key: bytes | None, value: bytes | None, reason: str, source: dict[str, str]
-    ) -> None:
-        """Dead-letter any bytes, with the reason and where they came from."""
-        log.warning("dead-lettering %s: %s", source, reason)
-        headers = {"dead-letter-reason": reason[:2000], **source}
-        await self.broker.publish(value or b"", self.topic, key=key, headers=headers)
-
-
-def unprocessable_answer(
-    raw: bytes | None, reason: str, topics: TopicSettings
-) -> tuple[str, bytes, Envelope] | None:
-    """The rejected outcome of a command that cannot be processed, as (topic, key, envelope),
-    or None if the bytes are no command one could answer. Its id is derived from the
-    command's, like every outcome's: a record dead-lettered twice is answered once."""
-    try:
-        envelope = Envelope.model_validate_json(raw or b"")
-        reply_topic = topics.outcome_topic(envelope.reply_to)
-    except (ValidationError, UnknownReplyTopicError):
-        return None
-    if envelope.stream_version is not None or envelope.type == CommandOutcome.message_type():
-        return None  # an event or an outcome: no one waits for an answer to it
-    named = [envelope.payload.get(field) for field in ("account_id", "transfer_id")]
-    stream_id = next((n for n in named if isinstance(n, str)), envelope.stream_id or "")
-    outcome = CommandOutcome(
-        command_id=envelope.message_id,
-        command_type=envelope.type,
-        stream_id=stream_id,
-        status="rejected",
-        code=UNPROCESSABLE,
-        reason=f"the command could not be processed: {reason}"[:1000],
-    )
-    sealed = seal(
-        outcome,
-        message_id=derived_id(envelope.message_id, "outcome"),
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.message_id,
-        occurred_at=envelope.occurred_at,
-    )
-    return reply_topic, stream_id.encode(), sealed
 
 
 @dataclass(frozen=True)
