@@ -14,6 +14,7 @@ from bank_shared.eventstore.store import Changes, ConcurrencyError, OutboxMessag
 class InMemoryStorage:
     def __init__(self) -> None:
         self.events: dict[str, list[Envelope]] = {}
+        self.event_ids: set[UUID] = set()
         self.outbox: list[OutboxMessage] = []
         self.processed: dict[UUID, OutboxMessage | None] = {}
         self.writes: list[tuple[str, tuple[object, ...]]] = []
@@ -36,8 +37,12 @@ class InMemoryStorage:
         ids = [message_id for message_id, _ in changes.processed]
         if len(set(ids)) < len(ids) or self.processed.keys() & set(ids):
             raise ConcurrencyError("a message was processed already")
+        event_ids = [event.message_id for event in changes.events]
+        if len(set(event_ids)) < len(event_ids) or self.event_ids & set(event_ids):
+            raise ConcurrencyError("an event was appended already")
         for event in changes.events:
             self.events.setdefault(event.stream_id or "", []).append(event)
+            self.event_ids.add(event.message_id)
         self.outbox += changes.outbox
         self.processed.update(changes.processed)
         self.writes += changes.writes

@@ -82,7 +82,7 @@ def accounts_service(
         handle(store),
         group_id=settings.consumer_group,
         accepts=ACCOUNT_COMMANDS,
-        dead_letters=platform.dead_letters(answer_commands=True),
+        dead_letters=platform.dead_letters(answers=store.storage),
         title=settings.consumer_group,
     )
     return platform

@@ -22,8 +22,8 @@ def test_a_command_is_answered_rejected_where_it_asked_with_a_derived_id() -> No
     )
     answer = unprocessable_answer(to_bytes(command), "it broke", TOPICS)
     assert answer is not None
-    topic, key, envelope = answer
-    assert (topic, key) == (TOPICS.step_outcomes, b"alice")
+    envelope = answer.envelope
+    assert (answer.topic, answer.key) == (TOPICS.step_outcomes, "alice")
     assert envelope.message_id == derived_id(command.message_id, "outcome")
     assert (envelope.causation_id, envelope.correlation_id) == (
         command.message_id,
@@ -44,7 +44,7 @@ def test_a_command_whose_payload_is_unreadable_is_still_answered() -> None:
     broken = to_bytes(command.model_copy(update={"payload": {"account_id": "bob"}}))
     answer = unprocessable_answer(broken, "invalid payload", TOPICS)
     assert answer is not None
-    assert answer[0] == TOPICS.command_outcomes
+    assert answer.topic == TOPICS.command_outcomes
 
 
 def test_what_is_not_a_command_gets_no_answer() -> None:

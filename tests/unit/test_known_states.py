@@ -66,3 +66,24 @@ def test_each_service_reads_how_many_states_it_keeps_from_its_settings(
     monkeypatch.setenv(variable, "-1")
     with pytest.raises(ValidationError, match="known_streams"):
         settings()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "settings"),
+    [
+        ("BANK_ACCOUNTS_KNOWN_ACCOUNTS", "BANK_ACCOUNTS_KNOWN_STREAMS", AccountsSettings),
+        ("BANK_SAGA_KNOWN_TRANSFERS", "BANK_SAGA_KNOWN_STREAMS", SagaSettings),
+    ],
+)
+def test_the_name_the_setting_had_before_is_still_read_and_the_new_one_wins(
+    monkeypatch: pytest.MonkeyPatch,
+    old: str,
+    new: str,
+    settings: type[AccountsSettings | SagaSettings],
+) -> None:
+    """A deployment that keeps no states (for a database that can fail over) set the old
+    name to 0: an upgrade must not quietly keep 10,000 again."""
+    monkeypatch.setenv(old, "0")
+    assert settings().known_streams == 0
+    monkeypatch.setenv(new, "7")
+    assert settings().known_streams == 7

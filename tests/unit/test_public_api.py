@@ -67,6 +67,11 @@ def test_no_function_is_assigned_onto_an_object(where: str, tree: ast.Module) ->
         and (
             isinstance(node.value, ast.Lambda)
             or (isinstance(node.value, ast.Name) and node.value.id in functions)
+            or (
+                isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Name)
+                and node.value.func.id == "partial"
+            )
         )
     ]
     found += [
@@ -93,6 +98,7 @@ def test_the_checks_catch_what_they_are_for() -> None:
         "def get_msg(consumer): ...\n"
         "subscriber.get_msg = get_msg\n"
         "app.openapi = lambda: {}\n"
+        "consumer.commit = partial(commit, consumer)\n"
         "consumer._client.force_metadata_update()\n"
     )
     assert private("faststream._internal.endpoint.subscriber.utils")

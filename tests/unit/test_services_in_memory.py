@@ -4,6 +4,7 @@ command published to a service is decided, its events are recorded, and it is an
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from faststream.kafka import TestKafkaBroker
 
@@ -53,22 +54,26 @@ async def test_the_accounts_service_answers_a_command_it_cannot_read_as_unproces
     topics = settings.topics
     app = accounts_app(settings, storage=storage)
     broker = app.state.platform.broker
-    answered: list[CommandOutcome] = []
+    dead: list[object] = []
 
-    @broker.subscriber(topics.command_outcomes)  # type: ignore[untyped-decorator]
-    async def on_outcome(answer: Envelope) -> None:
-        answered.append(CommandOutcome.model_validate(answer.payload))
+    @broker.subscriber(topics.dead_letters)  # type: ignore[untyped-decorator]
+    async def on_dead_letter(body: Any) -> None:  # bytes, or the JSON FastStream read in them
+        dead.append(body)
 
     command = envelope_for(DepositMoney(account_id="bob", amount="1"))
     unreadable = to_bytes(command.model_copy(update={"payload": {"account_id": "bob"}}))
     async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(unreadable, topics.account_commands, key=b"bob")
+        for _ in range(2):  # delivered twice: answered once
+            await test_broker.publish(unreadable, topics.account_commands, key=b"bob")
         await test_broker.publish(b"not even json", topics.account_commands, key=b"bob")
 
     assert storage.events == {}
-    assert [(a.command_id, a.status, a.code) for a in answered] == [
+    answers = outcomes(storage.sent_to(topics.command_outcomes))
+    assert [(a.command_id, a.status, a.code) for a in answers] == [
         (command.message_id, "rejected", "unprocessable_command")
     ]
+    assert command.message_id in storage.processed
+    assert len(dead) == 3
 
 
 async def test_the_saga_starts_a_transfer_and_sends_its_first_step() -> None:

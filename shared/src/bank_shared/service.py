@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.relay import OutboxRelay
+from bank_shared.eventstore.unit_of_work import Storage
 from bank_shared.http.openapi import ProblemsApp
 from bank_shared.messaging.consume import Batch, BatchConsumer, M, subscribe
 from bank_shared.messaging.dead_letters import DeadLetters
@@ -87,11 +88,14 @@ class Platform:
             raise RuntimeError(f"{self.name} is not started")
         return self._pool
 
-    def dead_letters(self, *, answer_commands: bool = False) -> DeadLetters:
-        """Dead letters; a command among them is answered `rejected` if `answer_commands`."""
-        topics = self.settings.topics
+    def dead_letters(self, *, answers: Storage | None = None) -> DeadLetters:
+        """Dead letters; with `answers` (an event store's), a command among them is answered
+        `rejected` and recorded as processed there."""
         return DeadLetters(
-            self.broker, topics.dead_letters, answer_commands=topics if answer_commands else None
+            self.broker,
+            self.settings.topics.dead_letters,
+            answers=answers,
+            topics=self.settings.topics,
         )
 
     def consume(
@@ -133,14 +137,14 @@ class Platform:
                 self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox relay"))
             for name, work in self._background:
                 self._tasks.append(asyncio.create_task(work(), name=name))
-            await self.broker.start()
             try:
+                await self.broker.start()
                 for wait in self._before_serving:
                     await wait()
                 yield
             finally:
-                # What the consumers applied is committed before their consumers close, and
-                # published before the relay stops.
+                # Consumers first: what they applied is committed before they close. Rows the
+                # relay has not sent yet are sent by the next leader of the outbox.
                 await asyncio.gather(*(consumer.stop() for consumer in self._consumers))
                 await self.broker.stop()
         finally:

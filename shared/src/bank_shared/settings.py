@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Self
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -109,3 +110,10 @@ class EventStoreSettings(OutboxSettings):
 
     known_streams: int = Field(default=10_000, ge=0)
     max_conflict_retries: int = Field(default=10, ge=1)
+
+    def with_old_name(self, value: int | None) -> Self:
+        """`known_streams` as set under the name it had before, unless it is set itself: a
+        deployment that keeps none (for a database that can fail over) must not lose that."""
+        if value is not None and "known_streams" not in self.model_fields_set:
+            self.known_streams = value
+        return self

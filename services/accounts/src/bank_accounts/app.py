@@ -44,7 +44,7 @@ def create_app(
         partial(on_account_commands, accounts),
         group_id=settings.consumer_group,
         accepts=ACCOUNT_COMMANDS,
-        dead_letters=platform.dead_letters(answer_commands=True),
+        dead_letters=platform.dead_letters(answers=accounts.storage),
         title="on_account_commands",
     )
     return platform.app(

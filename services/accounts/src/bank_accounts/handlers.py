@@ -18,7 +18,7 @@ async def on_account_commands(
     async for uow in accounts.attempts(commands):
         await uow.load({command.account_id for _, command in commands})
         for envelope, command in commands:
-            if uow.answered_before(envelope):
+            if uow.replayed(envelope):
                 continue
             account = uow.stream(command.account_id)
             uow.record(envelope, command.account_id, decide(command, account.state))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from bank_shared.settings import EventStoreSettings
@@ -15,6 +18,13 @@ class AccountsSettings(EventStoreSettings):
     relay_lease_key: int = 7_345_100_001
     # About 50 transfers a second here, at 4 rows a transfer (two events, two answers).
     relay_linger_min_rate: float = 200.0
+
+    # The name of `known_streams` before; still read.
+    known_accounts: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _old_names(self) -> Self:
+        return self.with_old_name(self.known_accounts)
 
     @property
     def dsn(self) -> str:

@@ -140,13 +140,7 @@ ReaderDep = Annotated[Reader, Depends(the_reader)]
 SettingsDep = Annotated[QueryApiSettings, Depends(the_settings)]
 
 
-@dataclass(frozen=True)
-class Page:
-    limit: int
-    offset: int
-
-
-async def one_page(
+async def limit_of(
     settings: SettingsDep,
     limit: Annotated[
         int | None,
@@ -157,10 +151,9 @@ async def one_page(
             examples=[50],
         ),
     ] = None,
-    offset: Offset = 0,
-) -> Page:
+) -> int:
     if limit is None:
-        limit = settings.default_limit
+        return settings.default_limit
     if limit > settings.max_limit:  # a setting, not a type: checked here, reported alike
         raise RequestValidationError(
             [
@@ -173,6 +166,19 @@ async def one_page(
                 }
             ]
         )
+    return limit
+
+
+LimitDep = Annotated[int, Depends(limit_of)]
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    offset: int
+
+
+async def one_page(limit: LimitDep, offset: Offset = 0) -> Page:
     return Page(limit, offset)
 
 
@@ -249,11 +255,11 @@ async def get_account(
     responses=responses(ACCOUNT_NOT_FOUND),
 )
 async def account_events(
-    account_id: AccountIdPath, reader: ReaderDep, page: PageDep
+    account_id: AccountIdPath, reader: ReaderDep, limit: LimitDep
 ) -> AccountHistory:
     """The account's latest `limit` events (opening, deposits, withdrawals), with the balance
     after each."""
-    found = await queries.account_activity(reader.pool, account_id, limit=page.limit)
+    found = await queries.account_activity(reader.pool, account_id, limit=limit)
     if found is None:
         raise account_not_found(account_id)
     return AccountHistory(items=found)

@@ -52,7 +52,7 @@ def create_app(settings: SagaSettings | None = None, *, storage: Storage | None 
         partial(on_transfer_commands, transfers, steps),
         group_id=settings.commands_group,
         accepts=(StartTransfer,),
-        dead_letters=platform.dead_letters(answer_commands=True),
+        dead_letters=platform.dead_letters(answers=transfers.storage),
         title="on_transfer_commands",
     )
     platform.consume(

@@ -19,7 +19,7 @@ async def on_transfer_commands(
     async for uow in transfers.attempts(commands):
         await uow.load({command.transfer_id for _, command in commands})
         for envelope, command in commands:
-            if uow.answered_before(envelope):
+            if uow.replayed(envelope):
                 continue
             transfer = uow.stream(command.transfer_id)
             started = uow.record(envelope, command.transfer_id, decide(command, transfer.state))
@@ -37,14 +37,13 @@ async def on_step_outcomes(
         await uow.load({step.transfer_id for step in ours.values()})
         for envelope, outcome in answers:
             step = ours.get(outcome.command_id)
-            if step is None or uow.answered_before(envelope):
+            if step is None or uow.replayed(envelope):
                 continue
             transfer = uow.stream(step.transfer_id)
             events = on_step_answer(transfer.state, step.step, outcome.accepted, outcome.code)
-            moved = uow.append(step.transfer_id, events, cause=envelope)
+            moved = uow.react(envelope, step.transfer_id, events)
             steps.send(uow, uow.stream(step.transfer_id).state, moved)
             steps.answered(uow, outcome.command_id)
-            uow.processed(envelope)
             if moved and step.step == "withdraw" and outcome.accepted:
                 crash_point("transfers-saga.after-debit-before-commit")  # for the crash test
         await uow.commit()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from bank_shared.settings import EventStoreSettings
@@ -22,6 +24,13 @@ class SagaSettings(EventStoreSettings):
     relay_lease_key: int = 7_345_100_002
     # About 50 transfers a second here, at 6 rows a transfer (three events, two steps, an answer).
     relay_linger_min_rate: float = 300.0
+
+    # The name of `known_streams` before; still read.
+    known_transfers: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _old_names(self) -> Self:
+        return self.with_old_name(self.known_transfers)
 
     @property
     def dsn(self) -> str:

@@ -6,7 +6,7 @@ A handler reads like this (the accounts service's):
     async for uow in store.attempts(commands):       # a fresh unit of work until one commits
         await uow.load({command.account_id for _, command in commands})
         for envelope, command in commands:
-            if uow.answered_before(envelope):          # a redelivered command: same answer
+            if uow.replayed(envelope):                 # a redelivered command: its first answer
                 continue
             account = uow.stream(command.account_id)
             uow.record(envelope, command.account_id, decide(command, account.state))
@@ -19,8 +19,9 @@ which reads the streams again; so a conflict is retried, never lost, never appli
 Known states: the store remembers each stream as it last wrote or read it. The first unit of
 work of a batch decides from those, without reading (a stream it does not know is taken as new).
 Its write is kept only if it proves they were current: every message of the batch must have
-appended events, so that UNIQUE (stream_id, version) and the processed-message key refuse the
-write if another writer moved a stream or handled a message first. Anything else (a rejection,
+appended events, to every stream a decision looked at, so that UNIQUE (stream_id, version) and
+the processed-message key refuse the write if another writer moved a stream or handled a
+message first. Anything else (a rejection,
 an answer sent again, an answer that moves nothing) is decided again from a read before anything
 is written. This assumes PostgreSQL never loses a commit it acknowledged; where a failover to an
 asynchronous replica can happen, run with no known states (`known=0`).
@@ -153,7 +154,11 @@ class UnitOfWork(Generic[S]):
         self._batch = [envelope.message_id for envelope, _ in batch]
         self._streams: dict[str, Stream[S]] = {}
         self._answers: dict[UUID, OutboxMessage | None] = {}
+        # What the proof of a batch decided from known states needs: every message appended
+        # events, to every stream a decision looked at.
         self._appended_for: set[UUID] = set()
+        self._appended_to: set[str] = set()
+        self._decided_on: set[str] = set()
         self._changes = Changes()
         self._rows: dict[str, list[tuple[object, ...]]] = {}
         self._after_commit: list[Callable[[], None]] = []
@@ -173,15 +178,17 @@ class UnitOfWork(Generic[S]):
         histories = await self.store.storage.read_streams(missing)
         for stream_id in missing:
             history = histories.get(stream_id, [])
-            self._streams[stream_id] = Stream(self.store.aggregate.fold(history), len(history))
+            version = (history[-1].stream_version or 0) if history else 0
+            self._streams[stream_id] = Stream(self.store.aggregate.fold(history), version)
 
     def stream(self, stream_id: str) -> Stream[S]:
         """A loaded stream, as the batch has changed it so far."""
+        self._decided_on.add(stream_id)
         return self._streams[stream_id]
 
-    def answered_before(self, message: Envelope) -> bool:
-        """Whether `message` was processed already (a redelivery); if it got an answer, the
-        same answer goes again, to where this copy asks for it."""
+    def replayed(self, message: Envelope) -> bool:
+        """True if `message` was processed already (a redelivery): its answer, if it got one,
+        is sent again, to where this copy asks for it, and nothing else happens."""
         if message.message_id not in self._answers:
             return False
         answer = self._answers[message.message_id]
@@ -206,6 +213,13 @@ class UnitOfWork(Generic[S]):
         self.answer(command, accepted(command, stream_id, stream.version, **details))
         return appended
 
+    def react(self, message: Envelope, stream_id: str, events: Sequence[Message]) -> list[Envelope]:
+        """A message that gets no answer (an event, an answer): `events` appended to a stream
+        because of it, and the message recorded as processed."""
+        appended = self.append(stream_id, events, cause=message)
+        self.processed(message)
+        return appended
+
     def append(
         self, stream_id: str, events: Sequence[Message], *, cause: Envelope
     ) -> list[Envelope]:
@@ -228,6 +242,7 @@ class UnitOfWork(Generic[S]):
         self._changes.outbox += [OutboxMessage(topic, stream_id, e) for e in sealed]
         if events:
             self._appended_for.add(cause.message_id)
+            self._appended_to.add(stream_id)
         return sealed
 
     def answer(self, command: Envelope, outcome: CommandOutcome) -> None:
@@ -265,7 +280,10 @@ class UnitOfWork(Generic[S]):
     async def commit(self) -> None:
         """Write everything at once; on a conflict (or without proof), write nothing and let
         `attempts` give a fresh unit of work."""
-        if self.from_memory and not self._appended_for.issuperset(self._batch):
+        if self.from_memory and not (
+            self._appended_for.issuperset(self._batch)
+            and self._appended_to.issuperset(self._decided_on)
+        ):
             self.result = Result.REFUSED
             return
         known = self.store.known

@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
@@ -110,7 +111,10 @@ def rewind(consumer: Seekable, records: Sequence[Record]) -> None:
         partition = TopicPartition(record.topic, record.partition)
         first[partition] = min(first.get(partition, record.offset), record.offset)
     for partition, offset in first.items():
-        consumer.seek(partition, offset)
+        try:
+            consumer.seek(partition, offset)
+        except IllegalStateError:  # revoked meanwhile: its next owner starts from its commit
+            continue
 
 
 class OffsetCommits:

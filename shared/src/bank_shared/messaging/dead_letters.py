@@ -1,20 +1,27 @@
 """Where messages that can never be processed go: the dead-letter topic, with the reason and
 where they came from. A command among them also gets its one answer, `rejected`, so that
-whoever sent it (a waiting POST, a saga step) learns of it instead of waiting for ever."""
+whoever sent it (a waiting POST, a saga step) learns of it instead of waiting for ever; the
+answer is recorded like any other (processed, with its outbox row), so the command never gets
+another one, even from a later, fixed version of the service."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
-from bank_shared.contracts.envelope import Envelope, seal, to_bytes
+from bank_shared.contracts.envelope import Envelope, seal
 from bank_shared.contracts.outcomes import UNPROCESSABLE, CommandOutcome
+from bank_shared.eventstore.store import Changes, ConcurrencyError, OutboxMessage
 from bank_shared.ids import derived_id
 from bank_shared.topics import TopicSettings, UnknownReplyTopicError
+
+if TYPE_CHECKING:
+    from bank_shared.eventstore.unit_of_work import Storage
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +29,22 @@ Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
 
 class DeadLetters:
-    """The dead-letter topic. With `answer_commands` (the topics of a service that decides
+    """The dead-letter topic. With `answers` (the event store of a service that decides
     commands), a dead-lettered command is answered `rejected`, code `unprocessable_command`,
     on the topic its sender named."""
 
     def __init__(
-        self, broker: KafkaBroker, topic: str, *, answer_commands: TopicSettings | None = None
+        self,
+        broker: KafkaBroker,
+        topic: str,
+        *,
+        answers: Storage | None = None,
+        topics: TopicSettings | None = None,
     ) -> None:
         self.broker = broker
         self.topic = topic
-        self.answer_commands = answer_commands
+        self.answers = answers
+        self.topics = topics or TopicSettings()
 
     async def send(self, record: Record, reason: str) -> None:
         """Dead-letter a consumed record (and answer it, if it is a command)."""
@@ -41,11 +54,15 @@ class DeadLetters:
             "source-offset": str(record.offset),
         }
         await self.publish(record.key, record.value, reason, source)
-        if self.answer_commands is not None:
-            answer = unprocessable_answer(record.value, reason, self.answer_commands)
-            if answer is not None:
-                topic, key, envelope = answer
-                await self.broker.publish(to_bytes(envelope), topic, key=key)
+        if self.answers is None:
+            return
+        answer = unprocessable_answer(record.value, reason, self.topics)
+        if answer is None:
+            return
+        command_id = answer.envelope.causation_id
+        assert command_id is not None  # an answer is caused by its command
+        with contextlib.suppress(ConcurrencyError):  # answered before: that answer stands
+            await self.answers.write(Changes(outbox=[answer], processed=[(command_id, answer)]))
 
     async def publish(
         self, key: bytes | None, value: bytes | None, reason: str, source: dict[str, str]
@@ -58,10 +75,9 @@ class DeadLetters:
 
 def unprocessable_answer(
     raw: bytes | None, reason: str, topics: TopicSettings
-) -> tuple[str, bytes, Envelope] | None:
-    """The rejected outcome of a command that cannot be processed, as (topic, key, envelope),
-    or None if the bytes are no command one could answer. Its id is derived from the
-    command's, like every outcome's: a record dead-lettered twice is answered once."""
+) -> OutboxMessage | None:
+    """The rejected outcome of a command that cannot be processed, or None if the bytes are no
+    command one could answer. Its id is derived from the command's, like every outcome's."""
     try:
         envelope = Envelope.model_validate_json(raw or b"")
         reply_topic = topics.outcome_topic(envelope.reply_to)
@@ -86,4 +102,4 @@ def unprocessable_answer(
         causation_id=envelope.message_id,
         occurred_at=envelope.occurred_at,
     )
-    return reply_topic, stream_id.encode(), sealed
+    return OutboxMessage(reply_topic, stream_id, sealed)
