@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from bank_accounts.account import BANK_ACCOUNT, AccountState
@@ -179,7 +180,7 @@ class TopicTap:
             isolation_level="read_committed",
         )
         await consumer.start()
-        partitions = await partitions_of(consumer, self.topic)
+        partitions = await partitions_of(self.kafka, self.topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         self._task = asyncio.create_task(self._read(consumer))
@@ -227,17 +228,21 @@ class TopicTap:
             await asyncio.sleep(0.05)
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """The topic's partitions, once the client's metadata knows the topic (it may be new)."""
-    deadline = time.monotonic() + 30
-    while True:
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"topic {topic} does not exist")
-        await consumer.topics()  # asks the broker for fresh metadata
-        await asyncio.sleep(0.1)
+async def partitions_of(kafka: KafkaSettings, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, once the broker knows the topic (it may be new)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            [found] = await admin.describe_topics([topic])
+            if found["error_code"] == 0 and found["partitions"]:
+                return sorted(TopicPartition(topic, p["partition"]) for p in found["partitions"])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic} does not exist")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
 
 
 def caused_by(command_id: uuid.UUID) -> Callable[[Record], bool]:
@@ -278,7 +283,7 @@ async def records_in_topic(kafka: KafkaSettings, topic: str) -> int:
     )
     await consumer.start()
     try:
-        partitions = await partitions_of(consumer, topic)
+        partitions = await partitions_of(kafka, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

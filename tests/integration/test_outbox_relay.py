@@ -17,7 +17,13 @@ from bank_shared.contracts.accounts import DepositMoney, MoneyDeposited
 from bank_shared.contracts.envelope import seal_events
 from bank_shared.db import Connection
 from bank_shared.eventstore.relay import FaultHook, OutboxRelay
-from bank_shared.eventstore.store import Changes, OutboxMessage, write
+from bank_shared.eventstore.store import (
+    Changes,
+    CommitListener,
+    OutboxMessage,
+    OutboxRow,
+    write,
+)
 from bank_shared.settings import RelaySettings
 from bank_shared.topics import TopicSettings
 from tests.outbox_history import (
@@ -27,7 +33,7 @@ from tests.outbox_history import (
     unpublished,
     versions_by_stream,
 )
-from tests.support import TopicTap, envelope_for, eventually, records_in_topic
+from tests.support import TopicTap, envelope_for, eventually, keyed, records_in_topic
 
 pytestmark = pytest.mark.integration
 
@@ -311,6 +317,137 @@ async def test_below_its_rate_of_rows_the_relay_does_not_linger(
     assert relay.rounds == [[first], [second], [third, fourth]]
 
 
+@pytest.fixture
+async def handing_relay(
+    infra: Endpoints, store_dsn: str
+) -> AsyncIterator[tuple[RoundsRecorded, Connection]]:
+    """A relay whose only read is its first (the fallback read comes every 30 s), and a
+    writer's connection."""
+    settings = RelaySettings(lease_key=12, poll_interval=30.0)
+    relay = RoundsRecorded(store_dsn, infra.kafka, settings, name="test-handover")
+    relay.rounds = []
+    task = asyncio.create_task(relay.run())
+    conn = await asyncpg.connect(store_dsn)
+    try:
+        await eventually(lambda: relay.calls > 0, what="the relay's first read")
+        yield relay, conn
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await conn.close()
+
+
+def first_copies(ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    return list(dict.fromkeys(ids))
+
+
+async def commit_and_read_back(
+    infra: Endpoints,
+    topics: TopicSettings,
+    conn: Connection,
+    listeners: Sequence[CommitListener | None],
+    *,
+    in_transaction: bool = False,
+    within: float = 30,
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """One write of one row per listener (None: nothing handed over), all to one key; the
+    message ids committed, and those on Kafka once all of them are there."""
+    key = f"acct-{uuid.uuid4().hex[:8]}"
+    tap = await TopicTap(infra.kafka, topics.account_commands).start()
+    try:
+        sent = []
+        for listener in listeners:
+            deposit = DepositMoney(account_id=key, amount="1.00")
+            message = OutboxMessage(topics.account_commands, key, envelope_for(deposit))
+            if in_transaction:
+                async with conn.transaction():
+                    await write(conn, Changes(outbox=[message]), listener)
+            else:
+                await write(conn, Changes(outbox=[message]), listener)
+            sent.append(message.envelope.message_id)
+        received = await tap.wait_for(keyed(key), count=len(sent), within=within)
+    finally:
+        await tap.stop()
+    return sent, [r.envelope.message_id for r in received]
+
+
+async def test_rows_handed_over_by_their_writer_are_sent_without_a_read_and_marked(
+    infra: Endpoints,
+    store_dsn: str,
+    relay_topics: TopicSettings,
+    handing_relay: tuple[RoundsRecorded, Connection],
+) -> None:
+    relay, conn = handing_relay
+    sent, received = await commit_and_read_back(infra, relay_topics, conn, [relay] * 5)
+    await eventually(lambda: _is_zero(unpublished(store_dsn)), what="rows marked published")
+    assert received == sent
+    assert relay.calls == 1  # its first read, before the rows: no read sent them
+    assert relay.rounds == []
+
+
+async def test_commits_that_hand_nothing_over_between_handed_ones_keep_the_order(
+    infra: Endpoints,
+    relay_topics: TopicSettings,
+    handing_relay: tuple[RoundsRecorded, Connection],
+) -> None:
+    relay, conn = handing_relay
+    # Every third commit tells the relay nothing, like another instance's: the relay must read
+    # it from the outbox before it sends the handed rows committed after it.
+    listeners = [None if i % 3 == 1 else relay for i in range(30)]
+    sent, received = await commit_and_read_back(infra, relay_topics, conn, listeners)
+    # Never reordered (a late copy would be a duplicate, which the consumers drop).
+    assert first_copies(received) == sent
+    assert relay.calls > 1  # it did read the others
+
+
+class HandsNothingOver:
+    """A writer that NOTIFYs with the relay's token but is cancelled before it hands its rows
+    over; or, inside a transaction, is never asked to."""
+
+    def __init__(self, relay: OutboxRelay) -> None:
+        self.relay = relay
+        self.tokens: list[str] = []
+        self.handed = 0
+
+    def token(self) -> str:
+        self.tokens.append(self.relay.token())
+        return self.tokens[-1]
+
+    def committed(self, token: str, rows: Sequence[OutboxRow]) -> None:
+        self.handed += 1
+
+
+async def test_rows_whose_writer_never_hands_them_over_are_read_after_the_wait(
+    infra: Endpoints,
+    relay_topics: TopicSettings,
+    handing_relay: tuple[RoundsRecorded, Connection],
+) -> None:
+    relay, conn = handing_relay
+    silent = HandsNothingOver(relay)
+    # The fallback read comes every 30 s: within a few seconds, only the wait can send it.
+    sent, received = await commit_and_read_back(infra, relay_topics, conn, [silent], within=5)
+    assert silent.tokens  # it NOTIFYed as a handing writer does
+    assert received == sent
+    assert len(relay.rounds) == 1  # a read sent it
+
+
+async def test_a_write_inside_a_transaction_hands_nothing_over_and_is_read(
+    infra: Endpoints,
+    relay_topics: TopicSettings,
+    handing_relay: tuple[RoundsRecorded, Connection],
+) -> None:
+    relay, conn = handing_relay
+    spy = HandsNothingOver(relay)
+    # Not committed when the statement ends: its rows must not be handed over then.
+    sent, received = await commit_and_read_back(
+        infra, relay_topics, conn, [spy], in_transaction=True, within=5
+    )
+    assert received == sent
+    assert spy.tokens == []
+    assert spy.handed == 0
+    assert len(relay.rounds) == 1  # a read sent it
+
+
 async def test_concurrent_writers_whose_ids_and_commits_interleave_keep_each_stream_in_order(
     infra: Endpoints,
     store_dsn: str,
@@ -320,7 +457,8 @@ async def test_concurrent_writers_whose_ids_and_commits_interleave_keep_each_str
     """Eight streams written at once on connections of their own, each version after the last
     one committed (as a stream's writer must). Half the writes hold their transaction open a
     moment after taking their outbox ids, so ids are taken in one order and committed in
-    another. Each stream reaches Kafka in order."""
+    another; the other half hand their rows over at once. Each stream reaches Kafka in
+    order."""
     publisher = relay(SETTINGS)
     task = asyncio.create_task(publisher.run())
     streams = [f"acct-{uuid.uuid4().hex[:8]}" for _ in range(8)]
@@ -344,7 +482,7 @@ async def test_concurrent_writers_whose_ids_and_commits_interleave_keep_each_str
                         await write(conn, Changes(events=event, outbox=[message]))
                         await asyncio.sleep(random.uniform(0, 0.015))
                 else:
-                    await write(conn, Changes(events=event, outbox=[message]))
+                    await write(conn, Changes(events=event, outbox=[message]), publisher)
                 committed.append(message.envelope.message_id)
         finally:
             await conn.close()

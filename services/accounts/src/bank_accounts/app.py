@@ -32,7 +32,7 @@ def create_app(
         relay=settings.relay,
     )
     accounts: EventStore[AccountState] = EventStore(
-        storage or PostgresStorage(platform),
+        storage or PostgresStorage(platform, platform.relay),
         BANK_ACCOUNT,
         topics,
         events_topic=topics.account_events,

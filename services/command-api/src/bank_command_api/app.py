@@ -92,6 +92,7 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
         listener,
         decision_timeout=settings.decision_timeout,
         max_waiting=settings.max_waiting,
+        relay=platform.relay,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so it is outermost: refusals (413 too) carry the CORS headers, and a browser

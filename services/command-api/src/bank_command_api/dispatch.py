@@ -17,7 +17,13 @@ from bank_command_api.ledger import CommandRecord, insert_commands, load_command
 from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
 from bank_shared.contracts.envelope import Message, seal
-from bank_shared.eventstore.store import Changes, HasPool, OutboxMessage, write
+from bank_shared.eventstore.store import (
+    Changes,
+    CommitListener,
+    HasPool,
+    OutboxMessage,
+    write,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +58,12 @@ class Dispatcher:
         *,
         decision_timeout: float,
         max_waiting: int,
+        relay: CommitListener | None = None,
         clock: Clock = utc_now,
     ) -> None:
+        """`relay`: this process's outbox relay, handed each write's rows once committed."""
         self.database = database
+        self.relay = relay
         self.listener = listener
         self.decision_timeout = decision_timeout
         self.max_waiting = max_waiting
@@ -138,7 +147,7 @@ class Dispatcher:
 
     async def _write_commands(self, commands: Sequence[NewCommand]) -> list[CommandRecord]:
         async with self.database.pool.acquire() as conn:
-            await write(conn, _changes(commands))
+            await write(conn, _changes(commands), self.relay)
         return [command.record for command in commands]
 
     async def _write_keyed_commands(

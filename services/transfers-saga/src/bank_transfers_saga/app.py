@@ -32,7 +32,7 @@ def create_app(settings: SagaSettings | None = None, *, storage: Storage | None 
         relay=settings.relay,
     )
     transfers: EventStore[TransferState] = EventStore(
-        storage or PostgresStorage(platform),
+        storage or PostgresStorage(platform, platform.relay),
         TRANSFER,
         topics,
         events_topic=topics.transfer_events,

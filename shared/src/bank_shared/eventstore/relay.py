@@ -1,31 +1,35 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
 
-- **Order.** Rows are read in id order and sent through one idempotent producer (`acks=all`).
-  A stream's rows are committed in version order (its next version can only be appended once
-  the previous one is visible), so its messages reach Kafka in version order. A round's rows
-  for one partition travel as one record batch, which the broker appends whole or not at all,
-  and the next round starts only once every batch of this one is acknowledged: a later
-  message of a stream is never written without the earlier ones.
+- **Two ways in.** The writers of its own process hand their rows over right after their
+  commit, and the relay sends them as handed, without reading them back (handover.py says
+  when it may). Everything else it reads from the outbox. Both go out the same way.
+- **Order.** Rows are read in id order, or taken in the order their commits were heard of
+  (NOTIFY comes in commit order), and sent through one idempotent producer (`acks=all`). A
+  stream's rows are committed in version order, so its messages reach Kafka in version order.
+  A round's rows for one partition travel as one record batch, which the broker appends whole
+  or not at all, and the next round starts only once every batch of this one is acknowledged:
+  a later message of a stream is never written without the earlier ones.
 - **At least once.** A row is marked published only after Kafka acknowledged it (by the next
-  round's read, in the same statement). A crash before the mark sends it again after the
-  restart; if any send of a round fails, the relay starts over with a new producer from the
-  first unmarked row. Consumers drop what they have seen (by message id, or stream version).
+  read, in the same statement, or by a mark of its own within MARK_DELAY). A crash before the
+  mark sends it again after the restart; if any send of a round fails, the relay starts over
+  with a new producer from the first unmarked row. Consumers drop what they have seen (by
+  message id, or stream version).
 - **One leader.** Only the holder of the database's lease publishes (lease.py); the others
   stand by and take over when it stops renewing. A leader checks its lease before each send.
-- **Batching.** Woken by a commit's NOTIFY, a busy relay waits `linger` (10 ms) before its
-  round, so that rows committed meanwhile share it and every later hop handles them together;
-  a quiet relay (fewer than `linger_min_rate` rows a second) does not wait
-  (docs/performance.md).
+- **Batching.** Woken by a commit, a busy relay waits `linger` (10 ms) before its round, so
+  that rows committed meanwhile share it and every later hop handles them together; a quiet
+  relay (fewer than `linger_min_rate` rows a second) does not wait (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -33,8 +37,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from bank_shared.db import KEEPALIVES, Connection
+from bank_shared.eventstore.handover import Handovers
 from bank_shared.eventstore.lease import RelayLease
-from bank_shared.eventstore.store import OUTBOX_CHANNEL
+from bank_shared.eventstore.store import OUTBOX_CHANNEL, OutboxRow
 from bank_shared.settings import KafkaSettings, RelaySettings
 
 log = logging.getLogger(__name__)
@@ -43,8 +48,13 @@ log = logging.getLogger(__name__)
 PARTITIONER = DefaultPartitioner()
 # Tests inject faults at named points ("fetched", "sent") to stop the relay mid-way.
 FaultHook = Callable[[str], Awaitable[None]]
-# How long acknowledged rows may wait for a round's read to mark them published.
+# How long acknowledged rows may wait for a read to mark them published before a mark of
+# their own (while they wait, each read leaves them out).
 MARK_DELAY = 0.05
+# How long a NOTIFY of this process's writers waits for its rows before the relay reads them
+# from the outbox instead: only a writer cancelled right after its commit makes it wait.
+HANDOVER_WAIT = 0.5
+MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 # Marks the rows sent before (the statement's UPDATE), reads the next ones (its SELECT, which
 # sees the table as it was before the UPDATE: hence the exclusion of the rows being marked).
@@ -58,14 +68,6 @@ READ_AND_MARK = (
 
 class LeadershipLostError(Exception):
     """The relay's lease is over (it paused, or a renewal failed): it must send nothing more."""
-
-
-@dataclass(frozen=True)
-class Row:
-    id: int
-    topic: str
-    key: str
-    value: bytes
 
 
 class RecentRows:
@@ -115,6 +117,21 @@ class OutboxRelay:
         self.is_leader = False
         self._wake = asyncio.Event()
         self._sent = RecentRows(clock)
+        # The tokens of this relay's writers; another process's relay has another prefix.
+        self._prefix = f"{uuid.uuid4().hex[:12]}-"
+        self._tokens = itertools.count()
+        self._handovers = Handovers(self._prefix, HANDOVER_WAIT)
+
+    def token(self) -> str:
+        """A token for a writer's NOTIFY (store.CommitListener)."""
+        return f"{self._prefix}{next(self._tokens)}"
+
+    def committed(self, token: str, rows: Sequence[OutboxRow]) -> None:
+        """A writer's committed rows (store.CommitListener), sent once their NOTIFY is heard.
+        A standby drops them: whoever leads reads them from the outbox."""
+        if self.is_leader:
+            self._handovers.handed(token, rows)
+            self._wake.set()
 
     async def run(self) -> None:
         """Publish until cancelled; after a database or Kafka error, or a lost lease, stand by
@@ -152,6 +169,11 @@ class OutboxRelay:
                 max_batch_size=512 * 1024,
             )
             await producer.start()
+            # A new leadership reads first: rows committed before it listened were heard of by
+            # no one.
+            self._handovers = Handovers(
+                self._prefix, HANDOVER_WAIT, clock=asyncio.get_running_loop().time
+            )
             self.is_leader = True
             await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
             try:
@@ -170,30 +192,62 @@ class OutboxRelay:
                 await conn.close()
 
     async def _publish_while_leader(self, conn: Connection, producer: AIOKafkaProducer) -> None:
-        """Rounds of read, send and mark; between them, wait to be woken by a commit, or for
-        the next renewal, the marks of the last round, or the poll interval, the fallback."""
-        last_purge = -float("inf")
-        sent: list[int] = []
+        """Rounds of two kinds: rows handed over by this process's writers, sent as they are;
+        and reads of the outbox (handover.py says when), which also mark the rows sent before.
+        A read comes at least every `poll_interval`, the fallback should anything be missed."""
+        loop = asyncio.get_running_loop()
+        handovers = self._handovers
+        last_purge = last_read = marked_at = -float("inf")
+        unmarked: list[int] = []
         while True:
             self._wake.clear()
             if self.lease.renewal_due() and not await self.lease.claim(conn):
                 raise LeadershipLostError("another relay holds the lease")
-            sent = await self.publish_pending(conn, producer, sent)
-            self._sent.add(len(sent))
-            if len(sent) >= self.settings.batch_size:
-                continue  # more rows wait
-            if time.monotonic() - last_purge > self.settings.purge_every:
+            now = loop.time()
+            if handovers.must_read or now - last_read >= self.settings.poll_interval:
+                handovers.reading()
+                unmarked = await self.publish_pending(conn, producer, unmarked)
+                handovers.read(unmarked, full=len(unmarked) >= self.settings.batch_size)
+                self._sent.add(len(unmarked))
+                last_read = marked_at = now
+            else:
+                handed = handovers.take()
+                if handed:
+                    sent = await self.send(producer, handed)
+                    if sent < len(handed):
+                        handovers.must_read = True  # the rest, read from the outbox, in order
+                    unmarked += [row.id for row in handed[:sent]]
+                    self._sent.add(sent)
+                if unmarked and (
+                    now - marked_at >= MARK_DELAY or len(unmarked) >= self.settings.batch_size
+                ):
+                    await conn.execute(MARK, unmarked)
+                    unmarked, marked_at = [], now
+            if now - last_purge > self.settings.purge_every:
                 await self.purge(conn)
-                last_purge = time.monotonic()
-            wait = MARK_DELAY if sent else self.settings.poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), min(wait, self.lease.seconds_to_renewal())
-                )
-            if self._wake.is_set() and self._lingers():
+                last_purge = now
+            if not (handovers.ready() or handovers.must_read):
+                await self._wait(handovers, last_read, marked_at if unmarked else None)
+            if (handovers.ready() or handovers.must_read) and self._lingers():
                 await asyncio.sleep(self.settings.linger)  # rows gather meanwhile
 
-    def _on_notify(self, *_: object) -> None:
+    async def _wait(self, handovers: Handovers, last_read: float, marked_at: float | None) -> None:
+        """Until woken by a NOTIFY or a handover, or the first of: the fallback read, the lease's
+        renewal, the mark of rows sent, the end of the wait for late handed rows."""
+        loop = asyncio.get_running_loop()
+        deadlines = [
+            last_read + self.settings.poll_interval,
+            loop.time() + self.lease.seconds_to_renewal(),
+        ]
+        if marked_at is not None:
+            deadlines.append(marked_at + MARK_DELAY)
+        if (late := handovers.next_deadline()) is not None:
+            deadlines.append(late)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.0, min(deadlines) - loop.time()))
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._handovers.heard(str(payload))
         self._wake.set()
 
     def _lingers(self) -> bool:
@@ -211,11 +265,13 @@ class OutboxRelay:
             return []
         if self.fault:
             await self.fault("fetched")
-        queued = [Row(r["id"], r["topic"], r["key"], r["value"]) for r in rows]
+        queued = [OutboxRow(r["id"], r["topic"], r["key"], r["value"]) for r in rows]
         sent = await self.send(producer, queued)
+        if sent < len(queued):
+            self._handovers.must_read = True  # a partition's batch is full: the rest go next
         return [row.id for row in queued[:sent]]
 
-    async def send(self, producer: AIOKafkaProducer, rows: Sequence[Row]) -> int:
+    async def send(self, producer: AIOKafkaProducer, rows: Sequence[OutboxRow]) -> int:
         """Send `rows` in order, up to the first that does not fit its partition's batch; return
         how many were sent. Raises if any send failed (then none of them counts as sent)."""
         # One record batch per partition: sequence numbers alone would not stop a later message
@@ -244,9 +300,8 @@ class OutboxRelay:
         ]
         results = await asyncio.gather(*deliveries, return_exceptions=True)
         if failed := [r for r in results if isinstance(r, BaseException)]:
-            raise failed[
-                0
-            ]  # the relay starts over, with a new producer, from the first unmarked row
+            # The relay starts over, with a new producer, from the first unmarked row.
+            raise failed[0]
         if self.fault:
             await self.fault("sent")
         return fitted

@@ -37,6 +37,26 @@ class OutboxMessage:
         return to_bytes(self.envelope)
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """An outbox row as committed: what the relay sends, and the id it marks published."""
+
+    id: int
+    topic: str
+    key: str
+    value: bytes
+
+
+class CommitListener(Protocol):
+    """Told of a write's outbox rows right after its commit: the relay of the same process,
+    which then sends them without reading them back (handover.py). `token` names the commit in
+    its NOTIFY, so the relay knows when every commit before it has been accounted for."""
+
+    def token(self) -> str: ...
+
+    def committed(self, token: str, rows: Sequence[OutboxRow]) -> None: ...
+
+
 @dataclass
 class Changes:
     """What one batch writes: events stamped with their stream and version, outbox rows, the
@@ -99,21 +119,31 @@ QUEUE_OUTBOX = (
     " SELECT topic, key, message_id, value"
     " FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bytea[])"
     " WITH ORDINALITY AS m(topic, key, message_id, value, n) ORDER BY n"
+    " RETURNING id"
 )
 REMEMBER_PROCESSED = (
     "INSERT INTO processed_messages (message_id, topic, key, answer)"
     " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])"
 )
-NOTIFY_RELAY = f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')"
+# Wakes the relay ($1, OUTBOX_CHANNEL), naming the commit ($2: a CommitListener's token, or
+# ''), and returns the ids of the outbox rows written (w1: QUEUE_OUTBOX is the second write
+# below), in list order.
+NOTIFY_RELAY = "SELECT pg_notify($1, $2), ARRAY(SELECT id FROM w1 ORDER BY id)"
 
 
-async def write(conn: Connection, changes: Changes) -> None:
+async def write(conn: Connection, changes: Changes, relay: CommitListener | None = None) -> None:
     """Write `changes` in one statement. UNIQUE (stream_id, version) is the optimistic
     concurrency check, the event-id key stops one command applied twice, the processed-message
     key one message processed twice: any of them refuses the whole statement
-    (ConcurrencyError)."""
+    (ConcurrencyError).
+
+    Outside a transaction the statement's end is its commit: then `relay` is handed the outbox
+    rows at once. Inside one it is not (the relay reads them from the outbox instead)."""
     if not changes:
         return
+    if not changes.outbox or conn.is_in_transaction():
+        relay = None
+    values = [m.value for m in changes.outbox]
     writes = [
         (
             APPEND_EVENTS,
@@ -132,7 +162,7 @@ async def write(conn: Connection, changes: Changes) -> None:
                 [m.topic for m in changes.outbox],
                 [m.key for m in changes.outbox],
                 [m.envelope.message_id for m in changes.outbox],
-                [m.value for m in changes.outbox],
+                values,
             ),
         ),
         (
@@ -146,28 +176,42 @@ async def write(conn: Connection, changes: Changes) -> None:
         ),
         *changes.writes,
     ]
-    sql, args = one_statement(writes, then=NOTIFY_RELAY if changes.outbox else "SELECT 1")
+    token = relay.token() if relay is not None else ""
+    then = (NOTIFY_RELAY, (OUTBOX_CHANNEL, token)) if changes.outbox else ("SELECT 1", ())
+    sql, args = one_statement(writes, then=then)
     try:
-        await conn.execute(sql, *args)
+        row = await conn.fetchrow(sql, *args)
     except asyncpg.UniqueViolationError as error:
         raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
+    if relay is not None and row is not None:
+        ids: list[int] = row[1]
+        relay.committed(
+            token,
+            [
+                OutboxRow(row_id, m.topic, m.key, value)
+                for row_id, m, value in zip(ids, changes.outbox, values, strict=True)
+            ],
+        )
 
 
 PARAMETER = re.compile(r"\$(\d+)")
 
 
-def one_statement(
-    writes: Sequence[tuple[str, tuple[object, ...]]], *, then: str
-) -> tuple[str, list[object]]:
+Write = tuple[str, tuple[object, ...]]
+
+
+def one_statement(writes: Sequence[Write], *, then: Write) -> tuple[str, list[object]]:
     """INSERTs, UPDATEs and DELETEs, each written with its parameters numbered from $1, as one
-    statement of data-modifying CTEs followed by `then`: PostgreSQL runs them all, atomically,
-    in one round trip. Each sees the tables as they were before the statement."""
+    statement of data-modifying CTEs (w0, w1, ...) followed by the query `then`: PostgreSQL runs
+    them all, atomically, in one round trip. Each sees the tables as they were before the
+    statement."""
     ctes: list[str] = []
     args: list[object] = []
     for n, (sql, values) in enumerate(writes):
         ctes.append(f"w{n} AS ({_renumbered(sql, len(args))})")
         args.extend(values)
-    return f"WITH {', '.join(ctes)} {then}", args
+    final, values = then
+    return f"WITH {', '.join(ctes)} {_renumbered(final, len(args))}", [*args, *values]
 
 
 @functools.lru_cache(maxsize=64)
@@ -183,10 +227,12 @@ class HasPool(Protocol):
 
 class PostgresStorage:
     """The event store's tables in a service's own database (the `Storage` of unit_of_work.py).
-    Each call takes a pooled connection for its one statement."""
+    Each call takes a pooled connection for its one statement; each write's outbox rows are
+    handed to `relay`, the outbox relay of this process."""
 
-    def __init__(self, database: HasPool) -> None:
+    def __init__(self, database: HasPool, relay: CommitListener | None = None) -> None:
         self.database = database
+        self.relay = relay
 
     async def read_streams(self, stream_ids: Collection[str]) -> dict[str, list[Envelope]]:
         async with self.database.pool.acquire() as conn:
@@ -198,4 +244,4 @@ class PostgresStorage:
 
     async def write(self, changes: Changes) -> None:
         async with self.database.pool.acquire() as conn:
-            await write(conn, changes)
+            await write(conn, changes, self.relay)
