@@ -144,7 +144,32 @@ async def write(conn: Connection, changes: Changes, relay: CommitListener | None
     if not changes.outbox or conn.is_in_transaction():
         relay = None
     values = [m.value for m in changes.outbox]
-    writes = [
+    writes = _writes(changes, values)
+    token = relay.token() if relay is not None else ""
+    then = (NOTIFY_RELAY, (OUTBOX_CHANNEL, token)) if changes.outbox else ("SELECT 1", ())
+    sql, args = one_statement(writes, then=then)
+    try:
+        row = await conn.fetchrow(sql, *args)
+    except asyncpg.UniqueViolationError as error:
+        raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
+    if relay is not None and row is not None:
+        ids: list[int] = row[1]
+        relay.committed(
+            token,
+            [
+                OutboxRow(row_id, m.topic, m.key, value)
+                for row_id, m, value in zip(ids, changes.outbox, values, strict=True)
+            ],
+        )
+
+
+Write = tuple[str, tuple[object, ...]]
+
+
+def _writes(changes: Changes, values: list[bytes]) -> list[Write]:
+    """The statement's writes, in this order: events, outbox rows (`values`), messages
+    processed, then the service's own."""
+    return [
         (
             APPEND_EVENTS,
             (
@@ -176,28 +201,9 @@ async def write(conn: Connection, changes: Changes, relay: CommitListener | None
         ),
         *changes.writes,
     ]
-    token = relay.token() if relay is not None else ""
-    then = (NOTIFY_RELAY, (OUTBOX_CHANNEL, token)) if changes.outbox else ("SELECT 1", ())
-    sql, args = one_statement(writes, then=then)
-    try:
-        row = await conn.fetchrow(sql, *args)
-    except asyncpg.UniqueViolationError as error:
-        raise ConcurrencyError(f"another writer got there first: {error.detail}") from error
-    if relay is not None and row is not None:
-        ids: list[int] = row[1]
-        relay.committed(
-            token,
-            [
-                OutboxRow(row_id, m.topic, m.key, value)
-                for row_id, m, value in zip(ids, changes.outbox, values, strict=True)
-            ],
-        )
 
 
 PARAMETER = re.compile(r"\$(\d+)")
-
-
-Write = tuple[str, tuple[object, ...]]
 
 
 def one_statement(writes: Sequence[Write], *, then: Write) -> tuple[str, list[object]]:
