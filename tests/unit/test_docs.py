@@ -1,6 +1,6 @@
 """The README stays true to the code: every environment variable the code reads is in its
-configuration table; and every link between the README and the docs leads to a file (and a
-heading) that exists."""
+configuration table; every link between the README and the docs leads to a file (and a
+heading) that exists; and every file ARCHITECTURE.md's system map names is there."""
 
 from __future__ import annotations
 
@@ -56,3 +56,24 @@ def test_every_link_between_the_docs_leads_somewhere(page: Path) -> None:
         elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
             broken.append(f"{target}: no heading gives #{fragment}")
     assert not broken, f"{page.name}: fix or remove these links: {broken}"
+
+
+def concept_paths() -> list[str]:
+    """The paths in the last column of ARCHITECTURE.md's system map ("where things live")."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    table = text.split("## 4. System map", 1)[1].split("\n\n| concept |", 1)[1].split("\n\n")[0]
+    paths = []
+    for row in table.splitlines()[2:]:
+        cell = row.rstrip("|").rsplit("|", 1)[-1]
+        names = re.findall(r"`([^`]+)`", cell)
+        folder = names[0].rsplit("/", 1)[0] if names else ""
+        # A bare name after a path ("relay.py, `lease.py`") sits in the same folder.
+        paths += [n if "/" in n else f"{folder}/{n}" for n in names]
+    return [p.replace("shared/…/", "shared/src/bank_shared/") for p in paths]
+
+
+def test_the_system_map_names_files_that_exist() -> None:
+    paths = concept_paths()
+    assert len(paths) >= 20, "the system map's table was not found where the test looks"
+    missing = [p for p in paths if not list(ROOT.glob(p.rstrip("/")))]
+    assert not missing, f"docs/ARCHITECTURE.md names files that do not exist: {missing}"
