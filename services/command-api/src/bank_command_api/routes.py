@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID, uuid4
 
@@ -68,6 +69,57 @@ Sender = Annotated[Dispatcher, Depends(the_dispatcher)]
 Settings = Annotated[CommandApiSettings, Depends(the_settings)]
 
 
+@dataclass(frozen=True)
+class Post:
+    """What every command POST shares: its request and response, its two optional headers,
+    and where commands go."""
+
+    request: Request
+    response: Response
+    dispatcher: Dispatcher
+    settings: CommandApiSettings
+    idempotency_key: str | None
+    prefer: str | None
+
+    async def send(self, body: CommandRequest, outgoing: Outgoing) -> Accepted:
+        """Check what the types cannot (the configured maximum), send, and answer."""
+        if problems := body.problems(self.settings.max_amount):
+            raise RequestValidationError(problems)
+        ensure_started(self.request)
+        key = None
+        if self.idempotency_key is not None:
+            request = self.request
+            digest = fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
+            key = IdempotencyKey(self.idempotency_key, digest)
+        async_requested = prefers_async(self.prefer)
+        try:
+            record = await self.dispatcher.send(outgoing, idempotency=key, wait=not async_requested)
+        except IdempotencyKeyReusedError:
+            raise ProblemError(422, *KEY_REUSED) from None
+        except IdempotencyKeyInUseError:
+            raise ProblemError(409, *KEY_IN_USE, headers=RETRY_SOON) from None
+        return answer(
+            record,
+            self.response,
+            query_api_url=self.settings.query_api_url,
+            async_requested=async_requested,
+        )
+
+
+async def the_post(
+    request: Request,
+    response: Response,
+    dispatcher: Sender,
+    settings: Settings,
+    idempotency_key: IdempotencyKeyHeader = None,
+    prefer: PreferHeader = None,
+) -> Post:
+    return Post(request, response, dispatcher, settings, idempotency_key, prefer)
+
+
+CommandPost = Annotated[Post, Depends(the_post)]
+
+
 @router.post(
     "/accounts",
     response_model=AccountCommandAccepted | CommandPending,
@@ -77,25 +129,15 @@ Settings = Annotated[CommandApiSettings, Depends(the_settings)]
     response_model_exclude_none=True,
     responses=responses(OPEN_REFUSED),
 )
-async def open_account(
-    body: OpenAccountRequest,
-    request: Request,
-    response: Response,
-    dispatcher: Sender,
-    settings: Settings,
-    idempotency_key: IdempotencyKeyHeader = None,
-    prefer: PreferHeader = None,
-) -> Accepted:
+async def open_account(body: OpenAccountRequest, post: CommandPost) -> Accepted:
     """201 with the new account's version (1) and balance once the accounts service opened
     it; 409 if the id is taken."""
     account_id = body.account_id or str(uuid4())
     command = OpenAccount(
         account_id=account_id, owner=body.owner, initial_balance=body.initial_balance
     )
-    outgoing = Outgoing(command, settings.topics.account_commands, account_id)
-    return await send(
-        request, response, body, outgoing, dispatcher, settings, idempotency_key, prefer
-    )
+    outgoing = Outgoing(command, post.settings.topics.account_commands, account_id)
+    return await post.send(body, outgoing)
 
 
 @router.post(
@@ -106,22 +148,11 @@ async def open_account(
     response_model_exclude_none=True,
     responses=responses(DEPOSIT_REFUSED, ACCOUNT_NOT_FOUND),
 )
-async def deposit(
-    account_id: AccountIdPath,
-    body: AmountRequest,
-    request: Request,
-    response: Response,
-    dispatcher: Sender,
-    settings: Settings,
-    idempotency_key: IdempotencyKeyHeader = None,
-    prefer: PreferHeader = None,
-) -> Accepted:
+async def deposit(account_id: AccountIdPath, body: AmountRequest, post: CommandPost) -> Accepted:
     """200 with the account's new version and balance."""
     command = DepositMoney(account_id=account_id, amount=body.amount)
-    outgoing = Outgoing(command, settings.topics.account_commands, account_id)
-    return await send(
-        request, response, body, outgoing, dispatcher, settings, idempotency_key, prefer
-    )
+    outgoing = Outgoing(command, post.settings.topics.account_commands, account_id)
+    return await post.send(body, outgoing)
 
 
 @router.post(
@@ -132,22 +163,11 @@ async def deposit(
     response_model_exclude_none=True,
     responses=responses(WITHDRAWAL_REFUSED, ACCOUNT_NOT_FOUND),
 )
-async def withdraw(
-    account_id: AccountIdPath,
-    body: AmountRequest,
-    request: Request,
-    response: Response,
-    dispatcher: Sender,
-    settings: Settings,
-    idempotency_key: IdempotencyKeyHeader = None,
-    prefer: PreferHeader = None,
-) -> Accepted:
+async def withdraw(account_id: AccountIdPath, body: AmountRequest, post: CommandPost) -> Accepted:
     """200 with the account's new version and balance; 409 if the balance is too low."""
     command = WithdrawMoney(account_id=account_id, amount=body.amount)
-    outgoing = Outgoing(command, settings.topics.account_commands, account_id)
-    return await send(
-        request, response, body, outgoing, dispatcher, settings, idempotency_key, prefer
-    )
+    outgoing = Outgoing(command, post.settings.topics.account_commands, account_id)
+    return await post.send(body, outgoing)
 
 
 @router.post(
@@ -159,15 +179,7 @@ async def withdraw(
     response_model_exclude_none=True,
     responses={**responses(TRANSFER_REFUSED), **TRANSFER_ANSWERS},
 )
-async def start_transfer(
-    body: TransferRequest,
-    request: Request,
-    response: Response,
-    dispatcher: Sender,
-    settings: Settings,
-    idempotency_key: IdempotencyKeyHeader = None,
-    prefer: PreferHeader = None,
-) -> Accepted:
+async def start_transfer(body: TransferRequest, post: CommandPost) -> Accepted:
     """The transfers saga starts the transfer; its progress (debited, completed, failed) is
     read from the query API at the `Location`."""
     transfer_id = body.transfer_id or str(uuid4())
@@ -177,10 +189,8 @@ async def start_transfer(
         target_account_id=body.target_account_id,
         amount=body.amount,
     )
-    outgoing = Outgoing(command, settings.topics.transfer_commands, transfer_id)
-    return await send(
-        request, response, body, outgoing, dispatcher, settings, idempotency_key, prefer
-    )
+    outgoing = Outgoing(command, post.settings.topics.transfer_commands, transfer_id)
+    return await post.send(body, outgoing)
 
 
 @router.get(
@@ -206,33 +216,3 @@ async def get_command(
             " Location) from the answer to your POST.",
         )
     return command_status(record)
-
-
-async def send(
-    request: Request,
-    response: Response,
-    body: CommandRequest,
-    outgoing: Outgoing,
-    dispatcher: Dispatcher,
-    settings: CommandApiSettings,
-    idempotency_key: str | None,
-    prefer: str | None,
-) -> Accepted:
-    """Check what the types cannot (the configured maximum), send, and answer."""
-    if problems := body.problems(settings.max_amount):
-        raise RequestValidationError(problems)
-    ensure_started(request)
-    key = None
-    if idempotency_key is not None:
-        digest = fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
-        key = IdempotencyKey(idempotency_key, digest)
-    async_requested = prefers_async(prefer)
-    try:
-        record = await dispatcher.send(outgoing, idempotency=key, wait=not async_requested)
-    except IdempotencyKeyReusedError:
-        raise ProblemError(422, *KEY_REUSED) from None
-    except IdempotencyKeyInUseError:
-        raise ProblemError(409, *KEY_IN_USE, headers=RETRY_SOON) from None
-    return answer(
-        record, response, query_api_url=settings.query_api_url, async_requested=async_requested
-    )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
-from bank_shared.contracts.envelope import Envelope, Message, register
+from bank_shared.contracts.envelope import Envelope, Message, register, seal
+from bank_shared.ids import derived_id
 from bank_shared.money import Money
 
 RejectionCode = Literal[
@@ -76,4 +78,16 @@ def rejected(
         code=rejection.code,
         reason=rejection.reason,
         version=version,
+    )
+
+
+def answer_to(command: Envelope, outcome: CommandOutcome, occurred_at: datetime) -> Envelope:
+    """`outcome`, sealed as the answer to `command`. Its id is derived from the command's, so
+    whoever answers a command (its service, or the dead letters) gives it the same one."""
+    return seal(
+        outcome,
+        message_id=derived_id(command.message_id, "outcome"),
+        correlation_id=command.correlation_id,
+        causation_id=command.message_id,
+        occurred_at=occurred_at,
     )

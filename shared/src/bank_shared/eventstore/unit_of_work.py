@@ -36,11 +36,16 @@ from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from bank_shared.clock import Clock, utc_now
-from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal, seal_events
-from bank_shared.contracts.outcomes import CommandOutcome, Rejection, accepted, rejected
+from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal_events
+from bank_shared.contracts.outcomes import (
+    CommandOutcome,
+    Rejection,
+    accepted,
+    answer_to,
+    rejected,
+)
 from bank_shared.eventstore.known import KnownStates
 from bank_shared.eventstore.store import Changes, ConcurrencyError, OutboxMessage
-from bank_shared.ids import derived_id
 from bank_shared.topics import TopicSettings
 
 S = TypeVar("S")
@@ -247,15 +252,8 @@ class UnitOfWork(Generic[S]):
 
     def answer(self, command: Envelope, outcome: CommandOutcome) -> None:
         """Send `outcome` where the command asked, and record the command as processed."""
-        sealed = seal(
-            outcome,
-            message_id=derived_id(command.message_id, "outcome"),
-            correlation_id=command.correlation_id,
-            causation_id=command.message_id,
-            occurred_at=self.now,
-        )
         topic = self.store.topics.outcome_topic(command.reply_to)
-        answer = OutboxMessage(topic, outcome.stream_id, sealed)
+        answer = OutboxMessage(topic, outcome.stream_id, answer_to(command, outcome, self.now))
         self._changes.outbox.append(answer)
         self.processed(command, answer)
         self.outcomes.append(outcome)

@@ -14,10 +14,15 @@ from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
-from bank_shared.contracts.envelope import Envelope, seal
-from bank_shared.contracts.outcomes import UNPROCESSABLE, CommandOutcome
+from bank_shared.contracts.envelope import Envelope
+from bank_shared.contracts.outcomes import (
+    UNPROCESSABLE,
+    CommandOutcome,
+    Rejection,
+    answer_to,
+    rejected,
+)
 from bank_shared.eventstore.store import Changes, ConcurrencyError, OutboxMessage
-from bank_shared.ids import derived_id
 from bank_shared.topics import TopicSettings, UnknownReplyTopicError
 
 if TYPE_CHECKING:
@@ -87,19 +92,7 @@ def unprocessable_answer(
         return None  # an event or an outcome: no one waits for an answer to it
     named = [envelope.payload.get(field) for field in ("account_id", "transfer_id")]
     stream_id = next((n for n in named if isinstance(n, str)), envelope.stream_id or "")
-    outcome = CommandOutcome(
-        command_id=envelope.message_id,
-        command_type=envelope.type,
-        stream_id=stream_id,
-        status="rejected",
-        code=UNPROCESSABLE,
-        reason=f"the command could not be processed: {reason}"[:1000],
-    )
-    sealed = seal(
-        outcome,
-        message_id=derived_id(envelope.message_id, "outcome"),
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.message_id,
-        occurred_at=envelope.occurred_at,
-    )
+    reason = f"the command could not be processed: {reason}"[:1000]
+    outcome = rejected(envelope, stream_id, Rejection(UNPROCESSABLE, reason))
+    sealed = answer_to(envelope, outcome, envelope.occurred_at)
     return OutboxMessage(reply_topic, stream_id, sealed)
