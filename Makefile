@@ -13,7 +13,8 @@ PREREQUISITES = run
 PYTEST_ARGS ?=
 
 .PHONY: help install run start stop restart status test test-unit lint format kafka-jars clean \
-	rebuild-read-model demo chaos bench bench-quick
+	rebuild-read-model demo chaos bench bench-quick docker-engine images compose-up compose-down \
+	docker-smoke
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,7 +40,8 @@ status: ## Show what is running, with PIDs and readiness
 	$(UV) run bank-infra status
 
 test: PREREQUISITES = test
-test: install ## Run the whole test suite against a real Kafka and PostgreSQL
+# BANK_TEST_INFRA=docker: Kafka and PostgreSQL in containers of the bank's images.
+test: install $(if $(filter docker,$(BANK_TEST_INFRA)),images) ## Run the whole test suite against a real Kafka and PostgreSQL
 	$(UV) run pytest $(PYTEST_ARGS)
 
 test-unit: install ## Only the pure, fast tests (no infrastructure)
@@ -72,6 +74,21 @@ demo: ## Tell the tutorial's story through the REST APIs of a running bank (make
 
 rebuild-read-model: install ## Empty the read tables and replay the event stores (system may run)
 	$(UV) run python -m bank_projector.rebuild
+
+docker-engine: ## A Docker engine and `docker compose` (as root, starts Debian's when none answers)
+	deploy/docker/engine.sh
+
+images: docker-engine ## Build the images: Kafka, PostgreSQL, the services (Debian-based, cached)
+	deploy/docker/images.sh
+
+compose-up: images ## `docker compose up` in the background, until every service is healthy
+	docker compose up --detach --wait --wait-timeout 300
+
+compose-down: ## `docker compose down -v`: the cluster's containers, network and volumes go
+	docker compose down --volumes --remove-orphans
+
+docker-smoke: install ## The container test CI runs: compose up, demo, down; testcontainers tests
+	UV="$(UV)" deploy/docker/smoke.sh
 
 clean: stop ## Stop everything and delete local state (.bank, .bank-test)
 	rm -rf .bank .bank-test

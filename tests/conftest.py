@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Iterator
 
@@ -47,6 +48,6 @@ def infra() -> Iterator[Endpoints]:
         pg = session_databases(endpoints.pg)
         asyncio.run(create_databases(pg))
         try:
-            yield Endpoints(kafka=endpoints.kafka, pg=pg, provider=endpoints.provider)
+            yield dataclasses.replace(endpoints, pg=pg)
         finally:
             asyncio.run(drop_databases(pg))

@@ -3,6 +3,7 @@ test's own databases."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,7 +40,7 @@ async def isolated(infra: Endpoints) -> AsyncIterator[Endpoints]:
     topics of its own, whose events the session's projector never sees."""
     pg = session_databases(infra.pg)
     await create_databases(pg)
-    yield Endpoints(kafka=infra.kafka, pg=pg, provider=infra.provider)
+    yield dataclasses.replace(infra, pg=pg)
     await drop_databases(pg)
 
 

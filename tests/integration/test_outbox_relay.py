@@ -229,6 +229,9 @@ class RoundsRecorded(OutboxRelay):
         return sent
 
 
+# Seconds: far longer than the 0.2 s between two commits that must share a round.
+LONG_LINGER = 3.0
+
 # Starts a relay with the given linger and rate from which it lingers; returns it and a function
 # that commits one outbox row and returns its id.
 StartRelay = Callable[
@@ -276,12 +279,13 @@ async def relay_with_linger(
 async def test_rows_committed_while_the_relay_lingers_share_its_round(
     relay_with_linger: StartRelay,
 ) -> None:
-    relay, commit_row = await relay_with_linger(1.0, 0.0)
+    # A linger far longer than the gap between the two commits: a busy machine that stalls
+    # the test for a second still commits the second row before the round.
+    relay, commit_row = await relay_with_linger(LONG_LINGER, 0.0)
     first = await commit_row()
     await asyncio.sleep(0.2)  # well within the linger the first row woke
     second = await commit_row()
     await eventually(lambda: relay.rounds, what="a round")
-    await asyncio.sleep(1.5)  # a second round, if there were one, would have been sent by now
     assert relay.rounds == [[first, second]]
 
 
@@ -290,7 +294,7 @@ async def test_without_a_linger_each_row_goes_in_its_own_round(
 ) -> None:
     relay, commit_row = await relay_with_linger(0.0, 0.0)
     first = await commit_row()
-    await asyncio.sleep(0.3)  # far longer than a round takes: the first row is gone by now
+    await asyncio.sleep(1.0)  # far longer than a round takes: the first row is gone by now
     second = await commit_row()
     await eventually(lambda: len(relay.rounds) >= 2, what="two rounds")
     assert relay.rounds == [[first], [second]]
@@ -299,21 +303,22 @@ async def test_without_a_linger_each_row_goes_in_its_own_round(
 async def test_below_its_rate_of_rows_the_relay_does_not_linger(
     relay_with_linger: StartRelay,
 ) -> None:
-    relay, commit_row = await relay_with_linger(1.0, 2.0)
+    relay, commit_row = await relay_with_linger(LONG_LINGER, 2.0)
     first = await commit_row()  # no row sent yet in this (frozen) second: no linger
-    await asyncio.sleep(0.3)
+    # Long enough for the round of the first row, short of the linger: a relay that wrongly
+    # lingered would send both rows in one round.
+    await asyncio.sleep(1.0)
     second = await commit_row()  # one sent: no linger either
     await eventually(lambda: len(relay.rounds) >= 2, what="two rounds")
     assert relay.rounds == [[first], [second]]
     # Past the round that marks the second row (MARK_DELAY): committed during that wait, the
     # third row could be read by that round before its NOTIFY woke the relay, and no round
     # would linger.
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.0)
     third = await commit_row()  # two sent, the rate: this round lingers
     await asyncio.sleep(0.2)
     fourth = await commit_row()
     await eventually(lambda: len(relay.rounds) >= 3, what="a third round")
-    await asyncio.sleep(1.5)  # a fourth round, if there were one, would have been sent by now
     assert relay.rounds == [[first], [second], [third, fourth]]
 
 

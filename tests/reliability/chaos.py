@@ -11,8 +11,7 @@ import argparse
 import asyncio
 import sys
 
-from bank_deploy.kafka import LocalKafka
-from bank_deploy.providers import launcher_config_for_tests, provide_infra
+from bank_deploy.providers import provide_infra
 from tests.reliability.workload import run_workload
 
 
@@ -24,11 +23,9 @@ def main() -> int:
     parser.add_argument("--fault-interval", type=float, default=3.0)
     args = parser.parse_args()
     with provide_infra() as infra:
-        kafka = LocalKafka(launcher_config_for_tests()) if infra.provider == "local" else None
         report = asyncio.run(
             run_workload(
                 infra,
-                kafka,
                 duration=args.duration,
                 seed=args.seed,
                 clients=args.clients,

@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from bank_deploy.kafka import LocalKafka
-from bank_deploy.providers import Endpoints, launcher_config_for_tests
+from bank_deploy.providers import Endpoints
 from tests.reliability.workload import run_workload
 
 pytestmark = pytest.mark.reliability
@@ -17,11 +16,8 @@ pytestmark = pytest.mark.reliability
 async def test_money_is_conserved_and_nothing_is_lost_or_doubled_under_faults(
     infra: Endpoints,
 ) -> None:
-    # Restarting the broker needs the local launcher's handle on it.
-    kafka = LocalKafka(launcher_config_for_tests()) if infra.provider == "local" else None
     report = await run_workload(
         infra,
-        kafka,
         duration=float(os.environ.get("BANK_CHAOS_DURATION", "75")),
         seed=int(os.environ.get("BANK_CHAOS_SEED", "1")),
     )
@@ -34,7 +30,7 @@ async def test_money_is_conserved_and_nothing_is_lost_or_doubled_under_faults(
     kinds = {fault.removesuffix("-2") for fault in report.faults}
     assert {"sigkill accounts", "sigkill transfers-saga"} <= kinds, report.faults
     assert any(k.startswith("sigstop") for k in kinds), report.faults
-    if kafka is not None:
+    if infra.broker is not None:  # the local launcher's broker, or a test container
         assert "restart kafka" in kinds, report.faults
     assert report.outcomes["completed"] > 0
     assert any(k.startswith("failed:") for k in report.outcomes)

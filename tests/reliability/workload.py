@@ -19,7 +19,6 @@ from decimal import Decimal
 import asyncpg
 import httpx
 
-from bank_deploy.kafka import LocalKafka
 from bank_deploy.postgres import create_databases
 from bank_deploy.processes import is_alive
 from bank_deploy.providers import Endpoints, free_port, launcher_config_for_tests
@@ -67,9 +66,10 @@ class Report:
 class Bank:
     """The cluster under test: its services as processes, its databases, its broker."""
 
-    def __init__(self, infra: Endpoints, kafka: LocalKafka | None) -> None:
+    def __init__(self, infra: Endpoints) -> None:
         self.infra = infra
-        self.kafka = kafka
+        # The broker restarts where the provider can (the launcher's process, a container).
+        self.kafka = infra.broker
         self.pg: PostgresSettings = session_databases(infra.pg)
         run = uuid.uuid4().hex[:8]
         env = service_env(infra.kafka, self.pg, fresh_topics("chaos", partitions=6))
@@ -336,7 +336,6 @@ async def check_histories(bank: Bank, accepted: set[str], report: Report) -> Non
 
 async def run_workload(
     infra: Endpoints,
-    kafka: LocalKafka | None,
     *,
     duration: float,
     seed: int,
@@ -346,7 +345,7 @@ async def run_workload(
 ) -> Report:
     report = Report(seed=seed, duration=duration)
     rng = random.Random(seed)
-    bank = Bank(infra, kafka)
+    bank = Bank(infra)
     await bank.start()
     try:
         accounts = await open_accounts(bank)

@@ -51,9 +51,16 @@ def test_unknown_provider_is_refused_with_the_valid_choices(
         chosen_provider()
 
 
-def test_explicit_provider_wins_over_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_provider_is_named_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BANK_TEST_INFRA", "External")
     assert chosen_provider() == "external"
+
+
+def test_without_a_choice_the_tests_use_the_local_launcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BANK_TEST_INFRA", raising=False)
+    assert chosen_provider() == "local"
 
 
 def test_storage_format_passes_the_cluster_id_as_one_argument(

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from bank_deploy.config import REPO_ROOT, LauncherConfig
 from bank_deploy.processes import LauncherError, exit_status, running_pid, spawn, stop_pid, tail
+from bank_shared.settings import KafkaSettings
 
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 JAVA_HINT = (
@@ -215,8 +216,8 @@ class LocalKafka:
         return Started(process, log_size)
 
     def wait_ready(self, started: Started | None = None) -> None:
-        """Ready means an idempotent producer can start: metadata and producer ids are served.
-        `started` is the broker we just started, if we did: its exit status explains a failure."""
+        """Until the broker answers (`broker_answers`). `started` is the broker we just
+        started, if we did: its exit status explains a failure."""
         deadline = time.monotonic() + self.config.kafka_start_timeout
         while True:
             # A broker we just started is asked through its own handle, not its PID file.
@@ -231,7 +232,7 @@ class LocalKafka:
                 raise LauncherError(
                     f"Kafka exited during start. Its log ({self.log_path}):\n{tail(self.log_path)}"
                 )
-            if asyncio.run(self._answers()):
+            if asyncio.run(broker_answers(self.config.kafka)):
                 return
             if time.monotonic() > deadline:
                 raise LauncherError(
@@ -240,29 +241,6 @@ class LocalKafka:
                     f"{tail(self.log_path)}"
                 )
             time.sleep(0.25)
-
-    async def _answers(self) -> bool:
-        try:
-            # A plain TCP probe first, so the client does not log a refused connection per try.
-            kafka = self.config.kafka
-            _, writer = await asyncio.open_connection(kafka.host, kafka.port)
-            writer.close()
-        except OSError:
-            return False
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.config.kafka.bootstrap,
-            enable_idempotence=True,
-            request_timeout_ms=5000,
-        )
-        try:
-            await producer.start()
-        except (KafkaError, OSError):
-            return False
-        else:
-            return True
-        finally:
-            with contextlib.suppress(KafkaError, OSError):
-                await producer.stop()
 
     def stop(self) -> None:
         pid = self.pid()
@@ -273,6 +251,28 @@ class LocalKafka:
 
     def address(self) -> str:
         return self.config.kafka.bootstrap
+
+
+async def broker_answers(kafka: KafkaSettings) -> bool:
+    """Ready means an idempotent producer can start: metadata and producer ids are served."""
+    try:
+        # A plain TCP probe first, so the client does not log a refused connection per try.
+        _, writer = await asyncio.open_connection(kafka.host, kafka.port)
+        writer.close()
+    except OSError:
+        return False
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, enable_idempotence=True, request_timeout_ms=5000
+    )
+    try:
+        await producer.start()
+    except (KafkaError, OSError):
+        return False
+    else:
+        return True
+    finally:
+        with contextlib.suppress(KafkaError, OSError):
+            await producer.stop()
 
 
 @dataclass(frozen=True)

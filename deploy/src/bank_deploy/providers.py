@@ -1,8 +1,8 @@
 """Where tests get Kafka and PostgreSQL: the local launcher, testcontainers, or external servers.
 
 `BANK_TEST_INFRA` chooses: `local` (the launcher `make run` uses), `docker` (testcontainers),
-`external` (servers named by the usual BANK_KAFKA_* / BANK_PG_* variables). Unset: `docker` when
-a Docker engine answers, `local` otherwise.
+`external` (servers named by the usual BANK_KAFKA_* / BANK_PG_* variables). Unset: `local`, so
+the same command uses the same infrastructure whether or not a Docker engine happens to run.
 """
 
 from __future__ import annotations
@@ -13,18 +13,24 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from bank_deploy.cluster import LocalInfra
 from bank_deploy.config import REPO_ROOT, LauncherConfig
+from bank_deploy.kafka import broker_answers
 from bank_deploy.postgres import create_databases
 from bank_deploy.processes import LauncherError
 from bank_shared.settings import KafkaSettings, PostgresSettings
 
 PROVIDERS = ("local", "docker", "external")
-LISTENER_PROTOCOLS = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+# Built by `make images` (deploy/docker/images.sh), the images docker-compose.yml runs too.
+DOCKER_IMAGES = {"kafka": "bank/kafka", "postgres": "bank/postgres"}
+# Marks the containers of test sessions, so a session can remove what a killed one left.
+TEST_LABEL = {"bank.test-infra": "testcontainers"}
 
 # Test-session defaults: their own state directory and ports, so `make test` can run beside
 # a `make run` cluster. Each is overridden by the matching BANK_TEST_* variable.
@@ -36,13 +42,23 @@ TEST_DEFAULTS = {
 }
 
 
+class Broker(Protocol):
+    """A Kafka broker a test can stop and start again (a fault of the reliability tests)."""
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None:
+        """Returns once the broker answers again."""
+
+
 @dataclass(frozen=True)
 class Endpoints:
-    """What a test needs to reach the infrastructure."""
+    """What a test needs to reach the infrastructure; `broker` where the provider started it."""
 
     kafka: KafkaSettings
     pg: PostgresSettings
     provider: str
+    broker: Broker | None = None
 
 
 def docker_engine_answers() -> bool:
@@ -63,10 +79,10 @@ def chosen_provider() -> str:
     choice = os.environ.get("BANK_TEST_INFRA", "").strip().lower()
     if choice and choice not in PROVIDERS:
         raise LauncherError(
-            f"BANK_TEST_INFRA={choice!r} is not one of {', '.join(PROVIDERS)}; unset it to choose "
-            "automatically (docker when a Docker engine answers, else the local launcher)."
+            f"BANK_TEST_INFRA={choice!r} is not one of {', '.join(PROVIDERS)}; unset it to use "
+            "the local launcher."
         )
-    return choice or ("docker" if docker_engine_answers() else "local")
+    return choice or "local"
 
 
 def launcher_config_for_tests(**overrides: object) -> LauncherConfig:
@@ -93,7 +109,9 @@ def local_infra(config: LauncherConfig | None = None) -> Iterator[Endpoints]:
         shutil.rmtree(infra.kafka.data_dir, ignore_errors=True)
     infra.start()
     try:
-        yield Endpoints(kafka=infra.config.kafka, pg=infra.config.pg, provider="local")
+        yield Endpoints(
+            kafka=infra.config.kafka, pg=infra.config.pg, provider="local", broker=infra.kafka
+        )
     finally:
         infra.stop()
 
@@ -107,47 +125,94 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def docker_infra() -> Iterator[Endpoints]:
-    """The official apache/kafka and postgres images through testcontainers."""
+    """Kafka and PostgreSQL in containers of the bank's own images (`make images`), through
+    testcontainers. The session removes its containers itself, also those a killed session
+    left (they carry its label), so testcontainers' reaper, an image of its own that a machine
+    without a registry cannot pull, is off unless TESTCONTAINERS_RYUK_DISABLED says otherwise."""
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    from testcontainers.community.postgres import PostgresContainer
     from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
+    require_images(*DOCKER_IMAGES.values())
+    remove_containers_left_behind()
     pg_settings = PostgresSettings()
     kafka_port = free_port()
     # Kafka tells clients the address to use; it must be the host port, fixed before start.
     kafka = (
-        DockerContainer(f"apache/kafka:{LauncherConfig().kafka_version}")
+        DockerContainer(DOCKER_IMAGES["kafka"])
         .with_bind_ports(9092, kafka_port)
-        .with_env("KAFKA_NODE_ID", "1")
-        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
-        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
-        .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{kafka_port}")
-        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-        .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", LISTENER_PROTOCOLS)
-        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
-        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+        .with_env(
+            "KAFKA_ADVERTISED_LISTENERS",
+            f"INTERNAL://localhost:29092,EXTERNAL://127.0.0.1:{kafka_port}",
+        )
+        .with_kwargs(labels=TEST_LABEL)
+        .waiting_for(LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(120))
     )
     postgres = PostgresContainer(
-        "postgres:17-alpine",
+        DOCKER_IMAGES["postgres"],
         username=pg_settings.user,
         password=pg_settings.password,
         dbname="postgres",
-    )
+    ).with_kwargs(labels=TEST_LABEL)
     with kafka, postgres:
-        wait_for_logs(kafka, "Kafka Server started", timeout=120)
         pg = PostgresSettings(
             host=postgres.get_container_host_ip(),
             port=int(postgres.get_exposed_port(5432)),
         )
         asyncio.run(create_databases(pg))
+        endpoint = KafkaSettings(host="127.0.0.1", port=kafka_port)
         yield Endpoints(
-            kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{kafka_port}"),
-            pg=pg,
-            provider="docker",
+            kafka=endpoint, pg=pg, provider="docker", broker=ContainerKafka(kafka, endpoint)
         )
+
+
+@dataclass(frozen=True)
+class ContainerKafka:
+    """The broker of a test container, stopped (SIGTERM: a controlled shutdown) and started
+    again with its data and its host port."""
+
+    container: Any  # a testcontainers DockerContainer
+    kafka: KafkaSettings
+    start_timeout: float = 120
+
+    def stop(self) -> None:
+        self.container.get_wrapped_container().stop(timeout=45)
+
+    def start(self) -> None:
+        self.container.get_wrapped_container().start()
+        deadline = time.monotonic() + self.start_timeout
+        while not asyncio.run(broker_answers(self.kafka)):
+            if time.monotonic() > deadline:
+                raise LauncherError(
+                    f"The Kafka container did not answer within {self.start_timeout:.0f}s of "
+                    "its restart; `docker logs` on it says why."
+                )
+            time.sleep(0.25)
+
+
+def require_images(*images: str) -> None:
+    if not docker_engine_answers():
+        raise LauncherError(
+            "BANK_TEST_INFRA=docker needs a Docker engine and none answers: `make docker-engine` "
+            "starts Debian's (as root), or start yours, or unset BANK_TEST_INFRA."
+        )
+    for image in images:
+        found = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
+        if found.returncode != 0:
+            raise LauncherError(f"The image {image} is missing: `make images` builds it.")
+
+
+def remove_containers_left_behind() -> None:
+    label = ",".join(f"{key}={value}" for key, value in TEST_LABEL.items())
+    listed = subprocess.run(
+        ["docker", "ps", "--all", "--quiet", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if ids := listed.stdout.split():
+        subprocess.run(["docker", "rm", "--force", "--volumes", *ids], capture_output=True)
 
 
 @contextlib.contextmanager

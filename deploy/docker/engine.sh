@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Makes sure a Docker engine answers and `docker compose` works; `make docker-engine` runs it.
+#
+# Where no engine answers and this user is root, it installs Debian's engine (docker.io) when
+# missing and starts dockerd in the background, its data under ~/.cache/bank/docker, so the
+# images built once stay for the next run. Where `docker compose` is missing, it builds the
+# compose plugin from the Go module proxy (needs Go) into ~/.cache/bank.
+# `deploy/docker/engine.sh stop` stops a dockerd this script started.
+set -euo pipefail
+
+cache="${BANK_CACHE_DIR:-$HOME/.cache/bank}"
+state="$cache/docker"
+pid_file="$state/dockerd.pid"
+compose_version="v5.6.0"
+
+say() { echo "docker-engine: $*" >&2; }
+
+engine_answers() { docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
+
+stop_engine() {
+  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    kill "$(cat "$pid_file")"
+    while kill -0 "$(cat "$pid_file")" 2>/dev/null; do sleep 0.2; done
+    say "stopped the engine this script started"
+  fi
+  rm -f "$pid_file"
+}
+
+start_engine() {
+  if [ "$(id -u)" -ne 0 ]; then
+    say "no Docker engine answers; start yours (\`sudo systemctl start docker\`) or Debian's (\`sudo make docker-engine\`)."
+    exit 1
+  fi
+  if ! command -v dockerd >/dev/null 2>&1; then
+    say "installing Debian's Docker engine (apt-get install docker.io)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+  fi
+  mkdir -p "$state"
+  # vfs works on any file system, inside containers and sandboxes too; no iptables: containers
+  # reach each other on their networks and the host through ports published on 127.0.0.1.
+  dockerd --data-root "$state/data" --storage-driver "${BANK_DOCKER_STORAGE_DRIVER:-vfs}" \
+    --ip 127.0.0.1 \
+    --iptables=false --pidfile "$pid_file" >>"$state/dockerd.log" 2>&1 &
+  for _ in $(seq 1 120); do
+    if engine_answers; then
+      say "started dockerd (data in $state/data, log in $state/dockerd.log)"
+      return
+    fi
+    sleep 0.5
+  done
+  say "dockerd did not answer within 60 s; its log, $state/dockerd.log, says why:"
+  tail -n 20 "$state/dockerd.log" >&2
+  exit 1
+}
+
+install_compose() {
+  local plugin="$HOME/.docker/cli-plugins/docker-compose"
+  local built="$cache/docker-compose-$compose_version"
+  if [ ! -x "$built" ]; then
+    if ! command -v go >/dev/null 2>&1; then
+      say "\`docker compose\` is missing: install Docker's docker-compose-plugin, or Go to build it."
+      exit 1
+    fi
+    say "building the compose plugin $compose_version from the Go module proxy (about 2 min)"
+    local module="github.com/docker/compose/v5@$compose_version" work
+    work=$(mktemp -d)
+    # Built as the main module: its go.mod's replace and exclude lines then apply.
+    cp -r "$(go mod download -json "$module" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')" "$work/src"
+    chmod -R u+w "$work/src"
+    (cd "$work/src" && go build -trimpath \
+      -ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$compose_version" \
+      -o "$built" ./cmd)
+    rm -rf "$work"
+  fi
+  mkdir -p "$(dirname "$plugin")"
+  ln -sf "$built" "$plugin"
+  say "installed the compose plugin: $(docker compose version)"
+}
+
+if [ "${1:-start}" = stop ]; then
+  stop_engine
+  exit 0
+fi
+engine_answers || start_engine
+docker compose version >/dev/null 2>&1 || install_compose
