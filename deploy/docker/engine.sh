@@ -18,9 +18,11 @@ say() { echo "docker-engine: $*" >&2; }
 engine_answers() { docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 
 stop_engine() {
-  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-    kill "$(cat "$pid_file")"
-    while kill -0 "$(cat "$pid_file")" 2>/dev/null; do sleep 0.2; done
+  local pid
+  pid=$(cat "$pid_file" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
     say "stopped the engine this script started"
   fi
   rm -f "$pid_file"
@@ -62,7 +64,7 @@ install_compose() {
       say "\`docker compose\` is missing: install Docker's docker-compose-plugin, or Go to build it."
       exit 1
     fi
-    say "building the compose plugin $compose_version from the Go module proxy (about 2 min)"
+    say "building the compose plugin $compose_version from the Go module proxy (about a minute)"
     local module="github.com/docker/compose/v5@$compose_version" work
     work=$(mktemp -d)
     # Built as the main module: its go.mod's replace and exclude lines then apply.

@@ -28,6 +28,7 @@ make_local_base() {
   fi
   local root
   root=$(mktemp -d)
+  chmod 755 "$root" # it becomes the image's /, which every user must be able to enter
   say "making $local_base with debootstrap (about a minute)"
   debootstrap --variant=minbase bookworm "$root" >/dev/null
   # The package cache and lists are of no use in an image; each build step fetches its own.

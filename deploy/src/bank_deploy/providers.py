@@ -130,6 +130,10 @@ def docker_infra() -> Iterator[Endpoints]:
     left (they carry its label), so testcontainers' reaper, an image of its own that a machine
     without a registry cannot pull, is off unless TESTCONTAINERS_RYUK_DISABLED says otherwise."""
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    # The engine runs on this machine and publishes ports on 127.0.0.1. Where the tests run in a
+    # container themselves (a CI sandbox), testcontainers would look for them elsewhere.
+    os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+    os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
     from testcontainers.community.postgres import PostgresContainer
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
