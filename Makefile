@@ -13,8 +13,8 @@ PREREQUISITES = run
 PYTEST_ARGS ?=
 
 .PHONY: help install run start stop restart status test test-unit lint format kafka-jars clean \
-	rebuild-read-model demo chaos bench bench-quick docker-engine images compose-up compose-down \
-	docker-smoke
+	rebuild-read-model demo chaos bench bench-quick docker-engine docker-engine-stop images \
+	compose-up compose-down docker-smoke
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,8 +40,10 @@ status: ## Show what is running, with PIDs and readiness
 	$(UV) run bank-infra status
 
 test: PREREQUISITES = test
-# BANK_TEST_INFRA=docker: Kafka and PostgreSQL in containers of the bank's images.
-test: install $(if $(filter docker,$(BANK_TEST_INFRA)),images) ## Run the whole test suite against a real Kafka and PostgreSQL
+test: install ## Run the whole test suite against a real Kafka and PostgreSQL
+	@# BANK_TEST_INFRA=docker: in containers of the bank's images, built (or checked) first.
+	@if [ "$$(echo "$${BANK_TEST_INFRA:-}" | tr '[:upper:]' '[:lower:]')" = docker ]; then \
+		deploy/docker/images.sh; fi
 	$(UV) run pytest $(PYTEST_ARGS)
 
 test-unit: install ## Only the pure, fast tests (no infrastructure)
@@ -75,13 +77,17 @@ demo: ## Tell the tutorial's story through the REST APIs of a running bank (make
 rebuild-read-model: install ## Empty the read tables and replay the event stores (system may run)
 	$(UV) run python -m bank_projector.rebuild
 
-docker-engine: ## A Docker engine and `docker compose` (as root, starts Debian's when none answers)
+docker-engine: ## A Docker engine: as root, starts Debian's when none answers
 	deploy/docker/engine.sh
+
+docker-engine-stop: ## Stop the engine `make docker-engine` started
+	deploy/docker/engine.sh stop
 
 images: docker-engine ## Build the images: Kafka, PostgreSQL, the services (Debian-based, cached)
 	deploy/docker/images.sh
 
 compose-up: images ## `docker compose up` in the background, until every service is healthy
+	deploy/docker/engine.sh compose
 	docker compose up --detach --wait --wait-timeout 300
 
 compose-down: ## `docker compose down -v`: the cluster's containers, network and volumes go

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 
 from bank_deploy.postgres import create_databases
+from bank_deploy.processes import LauncherError
 from bank_deploy.providers import Endpoints, provide_infra
 from bank_shared.settings import PostgresSettings
 
@@ -44,7 +46,12 @@ async def drop_databases(pg: PostgresSettings) -> None:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Endpoints]:
     """Kafka and PostgreSQL for the whole session; see bank_deploy.providers for the choice."""
-    with provide_infra() as endpoints:
+    with contextlib.ExitStack() as stack:
+        try:
+            endpoints = stack.enter_context(provide_infra())
+        except LauncherError as error:
+            # One message for the session, not the same traceback under every test.
+            pytest.exit(f"No infrastructure for the tests: {error}", returncode=1)
         pg = session_databases(endpoints.pg)
         asyncio.run(create_databases(pg))
         try:

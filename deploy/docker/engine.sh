@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Makes sure a Docker engine answers and `docker compose` works; `make docker-engine` runs it.
+# A Docker engine that answers; `make docker-engine` runs it.
+#
+#   engine.sh           start Debian's engine where none answers (as root)
+#   engine.sh compose   the same, and `docker compose` (built from the Go module proxy if missing)
+#   engine.sh stop      stop a dockerd this script started
 #
 # Where no engine answers and this user is root, it installs Debian's engine (docker.io) when
 # missing and starts dockerd in the background, its data under ~/.cache/bank/docker, so the
-# images built once stay for the next run. Where `docker compose` is missing, it builds the
-# compose plugin from the Go module proxy (needs Go) into ~/.cache/bank.
-# `deploy/docker/engine.sh stop` stops a dockerd this script started.
+# images built once stay for the next run.
 set -euo pipefail
 
 cache="${BANK_CACHE_DIR:-$HOME/.cache/bank}"
@@ -20,9 +22,17 @@ engine_answers() { docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 stop_engine() {
   local pid
   pid=$(cat "$pid_file" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  # Only a dockerd: after a reboot, the file's PID may be another process's.
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
     kill "$pid"
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "dockerd did not stop within 60 s of SIGTERM; killing it"
+      kill -9 "$pid"
+    fi
     say "stopped the engine this script started"
   fi
   rm -f "$pid_file"
@@ -39,19 +49,22 @@ start_engine() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
   fi
   mkdir -p "$state"
-  # vfs works on any file system, inside containers and sandboxes too; no iptables: containers
-  # reach each other on their networks and the host through ports published on 127.0.0.1.
-  dockerd --data-root "$state/data" --storage-driver "${BANK_DOCKER_STORAGE_DRIVER:-vfs}" \
-    --ip 127.0.0.1 \
-    --iptables=false --pidfile "$pid_file" >>"$state/dockerd.log" 2>&1 &
+  # vfs works on any file system, inside containers and sandboxes too. Published ports listen on
+  # 127.0.0.1 only; without iptables, containers reach each other on their own networks and the
+  # host through those ports. setsid: a Ctrl-C of the make that started it does not stop it.
+  setsid dockerd --data-root "$state/data" --storage-driver "${BANK_DOCKER_STORAGE_DRIVER:-vfs}" \
+    --ip 127.0.0.1 --iptables=false --pidfile "$pid_file" \
+    </dev/null >>"$state/dockerd.log" 2>&1 &
+  local dockerd=$!
   for _ in $(seq 1 120); do
     if engine_answers; then
       say "started dockerd (data in $state/data, log in $state/dockerd.log)"
       return
     fi
+    kill -0 "$dockerd" 2>/dev/null || break
     sleep 0.5
   done
-  say "dockerd did not answer within 60 s; its log, $state/dockerd.log, says why:"
+  say "dockerd did not start; its log, $state/dockerd.log, says why:"
   tail -n 20 "$state/dockerd.log" >&2
   exit 1
 }
@@ -65,24 +78,35 @@ install_compose() {
       exit 1
     fi
     say "building the compose plugin $compose_version from the Go module proxy (about a minute)"
-    local module="github.com/docker/compose/v5@$compose_version" work
+    local module="github.com/docker/compose/v5@$compose_version" listing source
+    listing=$(go mod download -json "$module") || {
+      say "fetching $module failed: $listing"
+      exit 1
+    }
+    source=$(sed -n 's/^\t"Dir": "\(.*\)",$/\1/p' <<<"$listing")
     work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
     # Built as the main module: its go.mod's replace and exclude lines then apply.
-    cp -r "$(go mod download -json "$module" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')" "$work/src"
+    cp -r "$source" "$work/src"
     chmod -R u+w "$work/src"
     (cd "$work/src" && go build -trimpath \
       -ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$compose_version" \
       -o "$built" ./cmd)
-    rm -rf "$work"
   fi
   mkdir -p "$(dirname "$plugin")"
   ln -sf "$built" "$plugin"
   say "installed the compose plugin: $(docker compose version)"
 }
 
-if [ "${1:-start}" = stop ]; then
-  stop_engine
-  exit 0
-fi
-engine_answers || start_engine
-docker compose version >/dev/null 2>&1 || install_compose
+case "${1:-start}" in
+  start) engine_answers || start_engine ;;
+  compose)
+    engine_answers || start_engine
+    docker compose version >/dev/null 2>&1 || install_compose
+    ;;
+  stop) stop_engine ;;
+  *)
+    echo "usage: $0 [start|compose|stop]" >&2
+    exit 2
+    ;;
+esac

@@ -26,33 +26,43 @@ make_local_base() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   fi
-  local root
   root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
   chmod 755 "$root" # it becomes the image's /, which every user must be able to enter
   say "making $local_base with debootstrap (about a minute)"
   debootstrap --variant=minbase bookworm "$root" >/dev/null
+  # The updates and security suites too, as debian:bookworm-slim has them, from the same mirror.
+  local mirror
+  mirror=$(awk '$1 == "deb" { print $2; exit }' "$root/etc/apt/sources.list")
+  printf 'deb %s bookworm-updates main\ndeb %s-security bookworm-security main\n' \
+    "$mirror" "$mirror" >>"$root/etc/apt/sources.list"
   # The package cache and lists are of no use in an image; each build step fetches its own.
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   tar -C "$root" -c . | docker import --change 'CMD ["bash"]' - "$local_base" >/dev/null
-  rm -rf "$root"
 }
 
 choose_base() {
   if [ -n "${BANK_BASE_IMAGE:-}" ]; then
     say "base $BANK_BASE_IMAGE (BANK_BASE_IMAGE)"
     echo "$BANK_BASE_IMAGE"
-  elif has_image "$public_base" || docker pull -q "$public_base" >/dev/null 2>&1; then
-    say "base $public_base, from a registry"
+  elif has_image "$public_base"; then
+    say "base $public_base"
+    echo "$public_base"
+  elif has_image "$local_base"; then
+    say "base $local_base, made earlier by debootstrap: no registry answered"
+    echo "$local_base"
+  elif timeout 120 docker pull -q "$public_base" >/dev/null 2>&1; then
+    say "base $public_base, pulled from a registry"
     echo "$public_base"
   else
-    has_image "$local_base" || make_local_base
+    make_local_base
     say "base $local_base, made by debootstrap from Debian's packages: no registry answers"
     echo "$local_base"
   fi
 }
 
 docker info --format '{{.ServerVersion}}' >/dev/null 2>&1 || {
-  say "no Docker engine answers; \`make docker-engine\` starts one (or start yours)."
+  say "no Docker engine answers; start yours (\`sudo systemctl start docker\`) or Debian's (\`sudo make docker-engine\`)."
   exit 1
 }
 base=$(choose_base)
@@ -70,7 +80,9 @@ mkdir -p "$logs"
 for image in kafka postgres services; do
   started=$SECONDS
   # --network host: the build steps reach the package registries as the host does.
-  if ! docker build --network host --build-arg "BASE_IMAGE=$base" \
+  # --force-rm: a failed step leaves no container behind. BANK_KAFKA_VERSION, as the launcher.
+  if ! docker build --network host --force-rm --build-arg "BASE_IMAGE=$base" \
+    --build-arg "KAFKA_VERSION=${BANK_KAFKA_VERSION:-}" \
     --file "deploy/docker/$image/Dockerfile" --tag "bank/$image" . >"$logs/$image.log" 2>&1; then
     tail -n 30 "$logs/$image.log" >&2
     say "building bank/$image failed; the whole log is $logs/$image.log"

@@ -19,12 +19,18 @@ timed() {
 engine_was_running=yes
 docker info --format '{{.ServerVersion}}' >/dev/null 2>&1 || engine_was_running=no
 finish() {
+  local status=$?
+  if [ "$status" -ne 0 ] && [ -n "$(docker compose ps --all --quiet 2>/dev/null)" ]; then
+    say "failed; the cluster's containers and the end of their logs:"
+    docker compose ps --all >&2 || true
+    docker compose logs --no-color --tail 40 >&2 || true
+  fi
   docker compose down --volumes --remove-orphans >/dev/null 2>&1 || true
   if [ "$engine_was_running" = no ]; then deploy/docker/engine.sh stop; fi
 }
 trap finish EXIT
 
-timed deploy/docker/engine.sh
+timed deploy/docker/engine.sh compose
 timed deploy/docker/images.sh
 
 timed docker compose up --detach --wait --wait-timeout 300
@@ -44,3 +50,9 @@ say "the compose cluster came up, told the story and left nothing behind"
 timed env BANK_TEST_INFRA=docker "$uv" run pytest -q -p no:cacheprovider \
   tests/integration/test_infrastructure.py tests/integration/test_outbox_relay.py \
   tests/integration/test_transfers_saga.py tests/integration/test_projector.py
+left=$(docker ps --all --quiet --filter label=bank.test-infra.pid)
+if [ -n "$left" ]; then
+  say "the test session left containers behind: $left"
+  exit 1
+fi
+say "the test session removed its containers"

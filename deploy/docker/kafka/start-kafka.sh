@@ -1,7 +1,8 @@
 #!/bin/sh
 # Starts the broker. server.properties is written at each start: the defaults below, then one
-# line per KAFKA_* variable, as the apache/kafka image reads them (KAFKA_ADVERTISED_LISTENERS
-# sets advertised.listeners); a later line wins. The storage is formatted on the first start.
+# line per KAFKA_* variable but KAFKA_HEAP_OPTS, in the apache/kafka image's style
+# (KAFKA_ADVERTISED_LISTENERS sets advertised.listeners); a later line wins. The storage is
+# formatted on the first start.
 # Two listeners: INTERNAL, which the broker also uses to reach itself (transactions do), and
 # EXTERNAL, port 9092, for clients; advertise EXTERNAL as the address they reach it by.
 set -eu
@@ -36,6 +37,8 @@ DEFAULTS
 } > "$config"
 
 classpath='/opt/kafka/libs/*'
+# The health check reads this start's "Kafka Server started" line, not an earlier start's.
+rm -f /var/lib/kafka/server.log
 if [ ! -f "$data/meta.properties" ]; then
     # A random cluster id: 16 bytes in URL-safe base64 without padding, as Kafka expects.
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')

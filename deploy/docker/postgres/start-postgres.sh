@@ -1,6 +1,6 @@
 #!/bin/sh
 # The first start makes the cluster: POSTGRES_USER (default postgres) with POSTGRES_PASSWORD,
-# then runs /docker-entrypoint-initdb.d/*.sql and creates POSTGRES_DB, on a server that only
+# creates POSTGRES_DB, then runs /docker-entrypoint-initdb.d/*.sql in it, on a server that only
 # listens on its socket, so no client sees a half-made cluster. Then it serves on every
 # interface, passwords required over TCP.
 set -eu
@@ -17,14 +17,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
 
     pg_ctl --wait --silent --options="-c listen_addresses=''" start
-    for script in /docker-entrypoint-initdb.d/*.sql; do
-        [ -e "$script" ] || continue
-        echo "Running $script"
-        psql --quiet -v ON_ERROR_STOP=1 --username="$user" --dbname=postgres --file="$script"
-    done
     if [ -n "${POSTGRES_DB:-}" ] && [ "$POSTGRES_DB" != postgres ]; then
         createdb --username="$user" "$POSTGRES_DB"
     fi
+    for script in /docker-entrypoint-initdb.d/*.sql; do
+        [ -e "$script" ] || continue
+        echo "Running $script"
+        psql --quiet -v ON_ERROR_STOP=1 --username="$user" --dbname="${POSTGRES_DB:-postgres}" \
+            --file="$script"
+    done
     pg_ctl --wait --silent --mode=fast stop
 fi
 

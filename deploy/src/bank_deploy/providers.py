@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bank_deploy.cluster import LocalInfra
 from bank_deploy.config import REPO_ROOT, LauncherConfig
@@ -26,11 +26,15 @@ from bank_deploy.postgres import create_databases
 from bank_deploy.processes import LauncherError
 from bank_shared.settings import KafkaSettings, PostgresSettings
 
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
+
 PROVIDERS = ("local", "docker", "external")
 # Built by `make images` (deploy/docker/images.sh), the images docker-compose.yml runs too.
 DOCKER_IMAGES = {"kafka": "bank/kafka", "postgres": "bank/postgres"}
-# Marks the containers of test sessions, so a session can remove what a killed one left.
-TEST_LABEL = {"bank.test-infra": "testcontainers"}
+# Marks the containers of test sessions with the session's PID, so a session can remove what a
+# killed one left.
+TEST_LABEL = "bank.test-infra.pid"
 
 # Test-session defaults: their own state directory and ports, so `make test` can run beside
 # a `make run` cluster. Each is overridden by the matching BANK_TEST_* variable.
@@ -129,6 +133,7 @@ def docker_infra() -> Iterator[Endpoints]:
     testcontainers. The session removes its containers itself, also those a killed session
     left (they carry its label), so testcontainers' reaper, an image of its own that a machine
     without a registry cannot pull, is off unless TESTCONTAINERS_RYUK_DISABLED says otherwise."""
+    # testcontainers reads these when it is first imported, which is just below.
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     # The engine runs on this machine and publishes ports on 127.0.0.1. Where the tests run in a
     # container themselves (a CI sandbox), testcontainers would look for them elsewhere.
@@ -140,6 +145,7 @@ def docker_infra() -> Iterator[Endpoints]:
 
     require_images(*DOCKER_IMAGES.values())
     remove_containers_left_behind()
+    labels = {TEST_LABEL: str(os.getpid())}
     pg_settings = PostgresSettings()
     kafka_port = free_port()
     # Kafka tells clients the address to use; it must be the host port, fixed before start.
@@ -150,7 +156,7 @@ def docker_infra() -> Iterator[Endpoints]:
             "KAFKA_ADVERTISED_LISTENERS",
             f"INTERNAL://localhost:29092,EXTERNAL://127.0.0.1:{kafka_port}",
         )
-        .with_kwargs(labels=TEST_LABEL)
+        .with_kwargs(labels=labels)
         .waiting_for(LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(120))
     )
     postgres = PostgresContainer(
@@ -158,17 +164,17 @@ def docker_infra() -> Iterator[Endpoints]:
         username=pg_settings.user,
         password=pg_settings.password,
         dbname="postgres",
-    ).with_kwargs(labels=TEST_LABEL)
+    ).with_kwargs(labels=labels)
     with kafka, postgres:
+        endpoint = KafkaSettings(host="127.0.0.1", port=kafka_port)
+        broker = ContainerKafka(kafka, endpoint)
+        broker.wait_ready()  # as the launcher's: until an idempotent producer can start
         pg = PostgresSettings(
             host=postgres.get_container_host_ip(),
             port=int(postgres.get_exposed_port(5432)),
         )
         asyncio.run(create_databases(pg))
-        endpoint = KafkaSettings(host="127.0.0.1", port=kafka_port)
-        yield Endpoints(
-            kafka=endpoint, pg=pg, provider="docker", broker=ContainerKafka(kafka, endpoint)
-        )
+        yield Endpoints(kafka=endpoint, pg=pg, provider="docker", broker=broker)
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ class ContainerKafka:
     """The broker of a test container, stopped (SIGTERM: a controlled shutdown) and started
     again with its data and its host port."""
 
-    container: Any  # a testcontainers DockerContainer
+    container: DockerContainer
     kafka: KafkaSettings
     start_timeout: float = 120
 
@@ -185,12 +191,15 @@ class ContainerKafka:
 
     def start(self) -> None:
         self.container.get_wrapped_container().start()
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
         while not asyncio.run(broker_answers(self.kafka)):
             if time.monotonic() > deadline:
                 raise LauncherError(
-                    f"The Kafka container did not answer within {self.start_timeout:.0f}s of "
-                    "its restart; `docker logs` on it says why."
+                    f"The Kafka container did not answer within {self.start_timeout:.0f}s; "
+                    "`docker logs` on it says why."
                 )
             time.sleep(0.25)
 
@@ -208,15 +217,32 @@ def require_images(*images: str) -> None:
 
 
 def remove_containers_left_behind() -> None:
-    label = ",".join(f"{key}={value}" for key, value in TEST_LABEL.items())
+    """The containers of test sessions whose process is gone (killed before removing them);
+    a session that still runs keeps its own."""
+    each = '{{.ID}} {{.Label "%s"}}' % TEST_LABEL  # noqa: UP031 (a Go template of braces)
     listed = subprocess.run(
-        ["docker", "ps", "--all", "--quiet", "--filter", f"label={label}"],
+        ["docker", "ps", "--all", "--filter", f"label={TEST_LABEL}", "--format", each],
         capture_output=True,
         text=True,
         check=True,
     )
-    if ids := listed.stdout.split():
-        subprocess.run(["docker", "rm", "--force", "--volumes", *ids], capture_output=True)
+    orphans = [
+        container
+        for container, pid in (line.split() for line in listed.stdout.splitlines())
+        if not process_exists(int(pid))
+    ]
+    if orphans:
+        subprocess.run(["docker", "rm", "--force", "--volumes", *orphans], check=True)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
 
 
 @contextlib.contextmanager
