@@ -1,8 +1,8 @@
 #!/bin/sh
-# Starts the broker. server.properties is written at each start: the defaults below, then one
-# line per KAFKA_* variable but KAFKA_HEAP_OPTS, in the apache/kafka image's style
-# (KAFKA_ADVERTISED_LISTENERS sets advertised.listeners); a later line wins. The storage is
-# formatted on the first start.
+# Starts the broker. server.properties is written at each start: the listeners below, the
+# bank's broker defaults, then one line per KAFKA_* variable but KAFKA_HEAP_OPTS, in the
+# apache/kafka image's style (KAFKA_ADVERTISED_LISTENERS sets advertised.listeners); a later
+# line wins. The storage is formatted on the first start.
 # Two listeners: INTERNAL, which the broker also uses to reach itself (transactions do), and
 # EXTERNAL, port 9092, for clients; advertise EXTERNAL as the address they reach it by.
 set -eu
@@ -10,9 +10,7 @@ config=/var/lib/kafka/server.properties
 data=/var/lib/kafka/data
 
 {
-    cat <<DEFAULTS
-process.roles=broker,controller
-node.id=1
+    cat <<LISTENERS
 controller.quorum.voters=1@127.0.0.1:9093
 listeners=INTERNAL://:29092,EXTERNAL://:9092,CONTROLLER://127.0.0.1:9093
 advertised.listeners=INTERNAL://localhost:29092,EXTERNAL://127.0.0.1:9092
@@ -20,16 +18,9 @@ inter.broker.listener.name=INTERNAL
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT
 log.dirs=$data
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-offsets.topic.num.partitions=10
-transaction.state.log.num.partitions=10
-num.partitions=3
-group.initial.rebalance.delay.ms=0
-DEFAULTS
+LISTENERS
+    # What every broker of the bank sets, the launcher's too (deploy/kafka/broker.properties).
+    cat /opt/kafka/config/broker.properties
     # KAFKA_HEAP_OPTS is for the JVM, not the broker.
     env | grep '^KAFKA_' | grep -v '^KAFKA_HEAP_OPTS=' | while IFS='=' read -r name value; do
         printf '%s=%s\n' "$(echo "${name#KAFKA_}" | tr 'A-Z_' 'a-z.')" "$value"

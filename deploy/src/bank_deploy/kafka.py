@@ -23,6 +23,7 @@ from bank_deploy.processes import LauncherError, exit_status, running_pid, spawn
 from bank_shared.settings import KafkaSettings
 
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+BROKER_DEFAULTS = REPO_ROOT / "deploy" / "kafka" / "broker.properties"
 JAVA_HINT = (
     "Install Java 17 or newer (Debian/Ubuntu: `sudo apt-get install openjdk-17-jre-headless`)."
 )
@@ -52,8 +53,6 @@ def server_properties(config: LauncherConfig, data_dir: Path) -> str:
     controller = config.kafka_controller_port
     return f"""\
 # Written by bank_deploy.kafka at each start; edit LauncherConfig / BANK_* variables instead.
-process.roles=broker,controller
-node.id=1
 # A static voter set (not --standalone): the controller port can change between runs.
 controller.quorum.voters=1@127.0.0.1:{controller}
 listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}
@@ -62,20 +61,7 @@ inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={data_dir}
-# One node: every internal topic has a single replica.
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-# Fewer internal partitions than the default 50: quicker start on a 2-core laptop.
-offsets.topic.num.partitions=10
-transaction.state.log.num.partitions=10
-num.partitions=3
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=4
-"""
+{BROKER_DEFAULTS.read_text()}"""
 
 
 def java_major_version(java: str) -> int:

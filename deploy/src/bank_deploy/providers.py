@@ -23,7 +23,7 @@ from bank_deploy.cluster import LocalInfra
 from bank_deploy.config import REPO_ROOT, LauncherConfig
 from bank_deploy.kafka import broker_answers
 from bank_deploy.postgres import create_databases
-from bank_deploy.processes import LauncherError
+from bank_deploy.processes import LauncherError, is_alive
 from bank_shared.settings import KafkaSettings, PostgresSettings
 
 if TYPE_CHECKING:
@@ -141,7 +141,6 @@ def docker_infra() -> Iterator[Endpoints]:
     os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
     from testcontainers.community.postgres import PostgresContainer
     from testcontainers.core.container import DockerContainer
-    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
     require_images(*DOCKER_IMAGES.values())
     remove_containers_left_behind()
@@ -157,7 +156,6 @@ def docker_infra() -> Iterator[Endpoints]:
             f"INTERNAL://localhost:29092,EXTERNAL://127.0.0.1:{kafka_port}",
         )
         .with_kwargs(labels=labels)
-        .waiting_for(LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(120))
     )
     postgres = PostgresContainer(
         DOCKER_IMAGES["postgres"],
@@ -168,7 +166,7 @@ def docker_infra() -> Iterator[Endpoints]:
     with kafka, postgres:
         endpoint = KafkaSettings(host="127.0.0.1", port=kafka_port)
         broker = ContainerKafka(kafka, endpoint)
-        broker.wait_ready()  # as the launcher's: until an idempotent producer can start
+        broker.wait_ready()  # as the launcher's Kafka: until an idempotent producer can start
         pg = PostgresSettings(
             host=postgres.get_container_host_ip(),
             port=int(postgres.get_exposed_port(5432)),
@@ -229,20 +227,10 @@ def remove_containers_left_behind() -> None:
     orphans = [
         container
         for container, pid in (line.split() for line in listed.stdout.splitlines())
-        if not process_exists(int(pid))
+        if not is_alive(int(pid))
     ]
     if orphans:
         subprocess.run(["docker", "rm", "--force", "--volumes", *orphans], check=True)
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's
-    return True
 
 
 @contextlib.contextmanager
