@@ -35,15 +35,16 @@ async def dump_read_model(pg: PostgresSettings) -> Rows:
                 tuple(r)
                 for r in await conn.fetch(
                     "SELECT account_id, version, type, amount::text, balance_after::text,"
-                    " transfer_id, occurred_at FROM account_activity ORDER BY account_id, version"
+                    " transfer_id, occurred_at, description"
+                    " FROM account_activity ORDER BY account_id, version"
                 )
             ],
             "transfers": [
                 tuple(r)
                 for r in await conn.fetch(
                     "SELECT transfer_id, source_account_id, target_account_id, amount::text,"
-                    " status, reason, refunded, started_at, finished_at, version, debited_at"
-                    " FROM transfers"
+                    " status, reason, refunded, started_at, finished_at, version, debited_at,"
+                    " description FROM transfers"
                     " ORDER BY transfer_id"
                 )
             ],
@@ -86,6 +87,7 @@ async def expected_read_model(pg: PostgresSettings) -> Rows:
                     str(event.balance_after),
                     getattr(event, "transfer_id", None),
                     envelope.occurred_at,
+                    getattr(event, "description", None),
                 )
             )
         opened, last = folded[0], folded[-1]
@@ -128,6 +130,7 @@ async def expected_read_model(pg: PostgresSettings) -> Rows:
                 finished,
                 len(events),
                 debited,
+                state.description,
             )
         )
     return {

@@ -1,7 +1,8 @@
 """The web UI in headless Chromium against the whole bank: accounts opened and money moved
-from the pages, balances and statuses that change on the page without a reload, errors next
-to the form that caused them, the "updating…" mark while the projector lags. Screenshots of
-the three pages are saved under test-artifacts/web-ui/."""
+from the pages, balances and statuses that change on the page without a reload, owners and
+descriptions beside the ids, the balance chart, errors next to the form that caused them, the
+"updating…" mark while the projector lags. Screenshots of the three pages are saved under
+test-artifacts/web-ui/."""
 
 from __future__ import annotations
 
@@ -86,11 +87,14 @@ async def open_account_on_dashboard(page: Page, owner: str, balance: str) -> str
     return account_id
 
 
-async def start_transfer_on_dashboard(page: Page, source: str, target: str, amount: str) -> str:
+async def start_transfer_on_dashboard(
+    page: Page, source: str, target: str, amount: str, description: str = ""
+) -> str:
     form = page.locator("#start-transfer")
     await form.get_by_label("From account").fill(source)
     await form.get_by_label("To account").fill(target)
     await form.get_by_label("Amount").fill(amount)
+    await form.get_by_label("Description").fill(description)
     answer = await submit(page, form, "/transfers", 202, cleared="Amount")
     transfer_id: str = (await answer.json())["transfer_id"]
     return transfer_id
@@ -109,6 +113,24 @@ async def open_account(
     return account_id
 
 
+async def transfer_between(
+    cluster: Cluster, source: str, target: str, amount: str, description: str
+) -> str:
+    async with httpx.AsyncClient(base_url=cluster.command_api, timeout=30) as commands:
+        answer = await commands.post(
+            "/transfers",
+            json={
+                "source_account_id": source,
+                "target_account_id": target,
+                "amount": amount,
+                "description": description,
+            },
+        )
+    assert answer.status_code == 202, answer.text
+    transfer_id: str = answer.json()["transfer_id"]
+    return transfer_id
+
+
 async def test_accounts_opened_and_a_transfer_made_on_the_dashboard_show_up_without_reload(
     cluster: Cluster, page: Page
 ) -> None:
@@ -116,9 +138,16 @@ async def test_accounts_opened_and_a_transfer_made_on_the_dashboard_show_up_with
     alice = await open_account_on_dashboard(page, "Alice", "100.00")
     bob = await open_account_on_dashboard(page, "Bob", "20.00")
 
-    transfer_id = await start_transfer_on_dashboard(page, alice, bob, "30.00")
+    transfer_id = await start_transfer_on_dashboard(page, alice, bob, "30.00", "Rent for March")
 
     await expect(transfer_row(page, transfer_id).locator(".status")).to_have_text("completed")
+    row = transfer_row(page, transfer_id)
+    await expect(row.locator(".description")).to_have_text("Rent for March")
+    # Each account's holder beside its id, which still leads to its page.
+    await expect(row.locator(".from .owner")).to_have_text("Alice")
+    await expect(row.locator(".from .account-id")).to_have_text(alice)
+    await expect(row.locator(".to .owner")).to_have_text("Bob")
+    await expect(row.get_by_role("link", name=bob)).to_have_attribute("href", f"/ui/accounts/{bob}")
     await expect(account_row(page, alice).locator(".balance")).to_have_text("€70.00")
     await expect(account_row(page, bob).locator(".balance")).to_have_text("€50.00")
     await expect(page.locator("#account-rows .updating")).to_have_count(0)
@@ -127,6 +156,8 @@ async def test_accounts_opened_and_a_transfer_made_on_the_dashboard_show_up_with
 
     await transfer_row(page, transfer_id).get_by_role("link", name=transfer_id).click()
     await expect(page.locator("#status")).to_have_text("completed")
+    await expect(page.locator("#description")).to_have_text("Rent for March")
+    await expect(page.locator("#summary")).to_have_text(f"€30.00 from Alice {alice} to Bob {bob}")
     steps = page.locator("#timeline li")
     await expect(steps).to_have_count(3)
     await expect(steps.nth(0)).to_contain_text(f"Started: €30.00 from {alice} to {bob}")
@@ -191,6 +222,40 @@ async def test_the_account_page_deposits_withdraws_and_lists_its_events_newest_f
     await expect(rows.nth(1)).to_contain_text("Deposit")
     await expect(rows.nth(2)).to_contain_text("Opened")
     await expect(page.locator("#balance-mark .updating")).to_have_count(0)
+
+    # The balance over time: one point per event, and the same in words.
+    chart = page.locator("#balance-chart svg")
+    await expect(chart).to_have_attribute("role", "img")
+    await expect(chart.locator("title").first).to_have_text("Balance over time")
+    await expect(chart.locator("circle")).to_have_count(3)
+    caption = page.locator("#balance-chart-text")
+    await expect(caption).to_contain_text(
+        "Balance over its 3 events since it was opened: from €50.00"
+    )
+    await expect(caption).to_contain_text("to €65.50")
+    await expect(caption).to_contain_text("lowest €50.00, highest €75.50.")
+    assert await chart.get_attribute("aria-describedby") == "balance-chart-text"
+    assert await page.evaluate(STILL_SAME_DOCUMENT), "the account page reloaded"
+
+
+async def test_the_account_page_shows_what_each_transfer_was_for(
+    cluster: Cluster, page: Page
+) -> None:
+    ivan = await open_account(cluster, "Ivan", "80.00")
+    judy = await open_account(cluster, "Judy", "0.00")
+    await live(page, f"{cluster.query_api}/ui/accounts/{judy}")
+
+    rows = page.locator("#event-rows tr")
+    await transfer_between(cluster, ivan, judy, "12.00", "Rent for March")
+    await expect(rows).to_have_count(2)  # one after the other: the saga may run two at once
+    await transfer_between(cluster, ivan, judy, "3.00", "Pizza")
+    await expect(rows).to_have_count(3)
+    await expect(rows.nth(0).locator(".description")).to_have_text("Pizza")
+    await expect(rows.nth(1).locator(".description")).to_have_text("Rent for March")
+    await expect(rows.nth(2).locator(".description")).to_have_text("")
+    await expect(page.locator("#balance")).to_have_text("€15.00")
+    await expect(page.locator("#balance-chart circle")).to_have_count(3)
+    await expect(page.locator("#balance-chart-text")).to_contain_text("highest €15.00.")
     assert await page.evaluate(STILL_SAME_DOCUMENT), "the account page reloaded"
     await page.screenshot(path=artifacts_dir() / "account.png", full_page=True)
 
@@ -235,17 +300,28 @@ async def test_errors_from_commands_appear_next_to_the_form_in_plain_words(
     await expect(page.locator("#open-account .form-message")).to_have_text("")
 
 
-async def test_owners_are_shown_as_text_never_run_as_markup(cluster: Cluster, page: Page) -> None:
+async def test_owners_and_descriptions_are_shown_as_text_never_run_as_markup(
+    cluster: Cluster, page: Page
+) -> None:
     owner = '<img src=x onerror="window.injected = true">Eve'
-    eve = await open_account(cluster, owner, "1.00", account_id=new_id("eve"))
+    description = '<img src=x onerror="window.injected = true">&amp; <b>rent</b>'
+    eve = await open_account(cluster, owner, "5.00", account_id=new_id("eve"))
+    mallory = await open_account(
+        cluster, "</svg><script>window.injected = true</script>", "0", new_id("mallory")
+    )
+    transfer_id = await transfer_between(cluster, eve, mallory, "1.00", description)
     await live(page, f"{cluster.query_api}/ui/")
     await expect(account_row(page, eve)).to_contain_text(owner)
     await expect(account_row(page, eve).locator("img")).to_have_count(0)
+    await expect(transfer_row(page, transfer_id).locator(".description")).to_have_text(description)
+    await expect(transfer_row(page, transfer_id).locator(".from .owner")).to_have_text(owner)
+    await expect(transfer_row(page, transfer_id).locator("img, b, script")).to_have_count(0)
 
-    await live(page, f"{cluster.query_api}/ui/accounts/{eve}")
-    await expect(page.locator("body")).to_contain_text(owner)
-    await expect(page.locator("main img")).to_have_count(0)
-    assert await page.evaluate("window.injected === undefined"), "the owner ran as markup"
+    for path in (f"/ui/accounts/{eve}", f"/ui/accounts/{mallory}", f"/ui/transfers/{transfer_id}"):
+        await live(page, f"{cluster.query_api}{path}")
+        await expect(page.locator("body")).to_contain_text(description)
+        await expect(page.locator("main img, main b, main script")).to_have_count(0)
+    assert await page.evaluate("window.injected === undefined"), "user text ran as markup"
 
 
 async def test_a_write_shows_updating_until_the_projector_has_applied_it(
@@ -341,3 +417,28 @@ async def test_the_pages_logic_timeline_and_plain_words(cluster: Cluster, page: 
     assert await page.evaluate(plain, [502, None]) == (
         "The bank answered 502. Try again in a moment."
     )
+
+
+async def test_the_chart_s_words_and_drawing_for_few_and_many_events(
+    cluster: Cluster, page: Page
+) -> None:
+    await live(page, f"{cluster.query_api}/ui/accounts/{new_id('nobody')}")
+    rows = [  # newest first, as the API lists them
+        {"version": 3, "balance_after": "5.00", "occurred_at": "2026-01-15T09:32:00Z"},
+        {"version": 2, "balance_after": "25.00", "occurred_at": "2026-01-15T09:31:00Z"},
+        {"version": 1, "balance_after": "10.00", "occurred_at": "2026-01-15T09:30:00Z"},
+    ]
+    said = "([rows, complete]) => BalanceChart.summary(BalanceChart.pointsOf(rows), complete)"
+    whole = await page.evaluate(said, [rows, True])
+    assert whole.startswith("Balance over its 3 events since it was opened: from €10.00 (")
+    assert whole.endswith("lowest €5.00, highest €25.00.")
+    assert "its last 2 events" in await page.evaluate(said, [rows[:2], False])
+    assert (await page.evaluate(said, [rows[2:], True])).startswith("Balance €10.00 since ")
+    assert await page.evaluate(said, [[], True]) == "No events yet."
+    drawn = (
+        "(rows) => { const svg = BalanceChart.draw(BalanceChart.pointsOf(rows), 'x');"
+        " return svg && [svg.querySelectorAll('circle').length, svg.getAttribute('viewBox')]; }"
+    )
+    assert await page.evaluate(drawn, rows) == [3, "0 0 900 150"]
+    assert await page.evaluate(drawn, rows[2:]) == [1, "0 0 900 150"]
+    assert await page.evaluate(drawn, []) is None

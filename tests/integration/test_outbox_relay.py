@@ -474,7 +474,14 @@ async def test_concurrent_writers_whose_ids_and_commits_interleave_keep_each_str
         try:
             for version in range(1, VERSIONS + 1):
                 event = seal_events(
-                    [MoneyDeposited(account_id=stream, amount="1", balance_after=str(version))],
+                    [
+                        MoneyDeposited(
+                            account_id=stream,
+                            amount="1",
+                            balance_after=str(version),
+                            description=None,
+                        )
+                    ],
                     cause=uuid.uuid4(),
                     correlation_id=uuid.uuid4(),
                     stream_id=stream,

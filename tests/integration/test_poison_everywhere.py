@@ -169,7 +169,7 @@ async def park_and_go_on(
         for a in (poisoned, healthy)
     ]
     later = seal_events(
-        [MoneyDeposited(account_id=poisoned, amount="1", balance_after="6")],
+        [MoneyDeposited(account_id=poisoned, amount="1", balance_after="6", description=None)],
         cause=uuid.uuid4(),
         correlation_id=uuid.uuid4(),
         stream_id=poisoned,
@@ -211,7 +211,7 @@ async def test_an_event_before_the_unreadable_one_is_applied_though_its_stream_i
     first, second = seal_events(
         [
             AccountOpened(account_id=account, owner="P", initial_balance="5", balance_after="5"),
-            MoneyDeposited(account_id=account, amount="1", balance_after="6"),
+            MoneyDeposited(account_id=account, amount="1", balance_after="6", description=None),
         ],
         cause=uuid.uuid4(),
         correlation_id=uuid.uuid4(),

@@ -30,7 +30,7 @@ from bank_shared.contracts.accounts import (
     WithdrawMoney,
 )
 from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal_events, to_bytes
-from bank_shared.contracts.transfers import StartTransfer
+from bank_shared.contracts.transfers import StartTransfer, TransferStarted
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.service import Platform
@@ -186,6 +186,147 @@ async def test_every_event_delivered_twice_leaves_the_read_model_unchanged(
     assert {k: [r for r in rows if r[0] not in probes] for k, rows in after.items()} == before
 
 
+async def test_a_transfer_s_description_is_on_its_row_and_on_both_accounts_activity(
+    infra: Endpoints,
+    accounts: Platform,
+    saga: Platform,
+    projector: Platform,
+    topics: TopicSettings,
+    producer: AIOKafkaProducer,
+) -> None:
+    store = account_store(accounts.pool, topics)
+    alice, bob = new_id("alice"), new_id("bob")
+    for command in (
+        OpenAccount(account_id=alice, owner="Alice", initial_balance="100.00"),
+        OpenAccount(account_id=bob, owner="Bob"),
+        DepositMoney(account_id=bob, amount="5.00"),
+    ):
+        await decide(store, command)
+    transfer_id = new_id("transfer")
+    start = StartTransfer(
+        transfer_id=transfer_id,
+        source_account_id=alice,
+        target_account_id=bob,
+        amount="30",
+        description="Rent for March",
+    )
+    await send(producer, topics.transfer_commands, transfer_id, envelope_for(start))
+
+    async def projected() -> bool:
+        conn = await asyncpg.connect(infra.pg.dsn(infra.pg.read_db))
+        try:
+            status = await conn.fetchval(
+                "SELECT status FROM transfers WHERE transfer_id = $1", transfer_id
+            )
+            credited = await conn.fetchval(
+                "SELECT count(*) FROM account_activity WHERE account_id = $1", bob
+            )
+        finally:
+            await conn.close()
+        return bool(status == "completed" and credited == 3)
+
+    await eventually(projected, what="the transfer and the credit to reach the read model")
+    conn = await asyncpg.connect(infra.pg.dsn(infra.pg.read_db))
+    try:
+        described = await conn.fetchval(
+            "SELECT description FROM transfers WHERE transfer_id = $1", transfer_id
+        )
+        activity = await conn.fetch(
+            "SELECT account_id, version, type, description FROM account_activity"
+            " WHERE account_id = ANY($1) ORDER BY account_id = $2 DESC, version",
+            [alice, bob],
+            alice,
+        )
+    finally:
+        await conn.close()
+    assert described == "Rent for March"
+    assert [tuple(r) for r in activity] == [
+        (alice, 1, "AccountOpened", None),
+        (alice, 2, "MoneyWithdrawn", "Rent for March"),
+        (bob, 1, "AccountOpened", None),
+        (bob, 2, "MoneyDeposited", None),  # a plain deposit has none
+        (bob, 3, "MoneyDeposited", "Rent for March"),
+    ]
+
+
+def as_version_1(envelopes: list[Envelope]) -> list[Envelope]:
+    """The envelopes as code before descriptions wrote them: schema 1, no such field."""
+    return [
+        e.model_copy(
+            update={
+                "schema_version": 1,
+                "payload": {k: v for k, v in e.payload.items() if k != "description"},
+            }
+        )
+        for e in envelopes
+    ]
+
+
+async def test_events_written_before_descriptions_are_projected_with_none(
+    infra: Endpoints, projector: Platform
+) -> None:
+    account, transfer_id = new_id("old"), new_id("old-transfer")
+    now = datetime.now(UTC)
+    old_account = as_version_1(
+        seal_events(
+            [
+                AccountOpened(
+                    account_id=account, owner="Old", initial_balance="9", balance_after="9"
+                ),
+                MoneyDeposited(
+                    account_id=account, amount="1", balance_after="10", description=None
+                ),
+            ],
+            cause=uuid.uuid4(),
+            correlation_id=uuid.uuid4(),
+            stream_id=account,
+            after_version=0,
+            occurred_at=now,
+        )
+    )
+    old_transfer = as_version_1(
+        seal_events(
+            [
+                TransferStarted(
+                    transfer_id=transfer_id,
+                    source_account_id=account,
+                    target_account_id="elsewhere",
+                    amount="1",
+                    description=None,
+                )
+            ],
+            cause=uuid.uuid4(),
+            correlation_id=uuid.uuid4(),
+            stream_id=transfer_id,
+            after_version=0,
+            occurred_at=now,
+        )
+    )
+    assert [e.schema_version for e in (*old_account, *old_transfer)] == [1, 1, 1]
+    conn = await asyncpg.connect(infra.pg.dsn(infra.pg.read_db))
+    # Rolled back at the end: rows of streams no store holds would be a read model that is
+    # not the fold of the stores for the tests after this one.
+    undone = conn.transaction()
+    await undone.start()
+    try:
+        events = [(e, read_payload(e)) for e in (*old_account, *old_transfer)]
+        assert await project(conn, events) == 3
+        activity = await conn.fetch(
+            "SELECT version, description FROM account_activity WHERE account_id = $1"
+            " ORDER BY version",
+            account,
+        )
+        transfer = await conn.fetchrow(
+            "SELECT amount::text, description FROM transfers WHERE transfer_id = $1", transfer_id
+        )
+    finally:
+        await undone.rollback()
+        await conn.close()
+    assert [tuple(r) for r in activity] == [(1, None), (2, None)]
+    assert transfer is not None
+    assert tuple(transfer) == ("1.00", None)
+
+
 def keys_for_every_partition(prefix: str, partitions: int) -> list[str]:
     """One key per partition, by the producer's default partitioner (murmur2)."""
     found: dict[int, str] = {}
@@ -306,7 +447,7 @@ async def test_an_event_ahead_of_its_stream_is_refused_not_skipped(
         occurred_at=datetime.now(UTC),
     )
     ahead = seal_events(
-        [MoneyDeposited(account_id=account, amount="1", balance_after="3")],
+        [MoneyDeposited(account_id=account, amount="1", balance_after="3", description=None)],
         cause=uuid.uuid4(),
         correlation_id=uuid.uuid4(),
         stream_id=account,
@@ -370,7 +511,9 @@ async def test_two_instances_projecting_the_same_stream_at_once_never_undo_each_
             ),
             *seal_events(
                 [
-                    MoneyDeposited(account_id=account, amount="1", balance_after=str(n))
+                    MoneyDeposited(
+                        account_id=account, amount="1", balance_after=str(n), description=None
+                    )
                     for n in range(1, 11)
                 ],
                 cause=uuid.uuid4(),

@@ -46,20 +46,33 @@ ACCOUNTS = [
         for name in ("w-notified", "w-polled", "w-never", "w-reconnect")
     ],
 ]
-# alice: opened with 100, got 25 from transfer t-1, withdrew 25.
+# alice: opened with 100, got 25 from transfer t-1 (described), withdrew 25.
+RENT = "Rent for March <b>&amp;</b>"  # stored and answered as it is: escaping is the page's job
 ALICE_ACTIVITY = [
-    (1, "AccountOpened", "100.00", "100.00", None, at(0)),
-    (2, "MoneyDeposited", "25.00", "125.00", "t-1", at(3)),
-    (3, "MoneyWithdrawn", "25", "100.00", None, at(5)),
+    (1, "AccountOpened", "100.00", "100.00", None, at(0), None),
+    (2, "MoneyDeposited", "25.00", "125.00", "t-1", at(3), RENT),
+    (3, "MoneyWithdrawn", "25", "100.00", None, at(5), None),
 ]
-# (transfer_id, source, target, amount, status, reason, refunded, started_at, finished_at);
-# t-4 and t-5 started at the same moment, so their order comes from the id.
+# (transfer_id, source, target, amount, status, reason, refunded, started_at, finished_at,
+# description); t-4 and t-5 started at the same moment, so their order comes from the id.
+# "nobody" is in no accounts row.
 TRANSFERS = [
-    ("t-1", "bob", "alice", "25.00", "completed", None, False, at(3), at(3.1)),
-    ("t-2", "bob", "carol", "0.50", "failed", "insufficient_funds", False, at(4), at(4.1)),
-    ("t-3", "carol", "alice", "10.00", "started", None, False, at(5), None),
-    ("t-4", "alice", "nobody", "5.00", "failed", "target_account_not_found", True, at(6), at(6.2)),
-    ("t-5", "dave", "carol", "1.00", "debited", None, False, at(6), None),
+    ("t-1", "bob", "alice", "25.00", "completed", None, False, at(3), at(3.1), RENT),
+    ("t-2", "bob", "carol", "0.50", "failed", "insufficient_funds", False, at(4), at(4.1), None),
+    ("t-3", "carol", "alice", "10.00", "started", None, False, at(5), None, None),
+    (
+        "t-4",
+        "alice",
+        "nobody",
+        "5.00",
+        "failed",
+        "target_account_not_found",
+        True,
+        at(6),
+        at(6.2),
+        "Birthday present",
+    ),
+    ("t-5", "dave", "carol", "1.00", "debited", None, False, at(6), None, None),
 ]
 NEWEST_FIRST = ["t-4", "t-5", "t-3", "t-2", "t-1"]
 
@@ -96,14 +109,15 @@ async def read_db(infra: Endpoints) -> AsyncIterator[str]:
         )
         await conn.executemany(
             "INSERT INTO account_activity"
-            " (account_id, version, type, amount, balance_after, transfer_id, occurred_at)"
-            " VALUES ('alice', $1, $2, $3::numeric, $4::numeric, $5, $6)",
+            " (account_id, version, type, amount, balance_after, transfer_id, occurred_at,"
+            " description)"
+            " VALUES ('alice', $1, $2, $3::numeric, $4::numeric, $5, $6, $7)",
             ALICE_ACTIVITY,
         )
         await conn.executemany(
             "INSERT INTO transfers (transfer_id, source_account_id, target_account_id, amount,"
-            " status, reason, refunded, started_at, finished_at, version)"
-            " VALUES ($1, $2, $3, $4::numeric, $5, $6, $7, $8, $9, 1)",
+            " status, reason, refunded, started_at, finished_at, version, description)"
+            " VALUES ($1, $2, $3, $4::numeric, $5, $6, $7, $8, $9, 1, $10)",
             TRANSFERS,
         )
     finally:
@@ -211,6 +225,7 @@ async def test_history_is_newest_first_and_limited(api: httpx.AsyncClient) -> No
                 "amount": "25.00",
                 "balance_after": "100.00",
                 "transfer_id": None,
+                "description": None,
                 "occurred_at": "2026-01-15T09:35:00Z",
             },
             {
@@ -219,6 +234,7 @@ async def test_history_is_newest_first_and_limited(api: httpx.AsyncClient) -> No
                 "amount": "25.00",
                 "balance_after": "125.00",
                 "transfer_id": "t-1",
+                "description": RENT,
                 "occurred_at": "2026-01-15T09:33:00Z",
             },
             {
@@ -227,6 +243,7 @@ async def test_history_is_newest_first_and_limited(api: httpx.AsyncClient) -> No
                 "amount": "100.00",
                 "balance_after": "100.00",
                 "transfer_id": None,
+                "description": None,
                 "occurred_at": "2026-01-15T09:30:00Z",
             },
         ]
@@ -285,8 +302,11 @@ async def test_one_transfer_and_its_failure_reason(api: httpx.AsyncClient) -> No
     assert failed.json() == {
         "transfer_id": "t-4",
         "source_account_id": "alice",
+        "source_owner": "Alice",
         "target_account_id": "nobody",
+        "target_owner": None,
         "amount": "5.00",
+        "description": "Birthday present",
         "status": "failed",
         "reason": "target_account_not_found",
         "refunded": True,
@@ -302,6 +322,68 @@ async def test_one_transfer_and_its_failure_reason(api: httpx.AsyncClient) -> No
     )
     body = assert_problem(await api.get("/transfers/t-404"), 404, "transfer_not_found")
     assert body["transfer_id"] == "t-404"
+
+
+def shown(transfer: dict[str, Any]) -> tuple[str, str | None, str | None, str | None]:
+    return (
+        transfer["transfer_id"],
+        transfer["source_owner"],
+        transfer["target_owner"],
+        transfer["description"],
+    )
+
+
+async def test_transfers_show_their_description_and_each_account_s_owner(
+    api: httpx.AsyncClient,
+) -> None:
+    everything = (await api.get("/transfers")).json()
+    assert [shown(t) for t in everything["items"]] == [
+        ("t-4", "Alice", None, "Birthday present"),  # the target is in no accounts row
+        ("t-5", "Dave", "Carol", None),
+        ("t-3", "Carol", "Alice", None),
+        ("t-2", "Bob", "Carol", None),
+        ("t-1", "Bob", "Alice", RENT),
+    ]
+    assert everything["total"] == 5
+    alices = (await api.get("/transfers", params={"account_id": "alice", "limit": 2})).json()
+    assert [shown(t) for t in alices["items"]] == [
+        ("t-4", "Alice", None, "Birthday present"),
+        ("t-3", "Carol", "Alice", None),
+    ]
+    assert alices["total"] == 3
+    assert shown((await api.get("/transfers/t-1")).json()) == ("t-1", "Bob", "Alice", RENT)
+
+
+async def test_an_owner_appears_once_the_account_is_in_the_read_model(
+    infra: Endpoints, read_db: str, api: httpx.AsyncClient
+) -> None:
+    await write(
+        infra,
+        read_db,
+        "INSERT INTO transfers (transfer_id, source_account_id, target_account_id, amount,"
+        " status, refunded, started_at, version)"
+        " VALUES ('t-early', 'dave', 'late', 1, 'started', false, $1, 1)",
+        at(-60),  # the oldest: the other tests' pages stay as they were
+        notify=False,
+    )
+    try:
+        before = (await api.get("/transfers/t-early")).json()
+        assert (before["source_owner"], before["target_owner"]) == ("Dave", None)
+        await write(
+            infra,
+            read_db,
+            "INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
+            " VALUES ('late', 'Late Larry', 0, 1, $1, $1)",
+            at(-60),
+            notify=False,
+        )
+        after = (await api.get("/transfers/t-early")).json()
+        assert (after["source_owner"], after["target_owner"]) == ("Dave", "Late Larry")
+    finally:
+        await write(
+            infra, read_db, "DELETE FROM transfers WHERE transfer_id = 't-early'", notify=False
+        )
+        await write(infra, read_db, "DELETE FROM accounts WHERE account_id = 'late'", notify=False)
 
 
 async def test_bad_parameters_are_422_problems(api: httpx.AsyncClient) -> None:

@@ -46,13 +46,19 @@ def opened(balance: str = "0.00", account_id: str = ACCOUNT) -> AccountOpened:
 
 def deposited(amount: str, balance_after: str) -> MoneyDeposited:
     return MoneyDeposited(
-        account_id=ACCOUNT, amount=Decimal(amount), balance_after=Decimal(balance_after)
+        account_id=ACCOUNT,
+        amount=Decimal(amount),
+        balance_after=Decimal(balance_after),
+        description=None,
     )
 
 
 def withdrawn(amount: str, balance_after: str) -> MoneyWithdrawn:
     return MoneyWithdrawn(
-        account_id=ACCOUNT, amount=Decimal(amount), balance_after=Decimal(balance_after)
+        account_id=ACCOUNT,
+        amount=Decimal(amount),
+        balance_after=Decimal(balance_after),
+        description=None,
     )
 
 
@@ -157,17 +163,13 @@ def test_a_withdrawal_that_is_not_positive_is_rejected(amount: str) -> None:
 def test_a_deposit_adds_the_amount_to_the_balance() -> None:
     events = accepted(decide(deposit("0.75"), given(opened("10.50"))))
 
-    assert events == [
-        MoneyDeposited(account_id=ACCOUNT, amount=Decimal("0.75"), balance_after=Decimal("11.25"))
-    ]
+    assert events == [deposited("0.75", "11.25")]
 
 
 def test_a_withdrawal_subtracts_the_amount_from_the_balance() -> None:
     events = accepted(decide(withdraw("0.75"), given(opened("10.50"))))
 
-    assert events == [
-        MoneyWithdrawn(account_id=ACCOUNT, amount=Decimal("0.75"), balance_after=Decimal("9.75"))
-    ]
+    assert events == [withdrawn("0.75", "9.75")]
 
 
 def test_withdrawing_exactly_the_balance_is_allowed_and_leaves_zero() -> None:

@@ -77,7 +77,12 @@ DEPOSIT = DepositMoney(account_id="alice", amount=Decimal("10.50"), transfer_id=
             initial_balance=Decimal("0.00"),
             balance_after=Decimal("0.00"),
         ),
-        MoneyWithdrawn(account_id="alice", amount=Decimal("1.01"), balance_after=Decimal("9.49")),
+        MoneyWithdrawn(
+            account_id="alice",
+            amount=Decimal("1.01"),
+            balance_after=Decimal("9.49"),
+            description=None,
+        ),
         CommandOutcome(
             command_id=MESSAGE_ID,
             command_type="DepositMoney",
@@ -109,7 +114,7 @@ def test_the_envelope_records_type_ids_and_place() -> None:
     assert envelope.occurred_at == OCCURRED_AT
     assert envelope.stream_id == "alice"
     assert envelope.stream_version == 2
-    assert envelope.schema_version == 1
+    assert envelope.schema_version == DepositMoney.SCHEMA_VERSION
 
 
 def test_money_travels_as_a_string_and_comes_back_as_a_decimal() -> None:

@@ -22,7 +22,11 @@ from bank_transfers_saga.saga import Step, next_steps, on_step_answer
 from bank_transfers_saga.transfer import INITIAL, TransferState, decide, evolve
 
 STARTED = TransferStarted(
-    transfer_id="t1", source_account_id="alice", target_account_id="bob", amount="30.00"
+    transfer_id="t1",
+    source_account_id="alice",
+    target_account_id="bob",
+    amount="30.00",
+    description=None,
 )
 
 

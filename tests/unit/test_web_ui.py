@@ -1,6 +1,6 @@
 """The web UI's server side without a database: the pages and their config are served, every
-error code and failure reason has plain words, and the change stream sends `changed`, a
-heartbeat, and ends when the server closes it."""
+error code and failure reason has plain words, the forms keep to the command API's limits, and
+the change stream sends `changed`, a heartbeat, and ends when the server closes it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bank_query_api.app import create_app
 from bank_query_api.changes import CHANGED, HEARTBEAT, change_events
 from bank_query_api.settings import QueryApiSettings
 from bank_query_api.web import (
+    CHART_EVENTS,
     COMMAND_ERRORS,
     FIELD_LABELS,
     MONEY_HINTS,
@@ -24,6 +25,7 @@ from bank_query_api.web import (
 )
 from bank_shared.contracts.outcomes import RejectionCode
 from bank_shared.contracts.transfers import TransferFailureReason
+from bank_shared.text import DESCRIPTION_MAX_LENGTH
 
 # --- the pages ----------------------------------------------------------------------------------
 
@@ -54,6 +56,36 @@ async def test_each_page_is_html_that_loads_its_config_and_scripts(
         assert f'src="{needed}"' in page.text
         assert (await client.get(needed)).status_code == 200
     assert (await client.get("/ui/static/bank.css")).status_code == 200
+
+
+async def test_the_account_page_draws_its_chart_with_a_script_of_its_own(
+    client: httpx.AsyncClient,
+) -> None:
+    page = (await client.get("/ui/accounts/alice")).text
+    # chart.js uses bank.js and account.js uses chart.js: deferred scripts run in this order.
+    scripts = ["/ui/static/bank.js", "/ui/static/chart.js", "/ui/static/account.js"]
+    assert [page.index(f'src="{script}"') for script in scripts] == sorted(
+        page.index(f'src="{script}"') for script in scripts
+    )
+    assert (await client.get("/ui/static/chart.js")).status_code == 200
+    for needed in ('id="balance-chart-drawing"', 'id="balance-chart-text"', "<th>Description</th>"):
+        assert needed in page
+
+
+async def test_the_transfer_form_takes_a_description_as_long_as_the_api_does(
+    client: httpx.AsyncClient,
+) -> None:
+    page = (await client.get("/ui/")).text
+    assert f'<input name="description" maxlength="{DESCRIPTION_MAX_LENGTH}"' in page, (
+        "the dashboard's description field and bank_shared.text disagree"
+    )
+    assert 'id="description"' in (await client.get("/ui/transfers/t-1")).text
+
+
+def test_the_chart_reads_no_more_events_than_the_api_allows() -> None:
+    assert page_config(QueryApiSettings())["chartEvents"] == CHART_EVENTS
+    narrow = QueryApiSettings(max_limit=100, default_limit=50)
+    assert page_config(narrow)["chartEvents"] == 100
 
 
 async def test_the_root_leads_to_the_dashboard(client: httpx.AsyncClient) -> None:

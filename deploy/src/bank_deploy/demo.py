@@ -1,7 +1,8 @@
 """`make demo`: the tutorial's story told through the two REST APIs of a running bank.
 
-Alice and Bob open accounts, Alice deposits, sends Bob money, tries a transfer she cannot
-afford and one to an account that does not exist (refunded), and their histories are shown.
+Alice and Bob open accounts, Alice deposits, sends Bob money (with a description, as a person
+would: "Rent for March"), Bob tries a transfer he cannot afford, Alice sends some to an account
+that does not exist (refunded), and their histories are shown, descriptions included.
 Each step checks what it sees; the demo exits with status 1 at the first surprise.
 """
 
@@ -73,16 +74,21 @@ class Bank:
         check(seen["balance"] == body["balance"], f"{owner}'s read balance differs")
         return account_id
 
-    def transfer(self, source: str, target: str, amount: str) -> dict[str, Any]:
+    def transfer(self, source: str, target: str, amount: str, description: str) -> dict[str, Any]:
         body = expect(
             self.commands.post(
                 "/transfers",
-                json={"source_account_id": source, "target_account_id": target, "amount": amount},
+                json={
+                    "source_account_id": source,
+                    "target_account_id": target,
+                    "amount": amount,
+                    "description": description,
+                },
             ),
             202,
         )
         transfer_id = body["transfer_id"]
-        show(f"transfer {transfer_id} accepted; following it in the query API:")
+        show(f'transfer {transfer_id} "{description}" accepted; following it in the query API:')
         statuses: list[str] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -97,6 +103,11 @@ class Bank:
                     )
                 if transfer["status"] in ("completed", "failed"):
                     show(f"  timeline: {timeline(transfer)}")
+                    show(f'  {parties(transfer)}: "{transfer["description"]}"')
+                    check(
+                        transfer["description"] == description,
+                        f"the read model should keep the description: {transfer}",
+                    )
                     return transfer
             time.sleep(0.02)
         raise StoryBroken(f"transfer {transfer_id} did not finish within 30 s: {statuses}")
@@ -105,10 +116,23 @@ class Bank:
         items = expect(self.queries.get(f"/accounts/{account_id}/events"), 200)["items"]
         for item in items:
             via = f"  (transfer {item['transfer_id']})" if item["transfer_id"] else ""
+            if item["description"]:
+                via += f' "{item["description"]}"'
             show(
                 f"v{item['version']:<3} {item['type']:<15} {item['amount']:>8}"
                 f"  -> {item['balance_after']:>8}{via}"
             )
+
+
+def parties(transfer: dict[str, Any]) -> str:
+    """Who sends to whom, by name where the read model has the account."""
+
+    def name(side: str) -> str:
+        account = transfer[f"{side}_account_id"]
+        owner = transfer.get(f"{side}_owner")
+        return f"{owner} ({account})" if owner else f"{account} (unknown account)"
+
+    return f"from {name('source')} to {name('target')}"
 
 
 def timeline(transfer: dict[str, Any]) -> str:
@@ -137,7 +161,7 @@ def story(bank: Bank) -> None:
     check(bank.account(alice, deposit["version"])["balance"] == "125.00", "Alice should hold 125")
 
     step("Alice sends Bob 30.00 EUR: withdraw from Alice, deposit to Bob, complete")
-    done = bank.transfer(alice, bob, "30.00")
+    done = bank.transfer(alice, bob, "30.00", "Rent for March")
     check(done["status"] == "completed", f"the transfer should complete: {done}")
     check(done.get("debited_at") is not None, f"a completed transfer was debited first: {done}")
     alice_after, bob_after = bank.account(alice, 3), bank.account(bob, 2)
@@ -146,7 +170,7 @@ def story(bank: Bank) -> None:
     check(bob_after["balance"] == "80.00", "Bob should hold 80.00")
 
     step("Bob tries to send Alice 1000.00 EUR: he has 80.00")
-    refused = bank.transfer(bob, alice, "1000.00")
+    refused = bank.transfer(bob, alice, "1000.00", "A new car")
     check(
         (refused["status"], refused["reason"]) == ("failed", "insufficient_funds"),
         f"the transfer should fail for insufficient funds: {refused}",
@@ -154,7 +178,7 @@ def story(bank: Bank) -> None:
     show("no money moved")
 
     step("Alice sends 10.00 EUR to an account that does not exist")
-    nowhere = bank.transfer(alice, f"nobody-{suffix}", "10.00")
+    nowhere = bank.transfer(alice, f"nobody-{suffix}", "10.00", "Birthday present")
     check(
         (nowhere["status"], nowhere["reason"], nowhere.get("refunded"))
         == ("failed", "target_account_not_found", True),

@@ -1,4 +1,5 @@
-"""Free text a person types (an account holder's name): what the bank stores, and what it refuses.
+"""Free text a person types (an account holder's name, a transfer's description): what the bank
+stores, and what it refuses.
 
 PostgreSQL's text and jsonb cannot hold U+0000, and UTF-8 cannot hold a lone surrogate, so such
 text would fail deep in a service instead of at the door. Beyond what cannot be stored, a name is
@@ -33,14 +34,14 @@ def refused_character(text: str) -> tuple[int, str] | None:
     return None
 
 
-def clean_text(text: str) -> str:
+def clean_text(text: str, what: str = "a name") -> str:
     """`text` in NFC, or ValueError naming the first character that is refused."""
     found = refused_character(text)
     if found is not None:
         position, character = found
         name = unicodedata.name(character, "a control character")
         raise ValueError(
-            f"character {position + 1} is U+{ord(character):04X} ({name}), which a name may not"
+            f"character {position + 1} is U+{ord(character):04X} ({name}), which {what} may not"
             " hold: send letters, digits, spaces and punctuation only (no control, invisible"
             " or text-direction characters)"
         )
@@ -54,9 +55,26 @@ def _valid_name(text: str) -> str:
         raise PydanticCustomError("invalid_text", str(error)) from None
 
 
+def _valid_description(text: str) -> str:
+    try:
+        return clean_text(text, "a description")
+    except ValueError as error:
+        raise PydanticCustomError("invalid_text", str(error)) from None
+
+
 # A person's name as the bank keeps it: 1 to 200 characters, trimmed, `clean_text`.
 PersonName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_valid_name),
+]
+
+
+# What a person types to say what a transfer is for (a memo): 1 to 140 characters, trimmed,
+# `clean_text`.
+DESCRIPTION_MAX_LENGTH = 140
+Description = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=DESCRIPTION_MAX_LENGTH),
+    AfterValidator(_valid_description),
 ]

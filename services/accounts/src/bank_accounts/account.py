@@ -66,6 +66,7 @@ def decide(command: AccountCommand, state: AccountState) -> list[AccountEvent] |
                     amount=command.amount,
                     balance_after=state.balance + command.amount,
                     transfer_id=command.transfer_id,
+                    description=command.description,
                 )
             ]
         case WithdrawMoney():
@@ -85,6 +86,7 @@ def decide(command: AccountCommand, state: AccountState) -> list[AccountEvent] |
                     amount=command.amount,
                     balance_after=state.balance - command.amount,
                     transfer_id=command.transfer_id,
+                    description=command.description,
                 )
             ]
 

@@ -89,7 +89,7 @@ class Post:
         key = None
         if self.idempotency_key is not None:
             request = self.request
-            digest = fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
+            digest = fingerprint(request.method, request.url.path, body.fingerprint_body())
             key = IdempotencyKey(self.idempotency_key, digest)
         async_requested = prefers_async(self.prefer)
         try:
@@ -188,6 +188,7 @@ async def start_transfer(body: TransferRequest, post: CommandPost) -> Accepted:
         source_account_id=body.source_account_id,
         target_account_id=body.target_account_id,
         amount=body.amount,
+        description=body.description,
     )
     outgoing = Outgoing(command, post.settings.topics.transfer_commands, transfer_id)
     return await post.send(body, outgoing)

@@ -19,7 +19,7 @@ from pydantic import (
 from bank_shared.http.problems import FieldLocation
 from bank_shared.ids import StreamName
 from bank_shared.money import SEND_INSTEAD, ZERO, Money, format_money, parse_money
-from bank_shared.text import PersonName
+from bank_shared.text import DESCRIPTION_MAX_LENGTH, Description, PersonName
 
 # A pydantic-style error, as RequestValidationError carries them.
 ErrorDetail = dict[str, Any]
@@ -105,6 +105,11 @@ class CommandRequest(BaseModel):
     def problems(self, max_amount: Decimal) -> list[ErrorDetail]:
         return []
 
+    def fingerprint_body(self) -> dict[str, Any]:
+        """The validated body, as the Idempotency-Key's fingerprint covers it."""
+        body: dict[str, Any] = self.model_dump(mode="json")
+        return body
+
 
 class OpenAccountRequest(CommandRequest):
     """Open an account, optionally with money in it from the start."""
@@ -152,7 +157,13 @@ class TransferRequest(CommandRequest):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"source_account_id": "alice", "target_account_id": "bob", "amount": "25.00"}
+                {
+                    "source_account_id": "alice",
+                    "target_account_id": "bob",
+                    "amount": "25.00",
+                    "description": "Rent for March",
+                },
+                {"source_account_id": "alice", "target_account_id": "bob", "amount": "25.00"},
             ]
         }
     )
@@ -164,6 +175,22 @@ class TransferRequest(CommandRequest):
         default=None,
         description=f"The transfer's id ({ID_RULE}). Left out, a new UUID is chosen.",
     )
+    description: Description | None = Field(
+        default=None,
+        description=f"What the transfer is for, as both account holders will read it: 1-"
+        f"{DESCRIPTION_MAX_LENGTH} characters after trimming, kept in Unicode NFC; the same"
+        " characters as an owner's name are refused (docs/command-api.md). Null or left out:"
+        " none.",
+        examples=["Rent for March"],
+    )
+
+    def fingerprint_body(self) -> dict[str, Any]:
+        # Without a description, the body a key was bound to before transfers had one: a
+        # retry across the upgrade is still the same request.
+        body = super().fingerprint_body()
+        if body["description"] is None:
+            del body["description"]
+        return body
 
     def problems(self, max_amount: Decimal) -> list[ErrorDetail]:
         found = ceiling_errors({"amount": self.amount}, max_amount)

@@ -86,6 +86,7 @@ class TransferRow:
     finished_at: datetime | None
     version: int
     debited_at: datetime | None = None
+    description: str | None = None
 
 
 def _next(envelope: Envelope, version: int) -> bool:
@@ -175,11 +176,11 @@ WRITE_ACCOUNTS = (
     " WHERE accounts.version < EXCLUDED.version"
     "), activity AS ("
     " INSERT INTO account_activity (account_id, version, type, amount, balance_after,"
-    " transfer_id, occurred_at)"
+    " transfer_id, occurred_at, description)"
     " SELECT * FROM unnest($7::text[], $8::integer[], $9::text[], $10::numeric[],"
-    " $11::numeric[], $12::text[], $13::timestamptz[])"
+    " $11::numeric[], $12::text[], $13::timestamptz[], $14::text[])"
     " ON CONFLICT DO NOTHING"
-    ") SELECT pg_notify($14, payload) FROM unnest($15::text[]) AS payload"
+    ") SELECT pg_notify($15, payload) FROM unnest($16::text[]) AS payload"
 )
 
 
@@ -225,6 +226,7 @@ async def _project_accounts(conn: Connection, events: Events) -> int:
                 event.balance_after,
                 getattr(event, "transfer_id", None),
                 at,
+                getattr(event, "description", None),
             )
         )
     if not activity:
@@ -244,24 +246,26 @@ READ_TRANSFERS = (
     "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, p.version AS parked_version,"
     " t.transfer_id,"
     " t.source_account_id, t.target_account_id, t.amount, t.status, t.reason, t.refunded,"
-    " t.started_at, t.finished_at, t.version, t.debited_at"
+    " t.started_at, t.finished_at, t.version, t.debited_at, t.description"
     " FROM unnest($1::text[]) AS ids(id)"
     " LEFT JOIN transfers t ON t.transfer_id = ids.id"
     " LEFT JOIN parked_streams p ON p.stream_id = ids.id"
 )
+# A transfer's description comes with its first row (TransferStarted) and never changes, so
+# an update leaves it alone.
 WRITE_TRANSFERS = (
     "WITH upserted AS ("
     " INSERT INTO transfers (transfer_id, source_account_id, target_account_id, amount,"
-    " status, reason, refunded, started_at, finished_at, version, debited_at)"
+    " status, reason, refunded, started_at, finished_at, version, debited_at, description)"
     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[],"
     " $6::text[], $7::boolean[], $8::timestamptz[], $9::timestamptz[], $10::integer[],"
-    " $11::timestamptz[])"
+    " $11::timestamptz[], $12::text[])"
     " ON CONFLICT (transfer_id) DO UPDATE"
     " SET status = EXCLUDED.status, reason = EXCLUDED.reason,"
     " refunded = EXCLUDED.refunded, finished_at = EXCLUDED.finished_at,"
     " version = EXCLUDED.version, debited_at = EXCLUDED.debited_at"
     " WHERE transfers.version < EXCLUDED.version"
-    ") SELECT pg_notify($12, payload) FROM unnest($13::text[]) AS payload"
+    ") SELECT pg_notify($13, payload) FROM unnest($14::text[]) AS payload"
 )
 
 
@@ -280,6 +284,7 @@ def transfer_after(current: TransferRow | None, envelope: Envelope, event: Messa
             at,
             None,
             1,
+            description=event.description,
         )
     assert current is not None  # version 1 is always TransferStarted
     bumped = replace(current, version=current.version + 1)

@@ -20,10 +20,10 @@ from bank_shared.db import Connection
 READ_MODEL_TABLES = ("accounts", "account_activity", "transfers")
 
 ACCOUNT_COLUMNS = "account_id, owner, balance, version, opened_at, updated_at"
-ACTIVITY_COLUMNS = "version, type, amount, balance_after, transfer_id, occurred_at"
+ACTIVITY_COLUMNS = "version, type, amount, balance_after, transfer_id, description, occurred_at"
 TRANSFER_COLUMNS = (
-    "transfer_id, source_account_id, target_account_id, amount, status, reason, refunded,"
-    " started_at, debited_at, finished_at"
+    "transfer_id, source_account_id, target_account_id, amount, description, status, reason,"
+    " refunded, started_at, debited_at, finished_at"
 )
 
 Pool: TypeAlias = "asyncpg.Pool[Any]"
@@ -85,9 +85,21 @@ async def account_activity(
     return [AccountActivity(**row) for row in rows]
 
 
+def with_owners(transfers: str) -> str:
+    """`transfers` (a SELECT of TRANSFER_COLUMNS), each row with its two accounts' owners:
+    joined after the rows are chosen, so a page costs two key lookups a row, and an account
+    not in the read model (yet, or ever) gives a null owner instead of hiding the transfer."""
+    return (
+        "SELECT t.*, s.owner AS source_owner, g.owner AS target_owner"  # noqa: S608
+        f" FROM ({transfers}) AS t"
+        " LEFT JOIN accounts s ON s.account_id = t.source_account_id"
+        " LEFT JOIN accounts g ON g.account_id = t.target_account_id"
+    )
+
+
 async def find_transfer(pool: Pool, transfer_id: str) -> Transfer | None:
     row = await pool.fetchrow(
-        f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = $1",  # noqa: S608
+        with_owners(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = $1"),  # noqa: S608
         transfer_id,
     )
     return None if row is None else Transfer(**row)
@@ -103,9 +115,13 @@ async def list_transfers(
             f"SELECT count(*) FROM transfers {where}",  # noqa: S608
             *arguments,
         )
-        rows = await conn.fetch(
+        page = (
             f"SELECT {TRANSFER_COLUMNS} FROM transfers {where}"  # noqa: S608
-            f" ORDER BY started_at DESC, transfer_id LIMIT ${n + 1} OFFSET ${n + 2}",
+            f" ORDER BY started_at DESC, transfer_id LIMIT ${n + 1} OFFSET ${n + 2}"
+        )
+        rows = await conn.fetch(
+            # A join keeps no order of its own: the page's order is asked for again.
+            f"{with_owners(page)} ORDER BY t.started_at DESC, t.transfer_id",
             *arguments,
             limit,
             offset,

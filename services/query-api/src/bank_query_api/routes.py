@@ -258,7 +258,7 @@ async def account_events(
     account_id: AccountIdPath, reader: ReaderDep, limit: LimitDep
 ) -> AccountHistory:
     """The account's latest `limit` events (opening, deposits, withdrawals), with the balance
-    after each."""
+    after each and, for a transfer's, its description."""
     found = await queries.account_activity(reader.pool, account_id, limit=limit)
     if found is None:
         raise account_not_found(account_id)
@@ -287,7 +287,8 @@ async def list_transfers(
         ),
     ] = None,
 ) -> TransferPage:
-    """Transfers, newest first (by start, then id), one page at a time."""
+    """Transfers, newest first (by start, then id), one page at a time, each with its
+    description and its two accounts' owners."""
     return await queries.list_transfers(
         reader.pool,
         queries.TransferFilter(account_id=account_id, status=status),
@@ -304,7 +305,8 @@ async def list_transfers(
     responses=responses(TRANSFER_NOT_FOUND),
 )
 async def get_transfer(transfer_id: TransferIdPath, reader: ReaderDep) -> Transfer:
-    """The transfer's accounts, amount and status; `reason` (and `refunded`) once failed."""
+    """The transfer's accounts (with their owners), amount, description and status; `reason`
+    (and `refunded`) once failed."""
     transfer = await queries.find_transfer(reader.pool, transfer_id)
     if transfer is None:
         raise ProblemError(

@@ -109,6 +109,12 @@ class AccountActivity(BaseModel):
         description="The transfer it was part of, or null for a plain deposit or withdrawal.",
         examples=["t-2026-0001"],
     )
+    description: str | None = Field(
+        default=None,
+        description="What its transfer was for, as the sender typed it; null for a plain"
+        " deposit or withdrawal, or a transfer sent without one.",
+        examples=["Rent for March"],
+    )
     occurred_at: Timestamp = Field(description="When it happened (UTC).")
 
 
@@ -126,6 +132,7 @@ class AccountHistory(BaseModel):
                             "amount": "25.00",
                             "balance_after": "125.00",
                             "transfer_id": "t-2026-0001",
+                            "description": "Rent for March",
                             "occurred_at": "2026-01-15T10:02:11.5Z",
                         },
                         {
@@ -134,6 +141,7 @@ class AccountHistory(BaseModel):
                             "amount": "100.00",
                             "balance_after": "100.00",
                             "transfer_id": None,
+                            "description": None,
                             "occurred_at": "2026-01-15T09:30:00Z",
                         },
                     ]
@@ -155,8 +163,11 @@ class Transfer(BaseModel):
                 {
                     "transfer_id": "t-2026-0001",
                     "source_account_id": "alice",
+                    "source_owner": "Alice",
                     "target_account_id": "bob",
+                    "target_owner": "Bob",
                     "amount": "25.00",
+                    "description": "Rent for March",
                     "status": "completed",
                     "reason": None,
                     "refunded": False,
@@ -167,8 +178,11 @@ class Transfer(BaseModel):
                 {
                     "transfer_id": "t-2026-0002",
                     "source_account_id": "alice",
+                    "source_owner": "Alice",
                     "target_account_id": "nobody",
+                    "target_owner": None,
                     "amount": "5.00",
+                    "description": None,
                     "status": "failed",
                     "reason": "target_account_not_found",
                     "refunded": True,
@@ -182,8 +196,26 @@ class Transfer(BaseModel):
 
     transfer_id: str = Field(description="The transfer's id.", examples=["t-2026-0001"])
     source_account_id: str = Field(description="The account the money leaves.", examples=["alice"])
+    source_owner: str | None = Field(
+        default=None,
+        description="The source account's holder; null when the read model does not have that"
+        " account (yet).",
+        examples=["Alice"],
+    )
     target_account_id: str = Field(description="The account the money goes to.", examples=["bob"])
+    target_owner: str | None = Field(
+        default=None,
+        description="The target account's holder; null when the read model does not have that"
+        " account: not yet, or never (a transfer to an account that does not exist).",
+        examples=["Bob"],
+    )
     amount: MoneyText = Field(description="The money it moves.", examples=["25.00"])
+    description: str | None = Field(
+        default=None,
+        description="What the transfer is for, as its sender typed it (at most 140"
+        " characters); null if none was given.",
+        examples=["Rent for March"],
+    )
     status: TransferStatus = Field(
         description="`started` (accepted, nothing moved yet), `debited` (the source was"
         " debited, the deposit is on its way), `completed` (the target was credited) or"

@@ -43,6 +43,7 @@ FIELD_LABELS = {
     "source_account_id": "From account",
     "target_account_id": "To account",
     "amount": "Amount",
+    "description": "Description",
 }
 # ... and for money, what to type instead of the API's words (which speak of JSON strings);
 # the rules whole, since a refused "0" or "-5" is not about decimals.
@@ -50,6 +51,9 @@ MONEY_HINTS = {
     "amount": "enter more than zero euros, with at most two decimals, like 10.50.",
     "initial_balance": "enter zero or more euros, with at most two decimals, like 10.50.",
 }
+# How many of an account's latest events its page reads: the chart draws them all, the table
+# lists the newest 20. Never more than the API allows (BANK_QUERY_API_MAX_LIMIT).
+CHART_EVENTS = 200
 # Why a transfer failed (its `reason`), in plain words.
 TRANSFER_REASONS = {
     "insufficient_funds": "the source account did not have enough money",
@@ -68,6 +72,7 @@ def page_config(settings: QueryApiSettings) -> dict[str, Any]:
         "fieldLabels": FIELD_LABELS,
         "moneyHints": MONEY_HINTS,
         "transferReasons": TRANSFER_REASONS,
+        "chartEvents": min(CHART_EVENTS, settings.max_limit),
     }
 
 

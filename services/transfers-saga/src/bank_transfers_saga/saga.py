@@ -78,6 +78,7 @@ def next_steps(state: TransferState, event: TransferEvent) -> list[tuple[Step, A
                 account_id=state.source_account_id,
                 amount=state.amount,
                 transfer_id=state.transfer_id,
+                description=state.description,
             )
             return [("withdraw", withdraw)]
         case TransferDebited():
@@ -85,6 +86,7 @@ def next_steps(state: TransferState, event: TransferEvent) -> list[tuple[Step, A
                 account_id=state.target_account_id,
                 amount=state.amount,
                 transfer_id=state.transfer_id,
+                description=state.description,
             )
             return [("deposit", deposit)]
         case TransferCreditRefused():
@@ -92,6 +94,7 @@ def next_steps(state: TransferState, event: TransferEvent) -> list[tuple[Step, A
                 account_id=state.source_account_id,
                 amount=state.amount,
                 transfer_id=state.transfer_id,
+                description=state.description,
             )
             return [("refund", refund)]
         case _:

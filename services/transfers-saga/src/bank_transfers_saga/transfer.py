@@ -38,6 +38,7 @@ class TransferState:
     source_account_id: str = ""
     target_account_id: str = ""
     amount: Decimal = ZERO
+    description: str | None = None
     credit_refused_reason: TransferFailureReason | None = None
 
     @property
@@ -65,6 +66,7 @@ def decide(command: StartTransfer, state: TransferState) -> list[TransferEvent] 
             source_account_id=command.source_account_id,
             target_account_id=command.target_account_id,
             amount=command.amount,
+            description=command.description,
         )
     ]
 
@@ -78,6 +80,7 @@ def evolve(state: TransferState, event: TransferEvent) -> TransferState:
                 source_account_id=event.source_account_id,
                 target_account_id=event.target_account_id,
                 amount=event.amount,
+                description=event.description,
             )
         case TransferDebited():
             return replace(state, status="debited")

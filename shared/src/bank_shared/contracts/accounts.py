@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from bank_shared.contracts.envelope import Message, register
+from bank_shared.contracts.upcasting import Payload, upcaster
 from bank_shared.ids import StreamName
 from bank_shared.money import ZERO, Money
-from bank_shared.text import PersonName
+from bank_shared.text import Description, PersonName
 
 # --- commands: intentions, addressed to one account ----------------------------------------
 
@@ -21,17 +24,23 @@ class OpenAccount(Message):
 
 @register
 class DepositMoney(Message):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: description
+
     account_id: StreamName
     amount: Money
-    # Set when a transfer's saga sends the command; the resulting event carries it on.
+    # Set when a transfer's saga sends the command; the resulting event carries them on.
     transfer_id: StreamName | None = None
+    description: Description | None = None
 
 
 @register
 class WithdrawMoney(Message):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: description
+
     account_id: StreamName
     amount: Money
     transfer_id: StreamName | None = None
+    description: Description | None = None
 
 
 AccountCommand = OpenAccount | DepositMoney | WithdrawMoney
@@ -50,19 +59,38 @@ class AccountOpened(Message):
 
 @register
 class MoneyDeposited(Message):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: description
+
     account_id: StreamName
     amount: Money
     balance_after: Money
     transfer_id: StreamName | None = None
+    # The transfer's memo, as its sender typed it (None: not a transfer, or none was given).
+    description: str | None
 
 
 @register
 class MoneyWithdrawn(Message):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: description
+
     account_id: StreamName
     amount: Money
     balance_after: Money
     transfer_id: StreamName | None = None
+    description: str | None
 
 
 AccountEvent = AccountOpened | MoneyDeposited | MoneyWithdrawn
 ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (AccountOpened, MoneyDeposited, MoneyWithdrawn)
+
+
+# --- upcasters: older payloads, as stored or sent, brought to the versions above ------------
+
+
+@upcaster("DepositMoney", 1)
+@upcaster("WithdrawMoney", 1)
+@upcaster("MoneyDeposited", 1)
+@upcaster("MoneyWithdrawn", 1)
+def _no_description(payload: Payload) -> Payload:
+    """v1 -> v2: written before transfers had a description."""
+    return {**payload, "description": None}

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
+from bank_shared.contracts.upcasting import MissingUpcasterError, upcast
 from bank_shared.ids import derived_id
 
 
@@ -17,8 +18,8 @@ class Message(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # The payload shape this code reads and writes; a message of another version is refused
-    # (dead-lettered) rather than misread.
+    # The payload shape this code reads and writes. An older payload is upcast to it
+    # (upcasting.py); one with no chain to it, or a newer one, is refused rather than misread.
     SCHEMA_VERSION: ClassVar[int] = 1
 
     # The wire name; the class name unless a subclass sets it.
@@ -54,6 +55,11 @@ def register(cls: type[M]) -> type[M]:
     """Class decorator: make a message type parseable from the wire."""
     REGISTRY[cls.message_type()] = cls
     return cls
+
+
+def current_versions() -> dict[str, int]:
+    """Each registered type's schema version, as this code writes it."""
+    return {name: model.SCHEMA_VERSION for name, model in REGISTRY.items()}
 
 
 class UnreadableMessageError(ValueError):
@@ -125,17 +131,19 @@ def open_envelope(raw: bytes | None) -> tuple[Envelope, Message]:
 
 
 def read_payload(envelope: Envelope) -> Message:
-    """The typed payload of an envelope, or UnreadableMessageError."""
+    """The typed payload of an envelope, upcast to the current version, or
+    UnreadableMessageError."""
     model = REGISTRY.get(envelope.type)
     if model is None:
         raise UnreadableMessageError(f"unknown message type {envelope.type!r}")
+    payload = envelope.payload
     if envelope.schema_version != model.SCHEMA_VERSION:
-        raise UnreadableMessageError(
-            f"{envelope.type} schema version {envelope.schema_version} is not the one this"
-            f" service reads ({model.SCHEMA_VERSION}); upgrade the consumer or re-send it"
-        )
+        try:
+            payload = upcast(envelope.type, envelope.schema_version, model.SCHEMA_VERSION, payload)
+        except MissingUpcasterError as error:
+            raise UnreadableMessageError(str(error)) from None
     try:
-        return model.model_validate(envelope.payload)
+        return model.model_validate(payload)
     except ValidationError as error:
         raise UnreadableMessageError(f"invalid {envelope.type} payload: {error}") from None
 

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from bank_shared.contracts.envelope import Message, register
+from bank_shared.contracts.upcasting import Payload, upcaster
 from bank_shared.ids import StreamName
 from bank_shared.money import Money
+from bank_shared.text import Description
 
 # --- the command the command API sends -------------------------------------------------------
 
 
 @register
 class StartTransfer(Message):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: description
+
     transfer_id: StreamName
     source_account_id: StreamName
     target_account_id: StreamName
     amount: Money
+    # What the transfer is for, as its sender typed it; carried to both accounts' events.
+    description: Description | None = None
 
 
 # --- events of a transfer stream (stream id = transfer id) ----------------------------------
@@ -32,10 +38,13 @@ TransferFailureReason = Literal[
 
 @register
 class TransferStarted(Message):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: description
+
     transfer_id: StreamName
     source_account_id: StreamName
     target_account_id: StreamName
     amount: Money
+    description: str | None
 
 
 @register
@@ -82,3 +91,13 @@ TRANSFER_EVENTS: tuple[type[TransferEvent], ...] = (
     TransferCompleted,
     TransferFailed,
 )
+
+
+# --- upcasters: older payloads, as stored or sent, brought to the versions above ------------
+
+
+@upcaster("StartTransfer", 1)
+@upcaster("TransferStarted", 1)
+def _no_description(payload: Payload) -> Payload:
+    """v1 -> v2: written before transfers had a description."""
+    return {**payload, "description": None}

@@ -1,8 +1,10 @@
-// An account: its balance, deposit and withdraw forms, and its recent events; live.
+// An account: its balance and how it changed over time, deposit and withdraw forms, and its
+// recent events; live.
 "use strict";
 
 (() => {
   const { el, updatingMark, transferLink, euros, when } = Bank;
+  const LISTED = 20; // events in the table; the chart draws up to config.chartEvents
   const accountId = decodeURIComponent(window.location.pathname.split("/").pop());
   const EVENT_NAMES = { AccountOpened: "Opened", MoneyDeposited: "Deposit", MoneyWithdrawn: "Withdrawal" };
   // The highest version the command API answered for this page's own commands: until the
@@ -16,6 +18,7 @@
     return el("tr", { "data-version": activity.version },
       el("td", {}, activity.version),
       el("td", {}, EVENT_NAMES[activity.type] || activity.type),
+      el("td", { class: "description" }, activity.description),
       el("td", { class: "money" }, signed),
       el("td", { class: "money" }, euros(activity.balance_after)),
       el("td", {}, activity.transfer_id ? transferLink(activity.transfer_id) : ""),
@@ -25,7 +28,7 @@
   async function refresh() {
     const [account, history] = await Promise.all([
       Bank.read(`/accounts/${encodeURIComponent(accountId)}`),
-      Bank.read(`/accounts/${encodeURIComponent(accountId)}/events?limit=20`),
+      Bank.read(`/accounts/${encodeURIComponent(accountId)}/events?limit=${Bank.config.chartEvents}`),
     ]);
     const missing = document.getElementById("missing");
     if (account.status === 404) {
@@ -41,7 +44,13 @@
     document.getElementById("balance").textContent = euros(a.balance);
     document.getElementById("version").textContent = `Version ${a.version}, opened ${when(a.opened_at)}`;
     document.getElementById("balance-mark").replaceChildren(...(a.version < awaitedVersion ? [updatingMark()] : []));
-    document.getElementById("event-rows").replaceChildren(...history.body.items.map(eventRow));
+    const events = history.body.items;
+    document.getElementById("event-rows").replaceChildren(...events.slice(0, LISTED).map(eventRow));
+    const points = BalanceChart.pointsOf(events);
+    const drawing = BalanceChart.draw(points, "balance-chart-text");
+    document.getElementById("balance-chart-drawing").replaceChildren(...(drawing ? [drawing] : []));
+    const sinceOpening = events.length > 0 && events[events.length - 1].version === 1;
+    document.getElementById("balance-chart-text").textContent = BalanceChart.summary(points, sinceOpening);
   }
 
   const refreshNow = Bank.follow(refresh);

@@ -28,6 +28,14 @@ const Bank = (() => {
     return el("a", { href: `/ui/accounts/${encodeURIComponent(accountId)}` }, accountId);
   }
 
+  // An account as a list shows it: its holder's name (when the read model has the account)
+  // beside its id, which links to its page.
+  function accountWithOwner(accountId, owner) {
+    return el("span", { class: "account" },
+      owner ? [el("span", { class: "owner" }, owner), " "] : null,
+      el("span", { class: "account-id" }, accountLink(accountId)));
+  }
+
   function transferLink(transferId) {
     return el("a", { href: `/ui/transfers/${encodeURIComponent(transferId)}` }, transferId);
   }
@@ -218,7 +226,7 @@ const Bank = (() => {
   }
 
   return {
-    config, el, updatingMark, accountLink, transferLink, euros, when,
+    config, el, updatingMark, accountLink, accountWithOwner, transferLink, euros, when,
     plainError, transferReason, timeline, statusText,
     read, send, handleForm, follow,
   };

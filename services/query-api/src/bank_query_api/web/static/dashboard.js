@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { el, updatingMark, accountLink, transferLink, euros, when } = Bank;
+  const { el, updatingMark, accountLink, accountWithOwner, transferLink, euros, when } = Bank;
   const SHOWN = 50;
   // Accepted by the command API, not yet shown by the read model ("updating…"):
   const openingAccounts = new Map(); // account_id -> {owner, version}
@@ -24,11 +24,15 @@
       el("td", { class: "mark" }, updating ? updatingMark() : null));
   }
 
-  function transferRow(transfer, updating) {
+  // `owners`: account_id -> owner, for the transfers this page sent that the read model does
+  // not have yet (their rows have no owners).
+  function transferRow(transfer, updating, owners) {
+    const ownerOf = (side) => transfer[`${side}_owner`] || owners.get(transfer[`${side}_account_id`]);
     return el("tr", { "data-transfer": transfer.transfer_id },
-      el("td", {}, transferLink(transfer.transfer_id)),
-      el("td", {}, accountLink(transfer.source_account_id)),
-      el("td", {}, accountLink(transfer.target_account_id)),
+      el("td", {}, transferLink(transfer.transfer_id),
+        transfer.description ? el("span", { class: "description" }, transfer.description) : null),
+      el("td", { class: "from" }, accountWithOwner(transfer.source_account_id, ownerOf("source"))),
+      el("td", { class: "to" }, accountWithOwner(transfer.target_account_id, ownerOf("target"))),
       el("td", { class: "money" }, euros(transfer.amount)),
       el("td", { class: `status ${transfer.status}` }, Bank.statusText(transfer), updating ? [" ", updatingMark()] : null),
       el("td", {}, when(transfer.started_at)));
@@ -71,13 +75,17 @@
     document.getElementById("accounts-count").textContent =
       total > SHOWN ? `The ${SHOWN} newest of ${total} accounts, newest first.` : `${total} account${total === 1 ? "" : "s"}, newest first.`;
 
+    const owners = new Map(accounts.body.items.map((a) => [a.account_id, a.owner]));
     const transferRows = [];
     for (const [transferId, started] of runningTransfers) {
       if (!shown.has(transferId)) {
-        transferRows.push(transferRow(projected.get(transferId) || { transfer_id: transferId, status: "sent", ...started }, true));
+        const transfer = projected.get(transferId) || { transfer_id: transferId, status: "sent", ...started };
+        transferRows.push(transferRow(transfer, true, owners));
       }
     }
-    for (const transfer of transfers.body.items) transferRows.push(transferRow(transfer, runningTransfers.has(transfer.transfer_id)));
+    for (const transfer of transfers.body.items) {
+      transferRows.push(transferRow(transfer, runningTransfers.has(transfer.transfer_id), owners));
+    }
     document.getElementById("transfer-rows").replaceChildren(...transferRows);
   }
 
@@ -100,6 +108,7 @@
     if (result.ok) {
       runningTransfers.set(result.body.transfer_id, {
         source_account_id: fields.source_account_id, target_account_id: fields.target_account_id, amount: fields.amount,
+        description: fields.description,
       });
       refreshNow();
     }

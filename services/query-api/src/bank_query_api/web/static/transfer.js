@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { el, accountLink, euros, when } = Bank;
+  const { el, accountWithOwner, euros, when } = Bank;
   const transferId = decodeURIComponent(window.location.pathname.split("/").pop());
   document.title = `Bank: transfer ${transferId}`;
   document.getElementById("title").textContent = `Transfer ${transferId}`;
@@ -19,8 +19,11 @@
     missing.hidden = true;
     const transfer = answer.body;
     document.getElementById("summary").replaceChildren(
-      `${euros(transfer.amount)} from `, accountLink(transfer.source_account_id),
-      " to ", accountLink(transfer.target_account_id));
+      `${euros(transfer.amount)} from `, accountWithOwner(transfer.source_account_id, transfer.source_owner),
+      " to ", accountWithOwner(transfer.target_account_id, transfer.target_owner));
+    const description = document.getElementById("description");
+    description.hidden = !transfer.description;
+    description.textContent = transfer.description || "";
     const status = document.getElementById("status");
     status.textContent = Bank.statusText(transfer);
     status.className = `status ${transfer.status}`;
