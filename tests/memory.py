@@ -4,10 +4,11 @@ enforces (a stream's next version, a message processed once) is enforced here to
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from uuid import UUID
 
 from bank_shared.contracts.envelope import Envelope
+from bank_shared.eventstore.snapshots import SnapshotRow
 from bank_shared.eventstore.store import Changes, ConcurrencyError, OutboxMessage
 
 
@@ -18,9 +19,29 @@ class InMemoryStorage:
         self.outbox: list[OutboxMessage] = []
         self.processed: dict[UUID, OutboxMessage | None] = {}
         self.writes: list[tuple[str, tuple[object, ...]]] = []
+        self.snapshots: dict[str, SnapshotRow] = {}
 
     async def read_streams(self, stream_ids: Collection[str]) -> dict[str, list[Envelope]]:
         return {i: list(self.events[i]) for i in stream_ids if i in self.events}
+
+    async def read_from_snapshots(
+        self, stream_ids: Collection[str], fingerprint: str
+    ) -> dict[str, tuple[SnapshotRow | None, list[Envelope]]]:
+        """As the SQL does: the snapshot, then the events after it if it is this code's."""
+        found: dict[str, tuple[SnapshotRow | None, list[Envelope]]] = {}
+        for stream_id in stream_ids:
+            snapshot = self.snapshots.get(stream_id)
+            after = snapshot.version if snapshot and snapshot.fingerprint == fingerprint else 0
+            events = [e for e in self.events.get(stream_id, []) if (e.stream_version or 0) > after]
+            if snapshot is not None or events:
+                found[stream_id] = (snapshot, events)
+        return found
+
+    async def write_snapshots(self, rows: Sequence[SnapshotRow]) -> None:
+        for row in rows:
+            known = self.snapshots.get(row.stream_id)
+            if known is None or known.version <= row.version:
+                self.snapshots[row.stream_id] = row
 
     async def read_answers(self, message_ids: Collection[UUID]) -> dict[UUID, OutboxMessage | None]:
         return {i: self.processed[i] for i in message_ids if i in self.processed}

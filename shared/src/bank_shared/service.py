@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.relay import OutboxRelay
+from bank_shared.eventstore.store import check_stored_versions
 from bank_shared.eventstore.unit_of_work import Storage
 from bank_shared.http.openapi import ProblemsApp
 from bank_shared.messaging.consume import Batch, BatchConsumer, M, subscribe
@@ -132,6 +133,8 @@ class Platform:
             async with self.pool.acquire() as conn:
                 if applied := await migrate(conn, *self.migrations):
                     log.info("%s: applied migrations %s", self.name, applied)
+                if EVENT_STORE in self.migrations:
+                    await check_stored_versions(conn, self.name)
             await ensure_topics(self.settings.kafka, self.topics)
             if self.relay is not None:
                 self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox relay"))

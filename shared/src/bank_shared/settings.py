@@ -110,6 +110,9 @@ class EventStoreSettings(OutboxSettings):
 
     known_streams: int = Field(default=10_000, ge=0)
     max_conflict_retries: int = Field(default=10, ge=1)
+    # The snapshot policy of the service's aggregate: one every this many events of a stream
+    # (0: none, every load folds the whole stream). eventstore/snapshots.py.
+    snapshot_every: int = Field(default=100, ge=0)
 
     def with_old_name(self, value: int | None) -> Self:
         """`known_streams` as set under the name it had before, unless it is set itself: a

@@ -38,7 +38,12 @@ def create_app(
         events_topic=topics.account_events,
         known=settings.known_streams,
         attempts=settings.max_conflict_retries,
+        snapshot_every=settings.snapshot_every,
     )
+    if accounts.snapshots is not None:
+        platform.background(
+            "snapshots", partial(accounts.snapshots.write_forever, accounts.storage)
+        )
     platform.consume(
         topics.account_commands,
         partial(on_account_commands, accounts),

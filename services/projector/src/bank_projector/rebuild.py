@@ -30,6 +30,7 @@ from bank_projector.settings import ProjectorSettings
 from bank_shared.contracts.envelope import Envelope, read_payload
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
+from bank_shared.eventstore.store import check_stored_versions
 
 READ_TABLES = "accounts, account_activity, transfers, parked_streams"
 
@@ -75,6 +76,9 @@ async def replay(read: Connection, source_dsn: str, batch: int) -> int:
         async with source.transaction(isolation="repeatable_read", readonly=True):
             if await source.fetchval("SELECT to_regclass('events')") is None:
                 return 0  # its service never started: a store not yet created has no history
+            # Every event must be readable (upcast) before any is replayed; if one is not, the
+            # error undoes the whole rebuild and the read model stays as it was.
+            await check_stored_versions(source, "the rebuild")
             cursor = await source.cursor("SELECT envelope FROM events ORDER BY global_position")
             replayed = 0
             # Three things at once instead of taking turns: the store reads the next batch,

@@ -38,7 +38,12 @@ def create_app(settings: SagaSettings | None = None, *, storage: Storage | None 
         events_topic=topics.transfer_events,
         known=settings.known_streams,
         attempts=settings.max_conflict_retries,
+        snapshot_every=settings.snapshot_every,
     )
+    if transfers.snapshots is not None:
+        platform.background(
+            "snapshots", partial(transfers.snapshots.write_forever, transfers.storage)
+        )
     steps = Steps(
         platform,
         topics,

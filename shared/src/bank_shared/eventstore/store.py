@@ -12,8 +12,11 @@ from uuid import UUID
 
 import asyncpg
 
-from bank_shared.contracts.envelope import Envelope, to_bytes, to_json
+from bank_shared.contracts.envelope import Envelope, current_versions, to_bytes, to_json
+from bank_shared.contracts.upcasting import unreadable_versions
 from bank_shared.db import Connection
+from bank_shared.eventstore import snapshots
+from bank_shared.eventstore.snapshots import SnapshotRow
 
 # Woken on commit: NOTIFY is transactional, so the relay hears of rows only once they are visible.
 OUTBOX_CHANNEL = "bank_outbox"
@@ -226,6 +229,24 @@ def _renumbered(sql: str, offset: int) -> str:
     return PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", sql)
 
 
+class UnreadableStoreError(RuntimeError):
+    """The store holds events this code cannot read; the text names each, and what to do."""
+
+
+async def check_stored_versions(conn: Connection, service: str) -> None:
+    """Refuse to start a service whose store holds an event type and version that no upcaster
+    chain brings to what this code reads: better at start than at the first load of it."""
+    rows = await conn.fetch("SELECT DISTINCT event_type, schema_version FROM events")
+    problems = unreadable_versions(
+        [(r["event_type"], r["schema_version"]) for r in rows], current_versions()
+    )
+    if problems:
+        raise UnreadableStoreError(
+            f"{service} cannot read every event in the store, so it does not start: "
+            + "; ".join(problems)
+        )
+
+
 class HasPool(Protocol):
     @property
     def pool(self) -> asyncpg.Pool[Any]: ...
@@ -251,3 +272,13 @@ class PostgresStorage:
     async def write(self, changes: Changes) -> None:
         async with self.database.pool.acquire() as conn:
             await write(conn, changes, self.relay)
+
+    async def read_from_snapshots(
+        self, stream_ids: Collection[str], fingerprint: str
+    ) -> dict[str, tuple[SnapshotRow | None, list[Envelope]]]:
+        async with self.database.pool.acquire() as conn:
+            return await snapshots.read_from_snapshots(conn, stream_ids, fingerprint)
+
+    async def write_snapshots(self, rows: Sequence[SnapshotRow]) -> None:
+        async with self.database.pool.acquire() as conn:
+            await snapshots.write_snapshots(conn, rows)

@@ -45,6 +45,7 @@ from bank_shared.contracts.outcomes import (
     rejected,
 )
 from bank_shared.eventstore.known import KnownStates
+from bank_shared.eventstore.snapshots import SnapshotRow, Snapshots
 from bank_shared.eventstore.store import Changes, ConcurrencyError, OutboxMessage
 from bank_shared.topics import TopicSettings
 
@@ -84,6 +85,12 @@ class Storage(Protocol):
 
     async def read_streams(self, stream_ids: Collection[str]) -> dict[str, list[Envelope]]: ...
 
+    async def read_from_snapshots(
+        self, stream_ids: Collection[str], fingerprint: str
+    ) -> dict[str, tuple[SnapshotRow | None, list[Envelope]]]: ...
+
+    async def write_snapshots(self, rows: Sequence[SnapshotRow]) -> None: ...
+
     async def read_answers(
         self, message_ids: Collection[UUID]
     ) -> dict[UUID, OutboxMessage | None]: ...
@@ -103,10 +110,13 @@ class EventStore(Generic[S]):
         events_topic: str,
         known: int = 10_000,
         attempts: int = 10,
+        snapshot_every: int = 0,
         clock: Clock = utc_now,
     ) -> None:
         """`known`: how many streams' last state to keep (0: none, every batch reads);
-        `attempts`: how many conflicting writes a batch may meet before it fails."""
+        `attempts`: how many conflicting writes a batch may meet before it fails;
+        `snapshot_every`: a snapshot each this many events of a stream (0: none;
+        snapshots.py)."""
         self.storage = storage
         self.aggregate = aggregate
         self.topics = topics
@@ -116,6 +126,51 @@ class EventStore(Generic[S]):
         self.clock = clock
         # Writes the database refused because another writer got there first.
         self.conflicts = 0
+        self.snapshots: Snapshots[S] | None = (
+            Snapshots(aggregate.initial, aggregate.evolve, aggregate.events, every=snapshot_every)
+            if snapshot_every
+            else None
+        )
+
+    async def read(self, stream_ids: Collection[str]) -> dict[str, Stream[S]]:
+        """Each stream as it is now (version 0: no events yet): from its snapshot and the
+        events after it where it has a snapshot this code can trust, else from its first
+        event."""
+        if self.snapshots is None:
+            histories = await self.storage.read_streams(stream_ids)
+            return {i: self._fold(histories.get(i, [])) for i in stream_ids}
+        snapshots = self.snapshots
+        found = await self.storage.read_from_snapshots(stream_ids, snapshots.fingerprint)
+        streams: dict[str, Stream[S]] = {}
+        untrusted: list[str] = []
+        for stream_id in stream_ids:
+            snapshot, events = found.get(stream_id, (None, []))
+            start: Stream[S] | None = None
+            if snapshot is not None:
+                state = snapshots.restore(snapshot)
+                if state is not None:
+                    start = Stream(state, snapshot.version)
+                elif snapshot.fingerprint == snapshots.fingerprint:
+                    untrusted.append(stream_id)  # `events` are only those after it
+                    continue
+            stream = self._fold(events, start)
+            snapshots.after_load(stream_id, len(events), stream.version, stream.state)
+            streams[stream_id] = stream
+        if untrusted:
+            histories = await self.storage.read_streams(untrusted)
+            for stream_id in untrusted:
+                events = histories.get(stream_id, [])
+                stream = self._fold(events)
+                snapshots.after_load(stream_id, len(events), stream.version, stream.state)
+                streams[stream_id] = stream
+        return streams
+
+    def _fold(self, events: Sequence[Envelope], start: Stream[S] | None = None) -> Stream[S]:
+        start = start or Stream(self.aggregate.initial)
+        if not events:
+            return start
+        version = events[-1].stream_version or 0
+        return Stream(self.aggregate.fold(events, start.state), version)
 
     async def attempts(
         self, batch: Sequence[tuple[Envelope, Message]]
@@ -164,6 +219,8 @@ class UnitOfWork(Generic[S]):
         self._appended_for: set[UUID] = set()
         self._appended_to: set[str] = set()
         self._decided_on: set[str] = set()
+        # The version each stream the batch appends to had before it (for the snapshots).
+        self._versions_before: dict[str, int] = {}
         self._changes = Changes()
         self._rows: dict[str, list[tuple[object, ...]]] = {}
         self._after_commit: list[Callable[[], None]] = []
@@ -180,11 +237,7 @@ class UnitOfWork(Generic[S]):
                 {i: known.get(i, Stream(self.store.aggregate.initial)) for i in missing}
             )
             return
-        histories = await self.store.storage.read_streams(missing)
-        for stream_id in missing:
-            history = histories.get(stream_id, [])
-            version = (history[-1].stream_version or 0) if history else 0
-            self._streams[stream_id] = Stream(self.store.aggregate.fold(history), version)
+        self._streams.update(await self.store.read(missing))
 
     def stream(self, stream_id: str) -> Stream[S]:
         """A loaded stream, as the batch has changed it so far."""
@@ -238,6 +291,7 @@ class UnitOfWork(Generic[S]):
             after_version=stream.version,
             occurred_at=self.now,
         )
+        self._versions_before.setdefault(stream_id, stream.version)
         state = stream.state
         for event in events:
             state = self.store.aggregate.evolve(state, event)
@@ -301,6 +355,10 @@ class UnitOfWork(Generic[S]):
             known.forget(self._streams)  # whether it committed is not known
             raise
         known.remember({i: s for i, s in self._streams.items() if s.version > 0})
+        if self.store.snapshots is not None:
+            for stream_id, before in self._versions_before.items():
+                stream = self._streams[stream_id]
+                self.store.snapshots.after_write(stream_id, before, stream.version, stream.state)
         for action in self._after_commit:
             action()
         self.result = Result.COMMITTED
