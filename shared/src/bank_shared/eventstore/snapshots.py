@@ -183,8 +183,9 @@ class SnapshotStorage(Protocol):
 
 # Each stream's snapshot (whichever code took it), then its events: those after the snapshot
 # if it has this code's fingerprint ($2), else all of them. One round trip; `part` puts the
-# snapshot first. LATERAL: each stream's events are an index range from the snapshot's version
-# on, not its whole history filtered.
+# snapshot first. LATERAL ... ORDER BY version: each stream's events are read as an index range
+# from the snapshot's version on. Without the ORDER BY, the planner could not tell how many
+# rows `version >` leaves, and scanned a long stream whole to filter it.
 READ_FROM_SNAPSHOTS = """
 SELECT stream_id, 0 AS part, version, fingerprint, state, checksum, NULL::jsonb AS envelope
   FROM snapshots WHERE stream_id = ANY($1::text[])
@@ -195,6 +196,7 @@ SELECT w.stream_id, 1, e.version, NULL, NULL, NULL, e.envelope
  CROSS JOIN LATERAL (
        SELECT version, envelope FROM events
         WHERE events.stream_id = w.stream_id AND events.version > coalesce(s.version, 0)
+        ORDER BY version
        ) e
  ORDER BY stream_id, part, version
 """
