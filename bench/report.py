@@ -81,7 +81,37 @@ def table(results: dict[str, Any]) -> str:
             f"projector replay: {replay['replayed_events']:,} events in {replay['seconds']:.2f} s:"
             f" {replay['events_per_s']:,.0f} events/s"
         )
+    if "snapshots" in results:
+        lines += snapshot_lines(results["snapshots"])
     return "\n".join(lines)
+
+
+def snapshot_lines(result: dict[str, Any]) -> list[str]:
+    """The snapshots section (bench/snapshot_costs.py)."""
+    loads = result["loads"]
+    off, on = loads["without_snapshots"], loads["with_snapshot"]
+    lines = [
+        f"loading one account of {loads['events']:,} events: without snapshots p50"
+        f" {off['p50_ms']:.1f} ms, p99 {off['p99_ms']:.1f} ms ({off['loads']} loads); with a"
+        f" snapshot {loads['snapshot_behind_head']} events behind, p50 {on['p50_ms']:.2f} ms,"
+        f" p99 {on['p99_ms']:.2f} ms ({on['loads']} loads)"
+    ]
+    write = result.get("write_path")
+    if write:
+        lines.append(
+            f"snapshots on the write path, {write['rate_per_s']:g} transfers/s offered,"
+            f" {write['accounts']} accounts (CPU ms per transfer: accounts, total):"
+        )
+        for run in write["runs"]:
+            cpu = run["cpu_ms_per_transfer"]
+            every = run["snapshot_every"]
+            policy = f"every {every}" if every else "off"
+            lines.append(
+                f"  pair {run['pair']}, snapshots {policy:<9} achieved"
+                f" {run['achieved_per_s']:,.1f}/s, accounts {cpu.get('accounts', 0):.3f},"
+                f" total {cpu.get('total', 0):.2f}; {run['snapshots_in_store']} snapshots stored"
+            )
+    return lines
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

@@ -11,7 +11,9 @@ already were), then on scratch databases of that one PostgreSQL:
 2. measures deposits through the command API (wait-for-outcome answers);
 3. runs the empty seven-step pipeline (bench/pipeline_floor.py) at the rate of ours' half-max
    step: what the steps alone cost there;
-4. times a full read-model rebuild of a history of at least 100,000 events.
+4. times a full read-model rebuild of a history of at least 100,000 events;
+5. times loading an account of 100,000 events with and without a snapshot, and runs one
+   transfer rate with snapshots on and off, alternating (bench/snapshot_costs.py).
 It prints a table, writes `<out>/bench-<time>.json` and `.png`, and ends with `results: <json>`.
 """
 
@@ -233,6 +235,15 @@ async def replay_in_own_process(accounts: int, per_account: int) -> dict[str, An
     )
 
 
+async def snapshots_in_own_process(quick: bool) -> dict[str, Any]:
+    """Loads of a long account with and without a snapshot, and the write path's CPU with
+    snapshots on and off (bench/snapshot_costs.py)."""
+    quick_run = "--events 2000 --loads 20 --pairs 1 --window 2 --accounts 5 --rate 10"
+    full_run = "--events 100000 --loads 200 --pairs 3 --window 20"
+    options = (quick_run if quick else full_run).split()
+    return await json_from_own_process("bench.snapshot_costs", *options, limit=20 * SETUP_LIMIT)
+
+
 def summary(steps: list[Step]) -> dict[str, Any]:
     return {
         "max_transfers_per_s": round(max_sustained(steps), 1),
@@ -323,6 +334,8 @@ async def run_all(
         accounts, per_account = (100, 9) if args.quick else (1000, 100)
         say(f"projector replay: writing {accounts * (per_account + 1):,} events, then rebuilding")
         results["projector_replay"] = await replay_in_own_process(accounts, per_account)
+        say("snapshots: loads of a long account, and the write path on and off")
+        results["snapshots"] = await snapshots_in_own_process(args.quick)
     results["duration_s"] = round(time.perf_counter() - started, 1)
 
     out: Path = args.out
