@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 
@@ -59,3 +60,14 @@ async def open_account(api: httpx.AsyncClient, balance: str, owner: str = "Test"
     )
     assert answer.status_code == 201, answer.text
     return account
+
+
+async def sent_so_far(settings: CommandApiSettings) -> tuple[int, int]:
+    """Rows in `commands` and `outbox`: what this API has recorded and sent."""
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        commands: int = await conn.fetchval("SELECT count(*) FROM commands")
+        outbox: int = await conn.fetchval("SELECT count(*) FROM outbox")
+        return commands, outbox
+    finally:
+        await conn.close()

@@ -35,7 +35,14 @@ from bank_deploy.providers import Endpoints
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
-from tests.command_api_client import QUERY_API, open_account, serving, serving_app, settings_for
+from tests.command_api_client import (
+    QUERY_API,
+    open_account,
+    sent_so_far,
+    serving,
+    serving_app,
+    settings_for,
+)
 from tests.support import eventually, new_id
 
 pytestmark = pytest.mark.integration
@@ -54,17 +61,6 @@ async def api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(api_settings) as client:
         yield client
-
-
-async def sent_so_far(settings: CommandApiSettings) -> tuple[int, int]:
-    """Rows in `commands` and `outbox`: what this API has recorded and sent."""
-    conn = await asyncpg.connect(settings.dsn)
-    try:
-        commands: int = await conn.fetchval("SELECT count(*) FROM commands")
-        outbox: int = await conn.fetchval("SELECT count(*) FROM outbox")
-        return commands, outbox
-    finally:
-        await conn.close()
 
 
 # --- answers ----------------------------------------------------------------------------------

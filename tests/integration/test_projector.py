@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
+from bank_accounts.account import AccountState
 from bank_deploy.providers import Endpoints
 from bank_projector.projections import StreamGapError, project
 from bank_projector.rebuild import rebuild
@@ -33,6 +34,7 @@ from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal
 from bank_shared.contracts.transfers import StartTransfer, TransferStarted
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
+from bank_shared.eventstore.unit_of_work import EventStore
 from bank_shared.service import Platform
 from bank_shared.settings import PostgresSettings
 from bank_shared.topics import TopicSettings
@@ -186,6 +188,34 @@ async def test_every_event_delivered_twice_leaves_the_read_model_unchanged(
     assert {k: [r for r in rows if r[0] not in probes] for k, rows in after.items()} == before
 
 
+async def a_transfer_between_new_accounts(
+    store: EventStore[AccountState],
+    producer: AIOKafkaProducer,
+    topics: TopicSettings,
+    names: tuple[str, str],
+    description: str | None = None,
+) -> tuple[str, str, str]:
+    """Two new accounts (the source with 100.00, the target with a deposit of its own) and a
+    transfer of 30.00 between them, sent to the saga: (source, target, transfer id)."""
+    source, target = new_id(names[0]), new_id(names[1])
+    for command in (
+        OpenAccount(account_id=source, owner=names[0].title(), initial_balance="100.00"),
+        OpenAccount(account_id=target, owner=names[1].title()),
+        DepositMoney(account_id=target, amount="5.00"),
+    ):
+        await decide(store, command)
+    transfer_id = new_id("transfer")
+    start = StartTransfer(
+        transfer_id=transfer_id,
+        source_account_id=source,
+        target_account_id=target,
+        amount="30",
+        description=description,
+    )
+    await send(producer, topics.transfer_commands, transfer_id, envelope_for(start))
+    return source, target, transfer_id
+
+
 async def test_a_transfer_s_description_is_on_its_row_and_on_both_accounts_activity(
     infra: Endpoints,
     accounts: Platform,
@@ -194,23 +224,13 @@ async def test_a_transfer_s_description_is_on_its_row_and_on_both_accounts_activ
     topics: TopicSettings,
     producer: AIOKafkaProducer,
 ) -> None:
-    store = account_store(accounts.pool, topics)
-    alice, bob = new_id("alice"), new_id("bob")
-    for command in (
-        OpenAccount(account_id=alice, owner="Alice", initial_balance="100.00"),
-        OpenAccount(account_id=bob, owner="Bob"),
-        DepositMoney(account_id=bob, amount="5.00"),
-    ):
-        await decide(store, command)
-    transfer_id = new_id("transfer")
-    start = StartTransfer(
-        transfer_id=transfer_id,
-        source_account_id=alice,
-        target_account_id=bob,
-        amount="30",
+    alice, bob, transfer_id = await a_transfer_between_new_accounts(
+        account_store(accounts.pool, topics),
+        producer,
+        topics,
+        ("alice", "bob"),
         description="Rent for March",
     )
-    await send(producer, topics.transfer_commands, transfer_id, envelope_for(start))
 
     async def projected() -> bool:
         conn = await asyncpg.connect(infra.pg.dsn(infra.pg.read_db))
@@ -406,19 +426,9 @@ async def test_a_rebuild_while_the_system_runs_gives_back_the_same_read_model(
     producer: AIOKafkaProducer,
 ) -> None:
     # A history of its own (both stores), so the test proves something when run alone.
-    store = account_store(accounts.pool, topics)
-    carol, dave = new_id("carol"), new_id("dave")
-    for command in (
-        OpenAccount(account_id=carol, owner="Carol", initial_balance="40.00"),
-        OpenAccount(account_id=dave, owner="Dave"),
-        DepositMoney(account_id=dave, amount="2.50"),
-    ):
-        await decide(store, command)
-    transfer_id = new_id("transfer")
-    start = StartTransfer(
-        transfer_id=transfer_id, source_account_id=carol, target_account_id=dave, amount="15"
+    _, _, transfer_id = await a_transfer_between_new_accounts(
+        account_store(accounts.pool, topics), producer, topics, ("carol", "dave")
     )
-    await send(producer, topics.transfer_commands, transfer_id, envelope_for(start))
     await read_model_settles(infra)
     before = await dump_read_model(infra.pg)
     assert any(row[0] == transfer_id and row[4] == "completed" for row in before["transfers"])

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -19,7 +18,13 @@ from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
 from bank_transfers_saga.settings import SagaSettings
 from tests import query_api_client
-from tests.command_api_client import QUERY_API, open_account, serving, settings_for
+from tests.command_api_client import (
+    QUERY_API,
+    open_account,
+    sent_so_far,
+    serving,
+    settings_for,
+)
 from tests.support import eventually, history, new_id
 from tests.transfers_client import balance, finished_transfer
 
@@ -150,17 +155,6 @@ async def queries(infra: Endpoints, projector: Platform) -> AsyncIterator[httpx.
     settings = query_api_client.settings_for(infra, infra.pg.read_db)
     async with query_api_client.serving(settings) as served:
         yield served.client
-
-
-async def sent_so_far(settings: CommandApiSettings) -> tuple[int, int]:
-    """Rows in `commands` and `outbox`: what the command API has recorded and sent."""
-    conn = await asyncpg.connect(settings.dsn)
-    try:
-        commands: int = await conn.fetchval("SELECT count(*) FROM commands")
-        outbox: int = await conn.fetchval("SELECT count(*) FROM outbox")
-        return commands, outbox
-    finally:
-        await conn.close()
 
 
 def descriptions(events: list[Any], *types: str) -> list[tuple[str, str | None]]:
