@@ -7,7 +7,7 @@ part starts the services as `make bench` does):
 1. Loads: one account with `--events` events, written into a scratch database; then the
    accounts service's own load (`EventStore.read`, nothing kept in memory) timed `--loads`
    times without snapshots (the whole stream folded) and with one (a snapshot 100 events
-   behind the head: the most the default policy leaves, and the events after it).
+   behind the head, one more than the default policy leaves, and the events after it).
 2. The write path: the same steady transfer rate (`--rate`) run with snapshots on (the default
    policy) and off, alternating, `--pairs` times; CPU ms per transfer of each process.
 """

@@ -34,6 +34,7 @@ from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal
 from bank_shared.contracts.transfers import StartTransfer, TransferStarted
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
+from bank_shared.eventstore.store import UnreadableStoreError
 from bank_shared.eventstore.unit_of_work import EventStore
 from bank_shared.service import Platform
 from bank_shared.settings import PostgresSettings
@@ -639,4 +640,39 @@ async def test_a_rebuild_that_fails_part_way_leaves_the_read_model_as_it_was(
         with pytest.raises(ValidationError, match="message_id"):
             await rebuild(ProjectorSettings(pg=pg, rebuild_batch=2))
 
+        assert await dump_read_model(pg) == before
+
+
+async def test_a_rebuild_refuses_a_store_it_cannot_read_before_it_touches_the_read_model(
+    infra: Endpoints,
+) -> None:
+    """An event of a version no upcaster chain reaches: the rebuild refuses, naming it, before
+    it locks or empties anything; a reader holding the read tables does not even wait."""
+    async with brand_new_databases(infra.pg) as pg:
+        store = await asyncpg.connect(pg.dsn(pg.accounts_db))
+        try:
+            await migrate(store, "bank_shared.eventstore.migrations")
+            await store.execute(
+                "INSERT INTO events (stream_id, version, event_id, event_type, schema_version,"
+                " envelope) VALUES ('future', 1, $1, 'MoneyDeposited', 9, '{}')",
+                uuid.uuid4(),
+            )
+        finally:
+            await store.close()
+        read = await asyncpg.connect(pg.dsn(pg.read_db))
+        try:
+            await migrate(read, "bank_projector.migrations")
+            await read.execute(
+                "INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
+                " VALUES ('kept', 'Kept', 7, 1, now(), now())"
+            )
+            before = await dump_read_model(pg)
+            async with read.transaction():
+                # A reader in the middle of a read: a rebuild that locked the tables would
+                # wait for it, and time out here.
+                await read.execute("LOCK TABLE accounts IN ACCESS SHARE MODE")
+                with pytest.raises(UnreadableStoreError, match="MoneyDeposited schema version 9"):
+                    await asyncio.wait_for(rebuild(ProjectorSettings(pg=pg)), timeout=60)
+        finally:
+            await read.close()
         assert await dump_read_model(pg) == before

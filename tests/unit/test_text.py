@@ -1,13 +1,15 @@
-"""What a person's name may hold: refused characters are named, kept text is NFC."""
+"""What a person's name or a description may hold: refused characters are named, kept text is
+NFC, and the length limit counts the text as kept."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from bank_shared.text import PersonName, clean_text
+from bank_shared.text import DESCRIPTION_MAX_LENGTH, Description, PersonName, clean_text
 
 NAME = TypeAdapter(PersonName)
 
@@ -55,3 +57,16 @@ def test_a_name_is_trimmed_and_refusals_carry_their_own_error_type() -> None:
         NAME.validate_python(" " * 3)
     with pytest.raises(ValidationError):
         NAME.validate_python("x" * 201)
+
+
+@pytest.mark.parametrize(
+    ("kind", "limit"), [(PersonName, 200), (Description, DESCRIPTION_MAX_LENGTH)]
+)
+def test_the_length_limit_is_on_the_text_as_stored_in_nfc(kind: Any, limit: int) -> None:
+    """U+0958 is two characters in NFC: a text that fits before NFC but not after is refused
+    at the door, never accepted and then refused deep in a service."""
+    adapter: TypeAdapter[str] = TypeAdapter(kind)
+    assert len(adapter.validate_python("\u0958" * (limit // 2))) == limit
+    with pytest.raises(ValidationError) as refused:
+        adapter.validate_python("\u0958" * (limit // 2 + 1))
+    assert refused.value.errors()[0]["type"] == "string_too_long"

@@ -13,7 +13,9 @@ from uuid import uuid4
 import pytest
 
 import bank_shared.contracts  # noqa: F401  (registers every message type)
+from bank_accounts.account import INITIAL, evolve
 from bank_shared.contracts import upcasting
+from bank_shared.contracts.accounts import ACCOUNT_EVENTS
 from bank_shared.contracts.envelope import (
     REGISTRY,
     Envelope,
@@ -29,6 +31,7 @@ from bank_shared.contracts.upcasting import (
     upcast,
     upcaster,
 )
+from bank_shared.eventstore.snapshots import Snapshots
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "payloads"
 
@@ -261,3 +264,16 @@ def envelope(message_type: str, version: int, payload: Payload) -> Envelope:
         schema_version=version,
         payload=payload,
     )
+
+
+def test_a_changed_upcaster_changes_the_fingerprint_of_snapshots(own_upcasters: None) -> None:
+    """A fold reads old events through the upcasters: a snapshot folded through another
+    upcaster may hold another state, so it must not be trusted."""
+
+    def fingerprint() -> str:
+        return Snapshots(INITIAL, evolve, ACCOUNT_EVENTS, every=10).fingerprint
+
+    before = fingerprint()
+    assert fingerprint() == before
+    upcasting.UPCASTERS[("MoneyDeposited", 1)] = lambda payload: {**payload, "description": ""}
+    assert fingerprint() != before

@@ -16,7 +16,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
 from pydantic_core import PydanticCustomError
 
 # Format characters (category Cf) that real names need; every other Cf is refused.
@@ -62,19 +62,27 @@ def _valid_description(text: str) -> str:
         raise PydanticCustomError("invalid_text", str(error)) from None
 
 
-# A person's name as the bank keeps it: 1 to 200 characters, trimmed, `clean_text`.
+def _nfc(value: object) -> object:
+    # Before the length is checked: NFC can make a text longer (U+0958 is two characters in
+    # NFC), and the limit is on the text as stored.
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
+
+# A person's name as the bank keeps it: 1 to 200 characters in NFC, trimmed, `clean_text`.
 PersonName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    BeforeValidator(_nfc),
     AfterValidator(_valid_name),
 ]
 
 
-# What a person types to say what a transfer is for (a memo): 1 to 140 characters, trimmed,
-# `clean_text`.
+# What a person types to say what a transfer is for (a memo): 1 to 140 characters in NFC,
+# trimmed, `clean_text`.
 DESCRIPTION_MAX_LENGTH = 140
 Description = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=DESCRIPTION_MAX_LENGTH),
+    BeforeValidator(_nfc),
     AfterValidator(_valid_description),
 ]

@@ -31,6 +31,7 @@ from bank_shared.contracts.envelope import Envelope, read_payload
 from bank_shared.db import Connection
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.eventstore.store import check_stored_versions
+from bank_shared.settings import PostgresSettings
 
 READ_TABLES = "accounts, account_activity, transfers, parked_streams"
 
@@ -76,9 +77,6 @@ async def replay(read: Connection, source_dsn: str, batch: int) -> int:
         async with source.transaction(isolation="repeatable_read", readonly=True):
             if await source.fetchval("SELECT to_regclass('events')") is None:
                 return 0  # its service never started: a store not yet created has no history
-            # Every event must be readable (upcast) before any is replayed; if one is not, the
-            # error undoes the whole rebuild and the read model stays as it was.
-            await check_stored_versions(source, "the rebuild")
             cursor = await source.cursor("SELECT envelope FROM events ORDER BY global_position")
             replayed = 0
             # Three things at once instead of taking turns: the store reads the next batch,
@@ -107,9 +105,22 @@ async def replay(read: Connection, source_dsn: str, batch: int) -> int:
         await source.close()
 
 
+async def check_sources(pg: PostgresSettings) -> None:
+    """Refuse to rebuild (UnreadableStoreError) if a store holds an event this code cannot
+    read: checked before the read tables are locked or emptied."""
+    for source in (pg.accounts_db, pg.transfers_db):
+        conn = await asyncpg.connect(pg.dsn(source))
+        try:
+            if await conn.fetchval("SELECT to_regclass('events')") is not None:
+                await check_stored_versions(conn, "the rebuild")
+        finally:
+            await conn.close()
+
+
 async def rebuild(settings: ProjectorSettings) -> RebuildReport:
     pg = settings.pg
     started = time.perf_counter()
+    await check_sources(pg)
     read = await asyncpg.connect(settings.dsn)
     try:
         await migrate(read, "bank_projector.migrations")

@@ -66,7 +66,7 @@ class MoneyDeposited(Message):
     balance_after: Money
     transfer_id: StreamName | None = None
     # The transfer's memo, as its sender typed it (None: not a transfer, or none was given).
-    description: str | None
+    description: str | None  # no default: a payload that skipped its upcaster fails
 
 
 @register
@@ -77,7 +77,7 @@ class MoneyWithdrawn(Message):
     amount: Money
     balance_after: Money
     transfer_id: StreamName | None = None
-    description: str | None
+    description: str | None  # no default: a payload that skipped its upcaster fails
 
 
 AccountEvent = AccountOpened | MoneyDeposited | MoneyWithdrawn

@@ -44,7 +44,7 @@ class TransferStarted(Message):
     source_account_id: StreamName
     target_account_id: StreamName
     amount: Money
-    description: str | None
+    description: str | None  # no default: a payload that skipped its upcaster fails
 
 
 @register

@@ -13,7 +13,8 @@ it: an aggregate's load, the projector (live and in a rebuild) and every Kafka c
 stored event is never rewritten: the chain runs each time it is read, which keeps the history
 exactly as it was written. `unreadable_versions` is the check a service runs at start-up on the
 versions in its store, so that a missing upcaster stops it at once instead of at the first
-read of an old event.
+read of an old event (`check_stored_versions` in eventstore/store.py runs it, with the
+versions this code writes, `current_versions` in envelope.py).
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ the unit of work only hands the state over after its commit, and `write_forever`
 later, in a statement of its own. One that is never written loses nothing.
 
 A snapshot is trusted only if it is exactly what this code would have made:
-- its `fingerprint` is a hash of the state's shape, of the `evolve` source that folded it and
-  of the events' schema versions; a snapshot taken by other code (before a change to `evolve`,
-  say) has another one and is ignored (only `evolve`'s own source counts: a helper it calls
-  should live inside it, or its change comes with a change to `evolve`);
+- its `fingerprint` is a hash of the state's shape, of the `evolve` source that folded it, of
+  the events' schema versions and of their upcasters' source; a snapshot taken by other code
+  (before a change to `evolve`, say) has another one and is ignored. Only those functions'
+  own source counts: a helper `evolve` calls elsewhere is not covered, so keep the state's
+  rules inside `evolve`;
 - its `checksum` covers the stream, version, fingerprint and state; a row changed by anything
   but this code (a corrupted disk, a hand-made UPDATE) no longer matches it and is ignored.
 An ignored snapshot is logged and the stream is folded from its first event, then a fresh
@@ -31,6 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from bank_shared.contracts import upcasting
 from bank_shared.contracts.envelope import Envelope, Message
 from bank_shared.db import Connection
 
@@ -57,15 +59,26 @@ def checksum(stream_id: str, version: int, fingerprint: str, state: str) -> str:
 def fingerprint_of(
     adapter: TypeAdapter[Any], evolve: Callable[..., Any], events: Iterable[type[Message]]
 ) -> str:
-    """What a snapshot depends on: the state's shape, the code of `evolve`, and the version of
-    each event it folds. Any change to them gives another fingerprint."""
-    try:
-        code = inspect.getsource(evolve)
-    except OSError:  # no source shipped: its bytecode stands in for it
-        code = evolve.__code__.co_code.hex()
-    versions = sorted(f"{e.message_type()} v{e.SCHEMA_VERSION}" for e in events)
-    parts = [json.dumps(adapter.json_schema(), sort_keys=True), code, *versions]
+    """What a snapshot depends on: the state's shape, the code of `evolve`, and for each event
+    it folds, its version and the code of the upcasters that bring older ones to it. Any
+    change to them gives another fingerprint."""
+    parts = [json.dumps(adapter.json_schema(), sort_keys=True), _code(evolve)]
+    for event in sorted(events, key=lambda e: e.message_type()):
+        name = event.message_type()
+        parts.append(f"{name} v{event.SCHEMA_VERSION}")
+        parts += [
+            _code(upcasting.UPCASTERS[(name, version)])
+            for version in range(1, event.SCHEMA_VERSION)
+            if (name, version) in upcasting.UPCASTERS
+        ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _code(function: Callable[..., Any]) -> str:
+    try:
+        return inspect.getsource(function)
+    except OSError:  # no source shipped: its bytecode stands in for it
+        return function.__code__.co_code.hex()
 
 
 class Snapshots(Generic[S]):

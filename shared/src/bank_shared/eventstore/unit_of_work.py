@@ -151,7 +151,9 @@ class EventStore(Generic[S]):
                 if state is not None:
                     start = Stream(state, snapshot.version)
                 elif snapshot.fingerprint == snapshots.fingerprint:
-                    untrusted.append(stream_id)  # `events` are only those after it
+                    # The query skipped the events the snapshot claims to cover, and it
+                    # cannot be trusted: this stream is read again, whole, below.
+                    untrusted.append(stream_id)
                     continue
             stream = self._fold(events, start)
             snapshots.after_load(stream_id, len(events), stream.version, stream.state)
@@ -253,7 +255,9 @@ class UnitOfWork(Generic[S]):
         if answer is not None:
             topic = self.store.topics.outcome_topic(message.reply_to)
             self._changes.outbox.append(replace(answer, topic=topic))
-            self.outcomes.append(CommandOutcome.model_validate(answer.envelope.payload))
+            outcome = read_payload(answer.envelope)  # stored long ago, maybe: upcast
+            assert isinstance(outcome, CommandOutcome)
+            self.outcomes.append(outcome)
         return True
 
     def record(
