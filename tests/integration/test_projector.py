@@ -594,6 +594,18 @@ async def test_a_rebuild_before_any_service_ran_replays_nothing_and_fails_nothin
         assert await dump_read_model(pg) == empty
 
 
+async def read_model_with_a_row(pg: PostgresSettings) -> asyncpg.Connection:
+    """A connection to a migrated read database holding one account row, which a rebuild that
+    failed must leave in place."""
+    read = await asyncpg.connect(pg.dsn(pg.read_db))
+    await migrate(read, "bank_projector.migrations")
+    await read.execute(
+        "INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
+        " VALUES ('kept', 'Kept', 7, 1, now(), now())"
+    )
+    return read
+
+
 async def test_a_rebuild_that_fails_part_way_leaves_the_read_model_as_it_was(
     infra: Endpoints,
 ) -> None:
@@ -626,15 +638,8 @@ async def test_a_rebuild_that_fails_part_way_leaves_the_read_model_as_it_was(
             await store.execute(insert, "broken-6", uuid.uuid4(), '{"not": "an envelope"}')
         finally:
             await store.close()
-        read = await asyncpg.connect(pg.dsn(pg.read_db))
-        try:
-            await migrate(read, "bank_projector.migrations")
-            await read.execute(
-                "INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
-                " VALUES ('kept', 'Kept', 7, 1, now(), now())"
-            )
-        finally:
-            await read.close()
+        read = await read_model_with_a_row(pg)
+        await read.close()
         before = await dump_read_model(pg)
 
         with pytest.raises(ValidationError, match="message_id"):
@@ -659,13 +664,8 @@ async def test_a_rebuild_refuses_a_store_it_cannot_read_before_it_touches_the_re
             )
         finally:
             await store.close()
-        read = await asyncpg.connect(pg.dsn(pg.read_db))
+        read = await read_model_with_a_row(pg)
         try:
-            await migrate(read, "bank_projector.migrations")
-            await read.execute(
-                "INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
-                " VALUES ('kept', 'Kept', 7, 1, now(), now())"
-            )
             before = await dump_read_model(pg)
             async with read.transaction():
                 # A reader in the middle of a read: a rebuild that locked the tables would
