@@ -45,7 +45,7 @@ from bank_shared.contracts.outcomes import (
     rejected,
 )
 from bank_shared.eventstore.known import KnownStates
-from bank_shared.eventstore.snapshots import SnapshotRow, Snapshots
+from bank_shared.eventstore.snapshots import Snapshots, SnapshotStorage
 from bank_shared.eventstore.store import Changes, ConcurrencyError, OutboxMessage
 from bank_shared.topics import TopicSettings
 
@@ -80,16 +80,11 @@ class Stream(Generic[S]):
     version: int = 0
 
 
-class Storage(Protocol):
-    """Where a store reads and writes (PostgreSQL in the services, a dict in unit tests)."""
+class Storage(SnapshotStorage, Protocol):
+    """Where a store reads and writes (PostgreSQL in the services, a dict in unit tests), its
+    snapshots included."""
 
     async def read_streams(self, stream_ids: Collection[str]) -> dict[str, list[Envelope]]: ...
-
-    async def read_from_snapshots(
-        self, stream_ids: Collection[str], fingerprint: str
-    ) -> dict[str, tuple[SnapshotRow | None, list[Envelope]]]: ...
-
-    async def write_snapshots(self, rows: Sequence[SnapshotRow]) -> None: ...
 
     async def read_answers(
         self, message_ids: Collection[UUID]
@@ -141,30 +136,26 @@ class EventStore(Generic[S]):
             return {i: self._fold(histories.get(i, [])) for i in stream_ids}
         snapshots = self.snapshots
         found = await self.storage.read_from_snapshots(stream_ids, snapshots.fingerprint)
-        streams: dict[str, Stream[S]] = {}
+        starts: dict[str, tuple[Stream[S] | None, list[Envelope]]] = {}
         untrusted: list[str] = []
         for stream_id in stream_ids:
             snapshot, events = found.get(stream_id, (None, []))
-            start: Stream[S] | None = None
-            if snapshot is not None:
-                state = snapshots.restore(snapshot)
-                if state is not None:
-                    start = Stream(state, snapshot.version)
-                elif snapshot.fingerprint == snapshots.fingerprint:
-                    # The query skipped the events the snapshot claims to cover, and it
-                    # cannot be trusted: this stream is read again, whole, below.
-                    untrusted.append(stream_id)
-                    continue
-            stream = self._fold(events, start)
-            snapshots.after_load(stream_id, len(events), stream.version, stream.state)
-            streams[stream_id] = stream
+            state = snapshots.restore(snapshot) if snapshot is not None else None
+            if snapshot is not None and state is not None:
+                starts[stream_id] = (Stream(state, snapshot.version), events)
+            elif snapshot is not None and snapshot.fingerprint == snapshots.fingerprint:
+                # The query skipped the events this snapshot claims to cover, and it cannot be
+                # trusted: the stream is read again, whole.
+                untrusted.append(stream_id)
+            else:
+                starts[stream_id] = (None, events)  # the query gave every event
         if untrusted:
             histories = await self.storage.read_streams(untrusted)
-            for stream_id in untrusted:
-                events = histories.get(stream_id, [])
-                stream = self._fold(events)
-                snapshots.after_load(stream_id, len(events), stream.version, stream.state)
-                streams[stream_id] = stream
+            starts.update({i: (None, histories.get(i, [])) for i in untrusted})
+        streams: dict[str, Stream[S]] = {}
+        for stream_id, (start, events) in starts.items():
+            stream = streams[stream_id] = self._fold(events, start)
+            snapshots.after_load(stream_id, len(events), stream.version, stream.state)
         return streams
 
     def _fold(self, events: Sequence[Envelope], start: Stream[S] | None = None) -> Stream[S]:
