@@ -21,6 +21,7 @@ from bank_shared.contracts.accounts import (
     OpenAccount,
     WithdrawMoney,
 )
+from bank_shared.contracts.actors import BANK_TELLER, TELLER
 from bank_shared.contracts.outcomes import Rejection, RejectionCode
 
 ACCOUNT = "alice"
@@ -40,7 +41,11 @@ def given(*events: AccountEvent) -> AccountState:
 def opened(balance: str = "0.00", account_id: str = ACCOUNT) -> AccountOpened:
     amount = Decimal(balance)
     return AccountOpened(
-        account_id=account_id, owner="Alice", initial_balance=amount, balance_after=amount
+        account_id=account_id,
+        owner="Alice",
+        owned_by=TELLER,
+        initial_balance=amount,
+        balance_after=amount,
     )
 
 
@@ -84,14 +89,17 @@ def rejected(result: list[AccountEvent] | Rejection) -> Rejection:
 
 
 def test_opening_a_new_account_carries_the_initial_balance_into_balance_after() -> None:
-    command = OpenAccount(account_id=ACCOUNT, owner="Alice", initial_balance=Decimal("25.50"))
+    command = OpenAccount(
+        account_id=ACCOUNT, owner="Alice", initial_balance=Decimal("25.50"), owned_by=TELLER
+    )
 
-    events = accepted(decide(command, given()))
+    events = accepted(decide(command, given(), BANK_TELLER))
 
     assert events == [
         AccountOpened(
             account_id=ACCOUNT,
             owner="Alice",
+            owned_by=TELLER,
             initial_balance=Decimal("25.50"),
             balance_after=Decimal("25.50"),
         )
@@ -99,7 +107,11 @@ def test_opening_a_new_account_carries_the_initial_balance_into_balance_after() 
 
 
 def test_opening_without_an_initial_balance_starts_at_zero() -> None:
-    events = accepted(decide(OpenAccount(account_id=ACCOUNT, owner="Alice"), given()))
+    events = accepted(
+        decide(
+            OpenAccount(account_id=ACCOUNT, owner="Alice", owned_by=TELLER), given(), BANK_TELLER
+        )
+    )
 
     assert len(events) == 1
     event = events[0]
@@ -109,18 +121,20 @@ def test_opening_without_an_initial_balance_starts_at_zero() -> None:
 
 
 def test_opening_an_account_that_already_exists_is_rejected() -> None:
-    command = OpenAccount(account_id=ACCOUNT, owner="Someone else")
+    command = OpenAccount(account_id=ACCOUNT, owner="Someone else", owned_by=TELLER)
 
-    rejection = rejected(decide(command, given(opened("10.00"))))
+    rejection = rejected(decide(command, given(opened("10.00")), BANK_TELLER))
 
     assert rejection.code == "account_already_exists"
     assert ACCOUNT in rejection.reason
 
 
 def test_opening_with_a_negative_initial_balance_is_rejected() -> None:
-    command = OpenAccount(account_id=ACCOUNT, owner="Alice", initial_balance=Decimal("-0.01"))
+    command = OpenAccount(
+        account_id=ACCOUNT, owner="Alice", initial_balance=Decimal("-0.01"), owned_by=TELLER
+    )
 
-    rejection = rejected(decide(command, given()))
+    rejection = rejected(decide(command, given(), BANK_TELLER))
 
     assert rejection.code == "invalid_amount"
 
@@ -134,7 +148,7 @@ def test_opening_with_a_negative_initial_balance_is_rejected() -> None:
 def test_money_commands_on_an_account_that_does_not_exist_are_rejected(
     command: AccountCommand,
 ) -> None:
-    rejection = rejected(decide(command, given()))
+    rejection = rejected(decide(command, given(), BANK_TELLER))
 
     assert rejection.code == "account_not_found"
     assert ACCOUNT in rejection.reason
@@ -145,14 +159,14 @@ def test_money_commands_on_an_account_that_does_not_exist_are_rejected(
 
 @pytest.mark.parametrize("amount", ["0", "0.00", "-0.01", "-10"])
 def test_a_deposit_that_is_not_positive_is_rejected(amount: str) -> None:
-    rejection = rejected(decide(deposit(amount), given(opened("100.00"))))
+    rejection = rejected(decide(deposit(amount), given(opened("100.00")), BANK_TELLER))
 
     assert rejection.code == "invalid_amount"
 
 
 @pytest.mark.parametrize("amount", ["0", "0.00", "-0.01", "-10"])
 def test_a_withdrawal_that_is_not_positive_is_rejected(amount: str) -> None:
-    rejection = rejected(decide(withdraw(amount), given(opened("100.00"))))
+    rejection = rejected(decide(withdraw(amount), given(opened("100.00")), BANK_TELLER))
 
     assert rejection.code == "invalid_amount"
 
@@ -161,13 +175,13 @@ def test_a_withdrawal_that_is_not_positive_is_rejected(amount: str) -> None:
 
 
 def test_a_deposit_adds_the_amount_to_the_balance() -> None:
-    events = accepted(decide(deposit("0.75"), given(opened("10.50"))))
+    events = accepted(decide(deposit("0.75"), given(opened("10.50")), BANK_TELLER))
 
     assert events == [deposited("0.75", "11.25")]
 
 
 def test_a_withdrawal_subtracts_the_amount_from_the_balance() -> None:
-    events = accepted(decide(withdraw("0.75"), given(opened("10.50"))))
+    events = accepted(decide(withdraw("0.75"), given(opened("10.50")), BANK_TELLER))
 
     assert events == [withdrawn("0.75", "9.75")]
 
@@ -175,7 +189,7 @@ def test_a_withdrawal_subtracts_the_amount_from_the_balance() -> None:
 def test_withdrawing_exactly_the_balance_is_allowed_and_leaves_zero() -> None:
     state = given(opened("20.00"), deposited("10.00", "30.00"))
 
-    events = accepted(decide(withdraw("30.00"), state))
+    events = accepted(decide(withdraw("30.00"), state, BANK_TELLER))
 
     assert len(events) == 1
     event = events[0]
@@ -186,7 +200,7 @@ def test_withdrawing_exactly_the_balance_is_allowed_and_leaves_zero() -> None:
 def test_withdrawing_more_than_the_balance_is_rejected_naming_the_balance() -> None:
     state = given(opened("20.00"), deposited("10.00", "30.00"))
 
-    rejection = rejected(decide(withdraw("30.01"), state))
+    rejection = rejected(decide(withdraw("30.01"), state, BANK_TELLER))
 
     assert rejection.code == "insufficient_funds"
     assert "30.00" in rejection.reason
@@ -195,7 +209,7 @@ def test_withdrawing_more_than_the_balance_is_rejected_naming_the_balance() -> N
 def test_withdrawing_from_an_emptied_account_is_rejected() -> None:
     state = given(opened("5.00"), withdrawn("5.00", "0.00"))
 
-    rejection = rejected(decide(withdraw("0.01"), state))
+    rejection = rejected(decide(withdraw("0.01"), state, BANK_TELLER))
 
     assert rejection.code == "insufficient_funds"
 
@@ -204,7 +218,7 @@ def test_withdrawing_from_an_emptied_account_is_rejected() -> None:
 def test_the_transfer_id_is_carried_from_the_command_into_the_event(
     make: Callable[[str, str | None], AccountCommand],
 ) -> None:
-    events = accepted(decide(make("1.00", "transfer-42"), given(opened("10.00"))))
+    events = accepted(decide(make("1.00", "transfer-42"), given(opened("10.00")), BANK_TELLER))
 
     assert len(events) == 1
     event = events[0]
@@ -218,7 +232,7 @@ def test_the_transfer_id_is_carried_from_the_command_into_the_event(
 def test_a_command_without_a_transfer_id_gives_an_event_without_one(
     command: AccountCommand,
 ) -> None:
-    events = accepted(decide(command, given(opened("10.00"))))
+    events = accepted(decide(command, given(opened("10.00")), BANK_TELLER))
 
     assert len(events) == 1
     event = events[0]
@@ -243,7 +257,7 @@ def test_fold_of_a_history_gives_the_resulting_balance() -> None:
         deposited("0.01", "120.16"),
     )
 
-    assert state == AccountState(opened=True, balance=Decimal("120.16"))
+    assert state == AccountState(opened=True, owned_by=TELLER, balance=Decimal("120.16"))
 
 
 def test_fold_continues_from_a_given_state() -> None:
@@ -251,24 +265,26 @@ def test_fold_continues_from_a_given_state() -> None:
 
     state = fold([deposited("5.00", "15.00")], start)
 
-    assert state == AccountState(opened=True, balance=Decimal("15.00"))
+    assert state == AccountState(opened=True, owned_by=TELLER, balance=Decimal("15.00"))
 
 
 def test_balance_after_of_accepted_events_matches_the_folded_balance() -> None:
     history: list[AccountEvent] = []
     commands: list[AccountCommand] = [
-        OpenAccount(account_id=ACCOUNT, owner="Alice", initial_balance=Decimal("3.00")),
+        OpenAccount(
+            account_id=ACCOUNT, owner="Alice", initial_balance=Decimal("3.00"), owned_by=TELLER
+        ),
         deposit("7.50"),
         withdraw("2.25"),
         withdraw("8.25"),
     ]
     for command in commands:
-        events = accepted(decide(command, fold(history)))
+        events = accepted(decide(command, fold(history), BANK_TELLER))
         history.extend(events)
         for event in events:
             assert event.balance_after == fold(history).balance
 
-    assert fold(history) == AccountState(opened=True, balance=Decimal("0.00"))
+    assert fold(history) == AccountState(opened=True, owned_by=TELLER, balance=Decimal("0.00"))
 
 
 # --- purity --------------------------------------------------------------------------------
@@ -287,7 +303,7 @@ def test_the_state_is_frozen() -> None:
         deposit("5.00"),
         withdraw("5.00"),
         withdraw("500.00"),
-        OpenAccount(account_id=ACCOUNT, owner="A"),
+        OpenAccount(account_id=ACCOUNT, owner="A", owned_by=TELLER),
     ],
     ids=["deposit", "withdraw", "overdraw", "reopen"],
 )
@@ -296,7 +312,7 @@ def test_decide_leaves_the_state_and_command_unchanged(command: AccountCommand) 
     state_before = replace(state)
     command_before = command.model_copy(deep=True)
 
-    decide(command, state)
+    decide(command, state, BANK_TELLER)
 
     assert state == state_before
     assert command == command_before
@@ -308,21 +324,26 @@ def test_decide_leaves_the_state_and_command_unchanged(command: AccountCommand) 
         deposit("5.00"),
         withdraw("5.00"),
         withdraw("500.00"),
-        OpenAccount(account_id=ACCOUNT, owner="A"),
+        OpenAccount(account_id=ACCOUNT, owner="A", owned_by=TELLER),
     ],
     ids=["deposit", "withdraw", "overdraw", "reopen"],
 )
 def test_decide_is_deterministic(command: AccountCommand) -> None:
     state = given(opened("10.00"))
 
-    assert decide(command, state) == decide(command, state)
+    assert decide(command, state, BANK_TELLER) == decide(command, state, BANK_TELLER)
 
 
 # --- rejections speak to people ------------------------------------------------------------
 
 REJECTIONS: list[tuple[AccountCommand, tuple[AccountEvent, ...]]] = [
-    (OpenAccount(account_id=ACCOUNT, owner="A"), (opened(),)),
-    (OpenAccount(account_id=ACCOUNT, owner="A", initial_balance=Decimal("-1.00")), ()),
+    (OpenAccount(account_id=ACCOUNT, owner="A", owned_by=TELLER), (opened(),)),
+    (
+        OpenAccount(
+            account_id=ACCOUNT, owner="A", initial_balance=Decimal("-1.00"), owned_by=TELLER
+        ),
+        (),
+    ),
     (deposit("1.00"), ()),
     (withdraw("1.00"), ()),
     (deposit("0.00"), (opened(),)),
@@ -335,7 +356,7 @@ REJECTIONS: list[tuple[AccountCommand, tuple[AccountEvent, ...]]] = [
 def test_every_rejection_has_a_known_code_and_a_sentence_for_people(
     command: AccountCommand, history: tuple[AccountEvent, ...]
 ) -> None:
-    rejection = rejected(decide(command, given(*history)))
+    rejection = rejected(decide(command, given(*history), BANK_TELLER))
 
     assert rejection.code in get_args(RejectionCode)
     assert rejection.reason.strip()
@@ -348,13 +369,13 @@ def test_every_events_balance_after_is_the_balance_its_history_folds_to() -> Non
     rng = random.Random(20261126)
     state = INITIAL
     history: list[AccountEvent] = []
-    commands: list[AccountCommand] = [OpenAccount(account_id=ACCOUNT, owner="A")]
+    commands: list[AccountCommand] = [OpenAccount(account_id=ACCOUNT, owner="A", owned_by=TELLER)]
     commands += [
         (deposit if rng.random() < 0.6 else withdraw)(f"{rng.randint(1, 5000) / 100:.2f}")
         for _ in range(300)
     ]
     for command in commands:
-        decision = decide(command, state)
+        decision = decide(command, state, BANK_TELLER)
         if isinstance(decision, Rejection):
             continue
         for event in decision:
@@ -366,8 +387,8 @@ def test_every_events_balance_after_is_the_balance_its_history_folds_to() -> Non
 
 def test_a_deposit_that_would_reach_the_balance_ceiling_is_refused_not_a_crash() -> None:
     state = given(opened("999999999999990.00"))
-    decision = decide(deposit("10.00"), state)
+    decision = decide(deposit("10.00"), state, BANK_TELLER)
     assert isinstance(decision, Rejection)
     assert decision.code == "invalid_amount"
     assert "deposit less" in decision.reason
-    assert decide(deposit("9.99"), state) == [deposited("9.99", "999999999999999.99")]
+    assert decide(deposit("9.99"), state, BANK_TELLER) == [deposited("9.99", "999999999999999.99")]

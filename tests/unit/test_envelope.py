@@ -70,10 +70,11 @@ DEPOSIT = DepositMoney(account_id="alice", amount=Decimal("10.50"), transfer_id=
     "message",
     [
         DEPOSIT,
-        OpenAccount(account_id="bob", owner="Bob Smith"),
+        OpenAccount(account_id="bob", owner="Bob Smith", owned_by="bob"),
         AccountOpened(
             account_id="bob",
             owner="Bob",
+            owned_by="bob",
             initial_balance=Decimal("0.00"),
             balance_after=Decimal("0.00"),
         ),

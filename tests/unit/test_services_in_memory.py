@@ -11,6 +11,7 @@ from faststream.kafka import TestKafkaBroker
 from bank_accounts.app import create_app as accounts_app
 from bank_accounts.settings import AccountsSettings
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount, WithdrawMoney
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Envelope, read_payload, to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
@@ -30,7 +31,9 @@ async def test_the_accounts_service_decides_records_and_answers_each_command() -
     topics = settings.topics
     app = accounts_app(settings, storage=storage)
     commands = [
-        envelope_for(OpenAccount(account_id="alice", owner="Alice", initial_balance="10")),
+        envelope_for(
+            OpenAccount(account_id="alice", owner="Alice", initial_balance="10", owned_by=TELLER)
+        ),
         envelope_for(DepositMoney(account_id="alice", amount="5")),
         envelope_for(WithdrawMoney(account_id="alice", amount="50")),
     ]

@@ -22,6 +22,7 @@ from bank_shared.contracts.accounts import (
     OpenAccount,
     WithdrawMoney,
 )
+from bank_shared.contracts.actors import BANK_TELLER, TELLER, Actor
 from bank_shared.contracts.envelope import Envelope, Message, seal_events
 from bank_shared.contracts.outcomes import Rejection
 from bank_shared.contracts.transfers import (
@@ -49,7 +50,11 @@ TRANSFER_ID = "transfer-1"
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("300.00"), places=2)
 descriptions = st.sampled_from([None, "Rent", "Dîner à Paris"])
 opening = st.builds(
-    OpenAccount, account_id=st.just(ACCOUNT), owner=st.just("Ada"), initial_balance=amounts
+    OpenAccount,
+    account_id=st.just(ACCOUNT),
+    owner=st.just("Ada"),
+    initial_balance=amounts,
+    owned_by=st.just(TELLER),
 )
 account_commands: st.SearchStrategy[AccountCommand] = st.one_of(
     opening,  # again: refused
@@ -78,6 +83,7 @@ def transfer_histories(draw: st.DrawFn) -> list[TransferEvent]:
         target_account_id=draw(stream_names),
         amount=amount,
         description=draw(st.none() | st.text(max_size=40)),
+        requested_by=draw(st.sampled_from([BANK_TELLER, Actor(subject="ada", role="customer")])),
     )
     debited = TransferDebited(transfer_id=TRANSFER_ID, source_account_id="s", amount=amount)
     refused = TransferCreditRefused(transfer_id=TRANSFER_ID, reason="target_account_not_found")
@@ -114,7 +120,7 @@ def account_events(commands: Sequence[AccountCommand]) -> list[Message]:
     events: list[Message] = []
     state = INITIAL
     for command in commands:
-        decision = decide(command, state)
+        decision = decide(command, state, BANK_TELLER)
         if not isinstance(decision, Rejection):
             for event in decision:
                 state = evolve(state, event)
@@ -185,7 +191,7 @@ def test_an_account_decided_from_snapshots_ends_where_decide_and_evolve_alone_en
         try:
             for command in commands:
                 [outcome] = await on_account_commands(store, [(envelope_for(command), command)])
-                decision = decide(command, model)
+                decision = decide(command, model, BANK_TELLER)
                 if isinstance(decision, Rejection):
                     assert (outcome.status, outcome.code) == ("rejected", decision.code)
                 else:

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from bank_shared.contracts.accounts import DepositMoney, WithdrawMoney
+from bank_shared.contracts.actors import BANK_TELLER
 from bank_shared.contracts.outcomes import Rejection
 from bank_shared.contracts.transfers import (
     StartTransfer,
@@ -27,6 +28,7 @@ STARTED = TransferStarted(
     target_account_id="bob",
     amount="30.00",
     description=None,
+    requested_by=BANK_TELLER,
 )
 
 
@@ -47,7 +49,7 @@ def start(amount: str = "30.00", transfer_id: str = "t1") -> StartTransfer:
 
 
 def test_starting_a_new_transfer_records_it_and_withdraws_from_the_source() -> None:
-    decision = decide(start(), INITIAL)
+    decision = decide(start(), INITIAL, BANK_TELLER)
     assert decision == [STARTED]
     state = given(STARTED)
     assert next_steps(state, STARTED) == [
@@ -56,13 +58,13 @@ def test_starting_a_new_transfer_records_it_and_withdraws_from_the_source() -> N
 
 
 def test_starting_an_existing_transfer_is_refused() -> None:
-    decision = decide(start(), given(STARTED))
+    decision = decide(start(), given(STARTED), BANK_TELLER)
     assert isinstance(decision, Rejection)
     assert decision.code == "transfer_already_exists"
 
 
 def test_a_transfer_of_nothing_is_refused() -> None:
-    decision = decide(start("0"), INITIAL)
+    decision = decide(start("0"), INITIAL, BANK_TELLER)
     assert isinstance(decision, Rejection)
     assert decision.code == "invalid_amount"
 
@@ -71,7 +73,7 @@ def test_a_transfer_to_the_same_account_is_refused() -> None:
     command = StartTransfer(
         transfer_id="t", source_account_id="a", target_account_id="a", amount="1"
     )
-    decision = decide(command, INITIAL)
+    decision = decide(command, INITIAL, BANK_TELLER)
     assert isinstance(decision, Rejection)
     assert decision.code == "same_account"
 

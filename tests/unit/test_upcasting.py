@@ -16,6 +16,7 @@ import bank_shared.contracts  # noqa: F401  (registers every message type)
 from bank_accounts.account import INITIAL, evolve
 from bank_shared.contracts import upcasting
 from bank_shared.contracts.accounts import ACCOUNT_EVENTS
+from bank_shared.contracts.actors import BANK_TELLER, TELLER
 from bank_shared.contracts.envelope import (
     REGISTRY,
     Envelope,
@@ -45,7 +46,8 @@ def corpus() -> dict[tuple[str, int], Envelope]:
     return found
 
 
-# The types whose v2 added `description`: their v1 files must not have it.
+# The fields each version added, as its upcaster fills them in a payload of the version
+# before: the corpus files of older versions must not have them, the newer ones must.
 DESCRIBED_IN_V2 = {
     "DepositMoney",
     "WithdrawMoney",
@@ -54,6 +56,22 @@ DESCRIBED_IN_V2 = {
     "StartTransfer",
     "TransferStarted",
 }
+ADDED: dict[tuple[str, int], Payload] = {
+    **{(t, 2): {"description": None} for t in DESCRIBED_IN_V2},
+    ("OpenAccount", 2): {"owned_by": TELLER},
+    ("AccountOpened", 2): {"owned_by": TELLER},
+    ("TransferStarted", 3): {"requested_by": BANK_TELLER.model_dump()},
+}
+
+
+def added_since(message_type: str, version: int) -> Payload:
+    """The fields the versions after `version` added, with the values their upcasters give."""
+    added: Payload = {}
+    for later in range(version + 1, current_versions()[message_type] + 1):
+        added |= ADDED.get((message_type, later), {})
+    return added
+
+
 PAST = sorted(key for key in corpus() if key[1] < current_versions()[key[0]])
 
 
@@ -162,11 +180,23 @@ def test_read_payload_refuses_a_version_no_chain_reaches(version: int, reason: s
         read_payload(v2.model_copy(update={"schema_version": version}))
 
 
-def test_a_v2_payload_without_its_description_is_refused_so_the_upcaster_is_needed() -> None:
-    """Proof that the v1 files below are read through the chain: sent as v2, they fail."""
-    v1 = corpus()[("MoneyDeposited", 1)]
-    with pytest.raises(UnreadableMessageError, match="description"):
-        read_payload(v1.model_copy(update={"schema_version": 2}))
+@pytest.mark.parametrize(
+    ("message_type", "version", "field"),
+    [
+        ("MoneyDeposited", 1, "description"),
+        ("OpenAccount", 1, "owned_by"),
+        ("AccountOpened", 1, "owned_by"),
+        ("TransferStarted", 2, "requested_by"),
+    ],
+)
+def test_a_payload_without_the_field_its_next_version_added_is_refused_as_that_version(
+    message_type: str, version: int, field: str
+) -> None:
+    """Proof that the old files below are read through the chain: sent as the next version,
+    they fail on the field it added, instead of reading as a default."""
+    old = corpus()[(message_type, version)]
+    with pytest.raises(UnreadableMessageError, match=field):
+        read_payload(old.model_copy(update={"schema_version": version + 1}))
 
 
 @pytest.mark.parametrize(("message_type", "version"), PAST)
@@ -179,13 +209,15 @@ def test_each_past_payload_of_the_corpus_is_read_as_the_current_model(
     message = read_payload(old)
 
     assert isinstance(message, REGISTRY[message_type])
-    # Every v1 field kept, and the field v2 added is None: the same message as the current
-    # payload with no description.
-    assert message.model_dump(mode="json") == {**stored, "description": None}
-    # The corpus holds the same message at each version: read from v1, it is v2's without
-    # the description v1 could not have.
+    # Every stored field kept, and the fields added since as their upcasters fill them (no
+    # description, the teller's): the same message as the current payload with those.
+    added = added_since(message_type, version)
+    assert added
+    assert message.model_dump(mode="json") == {**stored, **added}
+    # The corpus holds the same message at each version: read from an old one, it is the
+    # current one without what the old version could not hold.
     current = corpus()[(message_type, current_versions()[message_type])].payload
-    assert message == REGISTRY[message_type].model_validate({**current, "description": None})
+    assert message == REGISTRY[message_type].model_validate({**current, **added})
     assert old.payload == stored  # the stored payload itself is never changed by reading it
 
 
@@ -218,8 +250,9 @@ def test_each_corpus_file_is_the_type_and_version_its_name_says(
     stored = corpus()[(message_type, version)]
 
     assert (stored.type, stored.schema_version) == (message_type, version)
-    if message_type in DESCRIBED_IN_V2:
-        assert ("description" in stored.payload) == (version >= 2)
+    for (added_to, since), fields in ADDED.items():
+        if added_to == message_type:
+            assert all((name in stored.payload) == (version >= since) for name in fields)
 
 
 # --- the start-up check ----------------------------------------------------------------------

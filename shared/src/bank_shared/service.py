@@ -233,4 +233,10 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="info")
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="info",
+        limit_concurrency=settings.http_limit_concurrency,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Self
 
 from pydantic import Field
@@ -49,6 +50,37 @@ class PostgresSettings(BaseSettings):
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
 
 
+class AuthSettings(BaseSettings):
+    """Where the login material lives (`make run` writes it: bank_deploy/credentials.py), and
+    what every token says about who issued it, for whom, and for how long."""
+
+    model_config = SettingsConfigDict(env_prefix="BANK_AUTH_", extra="ignore")
+
+    dir: Path = Path(".bank/auth")
+    issuer: str = "bank-command-api"
+    audience: str = "bank"
+    token_minutes: float = Field(default=15.0, gt=0)
+
+    @property
+    def signing_key_file(self) -> Path:
+        """The private key: only the command API reads it."""
+        return self.dir / "token-signing-key.pem"
+
+    @property
+    def verifying_key_file(self) -> Path:
+        return self.dir / "token-verifying-key.pem"
+
+    @property
+    def users_file(self) -> Path:
+        """Usernames, roles and Argon2 hashes: only the command API reads it."""
+        return self.dir / "users.json"
+
+    @property
+    def logins_file(self) -> Path:
+        """The demo users' passwords in clear, for `make demo` and for people: mode 0600."""
+        return self.dir / "demo-logins.json"
+
+
 class ServiceSettings(BaseSettings):
     """What every Kafka-connected service reads: the shared BANK_KAFKA_*, BANK_PG_* and
     BANK_TOPIC_* variables, and under its own BANK_<SERVICE>_ prefix (the subclass's), where it
@@ -59,6 +91,9 @@ class ServiceSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     http_host: str = "127.0.0.1"
     http_port: int = 0
+    # Connections and requests served at once; past it uvicorn answers 503 at once instead
+    # of queueing work it cannot do in time (OWASP API4).
+    http_limit_concurrency: int = Field(default=1000, ge=1)
     pool_size: int = Field(default=10, ge=1)
 
 

@@ -21,6 +21,7 @@ async def on_account_commands(
             if uow.replayed(envelope):
                 continue
             account = uow.stream(command.account_id)
-            uow.record(envelope, command.account_id, decide(command, account.state))
+            decision = decide(command, account.state, envelope.sender)
+            uow.record(envelope, command.account_id, decision)
         await uow.commit()
     return uow.outcomes

@@ -22,7 +22,8 @@ async def on_transfer_commands(
             if uow.replayed(envelope):
                 continue
             transfer = uow.stream(command.transfer_id)
-            started = uow.record(envelope, command.transfer_id, decide(command, transfer.state))
+            decision = decide(command, transfer.state, envelope.sender)
+            started = uow.record(envelope, command.transfer_id, decision)
             steps.send(uow, uow.stream(command.transfer_id).state, started)
         await uow.commit()
     return uow.outcomes

@@ -95,6 +95,9 @@ class Steps:
                         causation_id=event.message_id,
                         occurred_at=uow.now,
                         reply_to=self.topics.step_outcomes,
+                        # Every step in the name of who asked for the transfer: the debit
+                        # is refused unless they may act on the source.
+                        actor=transfer.requested_by,
                     ),
                 )
                 uow.send(message)

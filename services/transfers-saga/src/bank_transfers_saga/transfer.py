@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
+from bank_shared.contracts.actors import BANK_TELLER, Actor
 from bank_shared.contracts.outcomes import Rejection
 from bank_shared.contracts.transfers import (
     TRANSFER_EVENTS,
@@ -39,6 +40,7 @@ class TransferState:
     target_account_id: str = ""
     amount: Decimal = ZERO
     description: str | None = None
+    requested_by: Actor = BANK_TELLER
     credit_refused_reason: TransferFailureReason | None = None
 
     @property
@@ -49,7 +51,11 @@ class TransferState:
 INITIAL = TransferState()
 
 
-def decide(command: StartTransfer, state: TransferState) -> list[TransferEvent] | Rejection:
+def decide(
+    command: StartTransfer, state: TransferState, sender: Actor
+) -> list[TransferEvent] | Rejection:
+    """Whether the sender may move the source's money is the accounts service's to decide:
+    the debit goes out in the sender's name (`requested_by`)."""
     if state.status != "new":
         return Rejection(
             "transfer_already_exists",
@@ -67,6 +73,7 @@ def decide(command: StartTransfer, state: TransferState) -> list[TransferEvent] 
             target_account_id=command.target_account_id,
             amount=command.amount,
             description=command.description,
+            requested_by=sender,
         )
     ]
 
@@ -81,6 +88,7 @@ def evolve(state: TransferState, event: TransferEvent) -> TransferState:
                 target_account_id=event.target_account_id,
                 amount=event.amount,
                 description=event.description,
+                requested_by=event.requested_by,
             )
         case TransferDebited():
             return replace(state, status="debited")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from bank_shared.contracts.actors import TELLER, Subject
 from bank_shared.contracts.envelope import Message, register
 from bank_shared.contracts.upcasting import Payload, upcaster
 from bank_shared.ids import StreamName
@@ -15,11 +16,15 @@ from bank_shared.text import Description, PersonName
 
 @register
 class OpenAccount(Message):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: owned_by
+
     account_id: StreamName
     # Refused here too, not only by the command API: a name PostgreSQL cannot store would
     # fail the accounts service's write instead of getting an answer.
     owner: PersonName
     initial_balance: Money = ZERO
+    # The login that owns it: who may withdraw from it, send its money and read it.
+    owned_by: Subject
 
 
 @register
@@ -51,8 +56,11 @@ ACCOUNT_COMMANDS: tuple[type[AccountCommand], ...] = (OpenAccount, DepositMoney,
 
 @register
 class AccountOpened(Message):
+    SCHEMA_VERSION: ClassVar[int] = 2  # v2: owned_by
+
     account_id: StreamName
     owner: str
+    owned_by: str
     initial_balance: Money
     balance_after: Money
 
@@ -94,3 +102,10 @@ ACCOUNT_EVENTS: tuple[type[AccountEvent], ...] = (AccountOpened, MoneyDeposited,
 def _no_description(payload: Payload) -> Payload:
     """v1 -> v2: written before transfers had a description."""
     return {**payload, "description": None}
+
+
+@upcaster("OpenAccount", 1)
+@upcaster("AccountOpened", 1)
+def _owned_by_the_teller(payload: Payload) -> Payload:
+    """v1 -> v2: opened before accounts had owners; the bank's teller holds them."""
+    return {**payload, "owned_by": TELLER}

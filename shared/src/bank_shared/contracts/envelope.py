@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
+from bank_shared.contracts.actors import BANK_TELLER, Actor
 from bank_shared.contracts.upcasting import MissingUpcasterError, upcast
 from bank_shared.ids import derived_id
 
@@ -43,7 +44,14 @@ class Envelope(BaseModel):
     stream_version: int | None = None
     # A command's return address: the topic its outcome goes to (None: the command API's).
     reply_to: str | None = None
+    # A command's sender, as authenticated by the command API (None: sent before envelopes
+    # named one; `sender` reads it as the bank's teller).
+    actor: Actor | None = None
     payload: dict[str, Any]
+
+    @property
+    def sender(self) -> Actor:
+        return self.actor or BANK_TELLER
 
 
 M = TypeVar("M", bound=Message)
@@ -76,6 +84,7 @@ def seal(
     stream_id: str | None = None,
     stream_version: int | None = None,
     reply_to: str | None = None,
+    actor: Actor | None = None,
 ) -> Envelope:
     return Envelope(
         message_id=message_id,
@@ -87,6 +96,7 @@ def seal(
         stream_id=stream_id,
         stream_version=stream_version,
         reply_to=reply_to,
+        actor=actor,
         payload=message.model_dump(mode="json"),
     )
 
@@ -148,12 +158,17 @@ def read_payload(envelope: Envelope) -> Message:
         raise UnreadableMessageError(f"invalid {envelope.type} payload: {error}") from None
 
 
+# Fields a message may lack, added after the envelope's first version.
+OPTIONAL_FIELDS = ("reply_to", "actor")
+
+
 def to_json(envelope: Envelope) -> str:
-    """The wire form. `reply_to` is left out when there is none: a message without one is
+    """The wire form. An optional field that is None is left out: a message without it is
     written as before the field existed, so a consumer not yet upgraded (whose envelope
     forbids unknown fields) still reads it, and an answer stored before is sent again byte
     for byte."""
-    return envelope.model_dump_json(exclude=None if envelope.reply_to else {"reply_to"})
+    unset = {name for name in OPTIONAL_FIELDS if getattr(envelope, name) is None}
+    return envelope.model_dump_json(exclude=unset or None)
 
 
 def to_bytes(envelope: Envelope) -> bytes:

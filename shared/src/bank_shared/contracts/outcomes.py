@@ -19,6 +19,7 @@ RejectionCode = Literal[
     "invalid_amount",
     "transfer_already_exists",
     "same_account",
+    "teller_only",
     "unprocessable_command",
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from bank_shared.contracts.actors import BANK_TELLER, Actor
 from bank_shared.contracts.envelope import Message, register
 from bank_shared.contracts.upcasting import Payload, upcaster
 from bank_shared.ids import StreamName
@@ -38,13 +39,16 @@ TransferFailureReason = Literal[
 
 @register
 class TransferStarted(Message):
-    SCHEMA_VERSION: ClassVar[int] = 2  # v2: description
+    SCHEMA_VERSION: ClassVar[int] = 3  # v2: description; v3: requested_by
 
     transfer_id: StreamName
     source_account_id: StreamName
     target_account_id: StreamName
     amount: Money
     description: str | None  # no default: a payload that skipped its upcaster fails
+    # Who asked for it: the debit of the source is sent in their name, and refused unless
+    # they may act on the source account.
+    requested_by: Actor
 
 
 @register
@@ -101,3 +105,9 @@ TRANSFER_EVENTS: tuple[type[TransferEvent], ...] = (
 def _no_description(payload: Payload) -> Payload:
     """v1 -> v2: written before transfers had a description."""
     return {**payload, "description": None}
+
+
+@upcaster("TransferStarted", 2)
+def _requested_by_the_teller(payload: Payload) -> Payload:
+    """v2 -> v3: started before envelopes named a sender; the bank's teller asked for it."""
+    return {**payload, "requested_by": BANK_TELLER.model_dump()}
