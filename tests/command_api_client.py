@@ -15,6 +15,7 @@ from bank_command_api.app import create_app
 from bank_command_api.settings import CommandApiSettings
 from bank_deploy.providers import Endpoints
 from bank_shared.topics import TopicSettings
+from tests.logins import bearer
 from tests.support import new_id
 
 QUERY_API = "http://query-api.test"
@@ -49,7 +50,9 @@ async def serving_app(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://command-api") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://command-api", headers=bearer()
+        ) as client:
             yield client, app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +16,24 @@ from bank_deploy.postgres import create_databases
 from bank_deploy.processes import LauncherError
 from bank_deploy.providers import Endpoints, provide_infra
 from bank_shared.settings import PostgresSettings
+from tests.logins import use_session_logins
+
+use_session_logins()
+
+# The suite sends many more requests a second, from one address and mostly as the teller, than
+# people would, and its in-process clients name the app by its service name: its own limits
+# and hosts, for the session and the processes it starts. The rate limit and trusted host
+# tests set theirs (tests/integration/test_limits.py).
+os.environ.update(
+    {
+        "BANK_COMMAND_API_RATE_LIMIT_WRITES": "",
+        "BANK_COMMAND_API_RATE_LIMIT_WRITES_PER_ADDRESS": "",
+        "BANK_COMMAND_API_RATE_LIMIT_LOGINS": "",
+        "BANK_COMMAND_API_RATE_LIMIT_LOGINS_PER_ADDRESS": "",
+        "BANK_COMMAND_API_ALLOWED_HOSTS": "127.0.0.1,localhost,command-api,api",
+        "BANK_QUERY_API_ALLOWED_HOSTS": "127.0.0.1,localhost,query-api",
+    }
+)
 
 # The outbox relay's fixtures (a database and topics of a test's own), for every test folder.
 pytest_plugins = ("tests.outbox_history",)

@@ -11,6 +11,7 @@ import pytest
 
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
+from bank_shared.contracts.actors import TELLER
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
 from bank_shared.messaging.kafka import ensure_topics
@@ -60,7 +61,7 @@ async def commit_history(dsn: str, topics: TopicSettings) -> list[str]:
     accounts = [f"acct-{uuid.uuid4().hex[:8]}" for _ in range(STREAMS)]
     try:
         for account in accounts:
-            await decide(store, OpenAccount(account_id=account, owner="Relay"))
+            await decide(store, OpenAccount(account_id=account, owner="Relay", owned_by=TELLER))
         for _ in range(DEPOSITS):
             for account in accounts:
                 await decide(store, DepositMoney(account_id=account, amount="1.00"))

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 from bank_accounts.account import BANK_ACCOUNT
 from bank_accounts.settings import AccountsSettings
 from bank_shared.contracts.accounts import OpenAccount
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Envelope
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.service import Platform
@@ -23,7 +24,9 @@ async def open_accounts(
     store = account_store(accounts.pool, topics)
     ids = {name: new_id(name) for name in balances}
     for name, balance in balances.items():
-        command = OpenAccount(account_id=ids[name], owner=name.title(), initial_balance=balance)
+        command = OpenAccount(
+            account_id=ids[name], owner=name.title(), initial_balance=balance, owned_by=TELLER
+        )
         [outcome] = await decide(store, command)
         assert outcome.accepted
     return ids

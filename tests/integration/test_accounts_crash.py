@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bank_accounts.settings import AccountsSettings
 from bank_deploy.providers import Endpoints, free_port
 from bank_shared.contracts.accounts import OpenAccount
+from bank_shared.contracts.actors import TELLER
 from bank_shared.topics import TopicSettings
 from tests.support import (
     ServiceProcess,
@@ -83,7 +84,9 @@ async def test_killed_between_commit_and_offset_commit_redelivers_and_applies_on
     }
     dsn = AccountsSettings(pg=isolated.pg).dsn
     account = new_id("grace")
-    opening = envelope_for(OpenAccount(account_id=account, owner="Grace", initial_balance="7"))
+    opening = envelope_for(
+        OpenAccount(account_id=account, owner="Grace", initial_balance="7", owned_by=TELLER)
+    )
 
     doomed = accounts_process(env, "consume.after-commit-before-ack")
     await (await doomed.start()).wait_ready()

@@ -22,6 +22,7 @@ from bank_shared.contracts.accounts import (
     DepositMoney,
     OpenAccount,
 )
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.eventstore.store import PostgresStorage
@@ -124,7 +125,7 @@ async def test_a_failed_command_is_redelivered_and_the_commands_after_it_are_not
 ) -> None:
     handler, own = flaky_service
     account = new_id("frank")
-    opening = envelope_for(OpenAccount(account_id=account, owner="Frank"))
+    opening = envelope_for(OpenAccount(account_id=account, owner="Frank", owned_by=TELLER))
     first = envelope_for(DepositMoney(account_id=account, amount="1.00"))
     second = envelope_for(DepositMoney(account_id=account, amount="2.00"))
     handler.failing = first.message_id
@@ -148,7 +149,7 @@ async def test_a_command_that_always_fails_is_dead_lettered_answered_and_the_res
 ) -> None:
     handler, own = flaky_service
     account = new_id("heidi")
-    opening = envelope_for(OpenAccount(account_id=account, owner="Heidi"))
+    opening = envelope_for(OpenAccount(account_id=account, owner="Heidi", owned_by=TELLER))
     broken = envelope_for(DepositMoney(account_id=account, amount="1.00"))
     after = envelope_for(DepositMoney(account_id=account, amount="2.00"))
     handler.broken = broken.message_id
@@ -182,7 +183,7 @@ async def test_a_graceful_stop_commits_the_offsets_of_everything_applied(
     own, group = settings.topics, settings.consumer_group
     account = new_id("gil")
     commands = [
-        envelope_for(OpenAccount(account_id=account, owner="Gil")),
+        envelope_for(OpenAccount(account_id=account, owner="Gil", owned_by=TELLER)),
         envelope_for(DepositMoney(account_id=account, amount="3")),
     ]
     dsn = infra.pg.dsn(infra.pg.accounts_db)

@@ -18,6 +18,7 @@ from bank_shared.contracts.accounts import (
     OpenAccount,
     WithdrawMoney,
 )
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Envelope, to_bytes
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.service import Platform
@@ -48,7 +49,9 @@ async def test_a_command_yields_its_events_in_the_store_on_the_topic_and_one_out
     account_events: TopicTap,
 ) -> None:
     account = new_id("alice")
-    opening = envelope_for(OpenAccount(account_id=account, owner="Alice", initial_balance="100"))
+    opening = envelope_for(
+        OpenAccount(account_id=account, owner="Alice", initial_balance="100", owned_by=TELLER)
+    )
     deposit = envelope_for(DepositMoney(account_id=account, amount="50.25"))
     await send(producer, topics.account_commands, account, opening)
     await send(producer, topics.account_commands, account, deposit)
@@ -99,7 +102,7 @@ async def test_the_same_command_delivered_three_times_has_one_effect_and_three_s
         producer,
         topics.account_commands,
         account,
-        envelope_for(OpenAccount(account_id=account, owner="Bob")),
+        envelope_for(OpenAccount(account_id=account, owner="Bob", owned_by=TELLER)),
     )
     deposit = envelope_for(DepositMoney(account_id=account, amount="10.00"))
     await send(producer, topics.account_commands, account, to_bytes(deposit))
@@ -131,7 +134,9 @@ async def test_fifty_withdrawals_through_kafka_against_100_leave_exactly_ten_acc
         producer,
         topics.account_commands,
         account,
-        envelope_for(OpenAccount(account_id=account, owner="Carol", initial_balance="100")),
+        envelope_for(
+            OpenAccount(account_id=account, owner="Carol", initial_balance="100", owned_by=TELLER)
+        ),
     )
     withdrawals = [
         envelope_for(WithdrawMoney(account_id=account, amount="10.00")) for _ in range(50)
@@ -178,7 +183,9 @@ async def test_fifty_concurrent_handlers_on_one_account_conflict_and_retry_witho
 
 
 def opened(account: str, balance: str) -> tuple[Envelope, OpenAccount]:
-    command = OpenAccount(account_id=account, owner="Test", initial_balance=balance)
+    command = OpenAccount(
+        account_id=account, owner="Test", initial_balance=balance, owned_by=TELLER
+    )
     return envelope_for(command), command
 
 
@@ -194,10 +201,12 @@ async def test_a_poison_message_is_dead_lettered_and_the_next_command_still_proc
 ) -> None:
     account = new_id("erin")
     garbage = f"not json {uuid.uuid4()}".encode()
-    unknown = to_bytes(envelope_for(OpenAccount(account_id=account, owner="Erin"))).replace(
-        b'"OpenAccount"', b'"OpenVault"'
+    unknown = to_bytes(
+        envelope_for(OpenAccount(account_id=account, owner="Erin", owned_by=TELLER))
+    ).replace(b'"OpenAccount"', b'"OpenVault"')
+    good = envelope_for(
+        OpenAccount(account_id=account, owner="Erin", initial_balance="5", owned_by=TELLER)
     )
-    good = envelope_for(OpenAccount(account_id=account, owner="Erin", initial_balance="5"))
     for raw in (garbage, unknown, to_bytes(good)):
         await send(producer, topics.account_commands, account, raw)
 
@@ -220,7 +229,9 @@ async def test_an_outcome_goes_to_the_topic_its_command_names_and_nowhere_else(
     dead_letters: TopicTap,
 ) -> None:
     account = new_id("fay")
-    opening = envelope_for(OpenAccount(account_id=account, owner="Fay", initial_balance="10"))
+    opening = envelope_for(
+        OpenAccount(account_id=account, owner="Fay", initial_balance="10", owned_by=TELLER)
+    )
     deposit = envelope_for(DepositMoney(account_id=account, amount="5")).model_copy(
         update={"reply_to": topics.step_outcomes}
     )
@@ -262,7 +273,7 @@ async def test_records_with_undecodable_headers_are_processed_not_skipped(
     """FastStream decodes headers as UTF-8 before the handler runs; a bad one must not make
     the batch vanish (it would be skipped by the next batch's offset commit)."""
     account = new_id("ivan")
-    odd = envelope_for(OpenAccount(account_id=account, owner="Ivan"))
+    odd = envelope_for(OpenAccount(account_id=account, owner="Ivan", owned_by=TELLER))
     plain = envelope_for(DepositMoney(account_id=account, amount="3.00"))
     await producer.send_and_wait(
         topics.account_commands,
@@ -289,7 +300,7 @@ async def test_a_command_the_contract_refuses_is_dead_lettered_and_answered_reje
     """A NUL in an owner, sent straight to Kafka past the command API's checks: the accounts
     service cannot store it, and its sender gets a rejection instead of silence."""
     account = new_id("nul")
-    envelope = envelope_for(OpenAccount(account_id=account, owner="ab"))
+    envelope = envelope_for(OpenAccount(account_id=account, owner="ab", owned_by=TELLER))
     raw = to_bytes(envelope).replace(b'"owner":"ab"', b'"owner":"a\\u0000b"')
     assert raw != to_bytes(envelope)
     await send(producer, topics.account_commands, account, raw)

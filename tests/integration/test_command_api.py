@@ -32,6 +32,7 @@ from bank_command_api.ledger import (
 from bank_command_api.settings import CommandApiSettings
 from bank_command_api.waiting import APPLICATION_NAME
 from bank_deploy.providers import Endpoints
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
@@ -591,7 +592,7 @@ CLAIMS_STREAM = "test-claims"
 
 
 def claim(name: str, body: str = "one body") -> IdempotencyKey:
-    return IdempotencyKey(name, fingerprint("POST", "/test", {"body": body}))
+    return IdempotencyKey(TELLER, name, fingerprint("POST", "/test", {"body": body}))
 
 
 async def record_command(conn: asyncpg.Connection, command_id: uuid.UUID) -> None:

@@ -11,6 +11,7 @@ import pytest
 from bank_deploy.providers import Endpoints, free_port
 from bank_shared.service import Platform
 from bank_shared.topics import TopicSettings
+from tests.logins import bearer
 from tests.support import ServiceProcess, new_id, service_env
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,9 @@ async def test_the_process_opens_an_account_and_stops_cleanly(
     service = await ServiceProcess("bank_command_api", env, port).start()
     try:
         await service.wait_ready()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=40) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=bearer(), timeout=40
+        ) as client:
             account = new_id("proc")
             opened = await client.post(
                 "/accounts", json={"owner": "Proc", "initial_balance": "1", "account_id": account}

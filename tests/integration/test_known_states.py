@@ -18,6 +18,7 @@ import pytest
 
 from bank_accounts.account import BANK_ACCOUNT, AccountState
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount, WithdrawMoney
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Envelope
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
@@ -77,7 +78,7 @@ def accounts(
 
 
 def opening(account: str, balance: str) -> OpenAccount:
-    return OpenAccount(account_id=account, owner="Test", initial_balance=balance)
+    return OpenAccount(account_id=account, owner="Test", initial_balance=balance, owned_by=TELLER)
 
 
 async def stored(pool: Pool, stream_id: str) -> list[tuple[int, str]]:

@@ -1,7 +1,7 @@
-"""Events written before schema version 2 (shaped as the corpus's v1 files: no `description`)
-build the same read model as the same history written at the current versions with no
-description: through the live projector, which reads them from the topics, and through a
-rebuild, which reads them from the event stores."""
+"""Events written at schema version 1 (shaped as the corpus's v1 files: no `description`, no
+`owned_by`, no `requested_by`) build the same read model as the same history written at the
+current versions with no description, by and for the teller: through the live projector, which
+reads them from the topics, and through a rebuild, which reads them from the event stores."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from bank_projector.app import create_app as projector_app
 from bank_projector.rebuild import rebuild
 from bank_projector.settings import ProjectorSettings
 from bank_shared.contracts.accounts import AccountOpened, MoneyDeposited, MoneyWithdrawn
-from bank_shared.contracts.envelope import Envelope, Message, seal, to_json
+from bank_shared.contracts.actors import BANK_TELLER, TELLER
+from bank_shared.contracts.envelope import Envelope, Message, current_versions, seal, to_json
 from bank_shared.contracts.transfers import (
     TransferCompleted,
     TransferCreditRefused,
@@ -42,8 +43,13 @@ from tests.support import eventually, fresh_topics, new_id, running, send
 pytestmark = pytest.mark.integration
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "payloads"
-# The types whose version 2 added `description`.
-DESCRIBED = {"MoneyDeposited", "MoneyWithdrawn", "TransferStarted"}
+# The fields the versions after 1 added to the events of the history.
+ADDED_SINCE_V1 = {
+    "MoneyDeposited": {"description"},
+    "MoneyWithdrawn": {"description"},
+    "TransferStarted": {"description", "requested_by"},
+    "AccountOpened": {"owned_by"},
+}
 
 ReadModel = dict[str, list[dict[str, Any]]]
 
@@ -56,9 +62,10 @@ class History:
     transfers: list[Envelope]
 
 
-def the_history(ids: dict[str, str], *, version: int) -> History:
+def the_history(ids: dict[str, str], *, v1: bool) -> History:
     """Alice pays Bob 30.00 (completed) and Carol 5.00 (Carol has no account: refunded),
-    written as version `version` of the events, with the same ids and times either way."""
+    written as version 1 of the events or as the current versions, with the same ids and
+    times either way."""
     alice, bob, t1, t2 = ids["alice"], ids["bob"], ids["t1"], ids["t2"]
     accounts: list[tuple[str, Message]] = [
         (alice, opened(alice, "100.00")),
@@ -79,12 +86,16 @@ def the_history(ids: dict[str, str], *, version: int) -> History:
         (t2, TransferCreditRefused(transfer_id=t2, reason=refused)),
         (t2, TransferFailed(transfer_id=t2, reason=refused, refunded=True)),
     ]
-    return History(sealed(accounts, version), sealed(transfers, version))
+    return History(sealed(accounts, v1=v1), sealed(transfers, v1=v1))
 
 
 def opened(account: str, balance: str) -> AccountOpened:
     return AccountOpened(
-        account_id=account, owner=account, initial_balance=balance, balance_after=balance
+        account_id=account,
+        owner=account,
+        owned_by=TELLER,
+        initial_balance=balance,
+        balance_after=balance,
     )
 
 
@@ -119,12 +130,13 @@ def started(transfer: str, source: str, target: str, amount: str) -> TransferSta
         target_account_id=target,
         amount=amount,
         description=None,
+        requested_by=BANK_TELLER,
     )
 
 
-def sealed(events: Sequence[tuple[str, Message]], version: int) -> list[Envelope]:
-    """Envelopes numbered in each stream, one second apart; at `version` 1, the payloads of
-    the types v2 changed are as v1 wrote them."""
+def sealed(events: Sequence[tuple[str, Message]], *, v1: bool) -> list[Envelope]:
+    """Envelopes numbered in each stream, one second apart; with `v1`, the payloads of the
+    types later versions changed are as v1 wrote them."""
     started = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
     versions: dict[str, int] = {}
     envelopes = []
@@ -139,14 +151,15 @@ def sealed(events: Sequence[tuple[str, Message]], version: int) -> list[Envelope
             stream_id=stream_id,
             stream_version=versions[stream_id],
         )
-        envelopes.append(as_v1(envelope) if version == 1 else envelope)
+        envelopes.append(as_v1(envelope) if v1 else envelope)
     return envelopes
 
 
 def as_v1(envelope: Envelope) -> Envelope:
-    if envelope.type not in DESCRIBED:
+    if envelope.type not in ADDED_SINCE_V1:
         return envelope
-    payload = {k: v for k, v in envelope.payload.items() if k != "description"}
+    added = ADDED_SINCE_V1[envelope.type]
+    payload = {k: v for k, v in envelope.payload.items() if k not in added}
     corpus = Envelope.model_validate_json((CORPUS / f"{envelope.type}.v1.json").read_text())
     assert set(payload) == set(corpus.payload)  # the shape v1 stored
     return envelope.model_copy(update={"schema_version": 1, "payload": payload})
@@ -254,24 +267,26 @@ async def rebuilt(pg: PostgresSettings) -> ReadModel:
     return await dump(pg)
 
 
-async def test_v1_events_give_the_read_model_of_the_same_history_at_v2(
+async def test_v1_events_give_the_read_model_of_the_same_history_at_the_current_versions(
     infra: Endpoints, producer: AIOKafkaProducer
 ) -> None:
     ids = {name: new_id(name) for name in ("alice", "bob", "carol", "t1", "t2")}
-    old, current = the_history(ids, version=1), the_history(ids, version=2)
-    assert {e.schema_version for e in old.accounts if e.type != "AccountOpened"} == {1}
-    assert {e.schema_version for e in current.accounts if e.type != "AccountOpened"} == {2}
+    old, current = the_history(ids, v1=True), the_history(ids, v1=False)
+    assert {e.schema_version for e in (*old.accounts, *old.transfers)} == {1}
+    versions = {(e.type, e.schema_version) for e in (*current.accounts, *current.transfers)}
+    assert versions == {(t, current_versions()[t]) for t, _ in versions}
+    assert {t for t, v in versions if v > 1} == set(ADDED_SINCE_V1)
 
     models: dict[str, ReadModel] = {}
-    for name, history in (("v1", old), ("v2", current)):
+    for name, history in (("v1", old), ("current", current)):
         async with databases_of_its_own(infra) as pg:
             await store(pg, history)
             models[f"{name} live"] = await projected_live(infra, pg, producer, history)
             models[f"{name} rebuilt"] = await rebuilt(pg)
 
-    expected = models["v2 live"]
+    expected = models["current live"]
     for name, model in models.items():
-        assert model == expected, f"{name} differs from v2 live"
+        assert model == expected, f"{name} differs from current live"
     # And that model is the history's, not an empty one.
     alice, bob, t1, t2 = ids["alice"], ids["bob"], ids["t1"], ids["t2"]
     assert {(a["account_id"], a["balance"], a["version"]) for a in expected["accounts"]} == {
@@ -291,7 +306,8 @@ async def test_v1_events_give_the_read_model_of_the_same_history_at_v2(
         ("completed", None, False),
         ("failed", "target_account_not_found", True),
     ]
-    # v1 had no description; upcast, it is null, as at v2 when none was given.
+    # v1 had no description; upcast, it is null, as at the current versions when none was
+    # given.
     assert {a["description"] for a in activity.values()} == {None}
     assert {t["description"] for t in transfers.values()} == {None}
     assert expected["parked_streams"] == []

@@ -16,6 +16,7 @@ from bank_deploy.providers import Endpoints
 from bank_projector.app import create_app as projector_app
 from bank_projector.settings import ProjectorSettings
 from bank_shared.contracts.accounts import AccountOpened, MoneyDeposited, OpenAccount
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Envelope, seal_events, to_bytes
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.service import Platform
@@ -83,7 +84,9 @@ async def test_every_consumer_dead_letters_poison_and_carries_on(
     store = account_store(accounts.pool, topics)
     alice, bob = new_id("alice"), new_id("bob")
     for account, balance in ((alice, "100"), (bob, "0")):
-        command = OpenAccount(account_id=account, owner="P", initial_balance=balance)
+        command = OpenAccount(
+            account_id=account, owner="P", initial_balance=balance, owned_by=TELLER
+        )
         await decide(store, command)
 
     transfer_id = new_id("t")
@@ -159,7 +162,11 @@ async def park_and_go_on(
     poisoned, healthy = new_id("parked"), new_id("healthy")
     opened = [
         seal_events(
-            [AccountOpened(account_id=a, owner="P", initial_balance="5", balance_after="5")],
+            [
+                AccountOpened(
+                    account_id=a, owner="P", initial_balance="5", balance_after="5", owned_by=TELLER
+                )
+            ],
             cause=uuid.uuid4(),
             correlation_id=uuid.uuid4(),
             stream_id=a,
@@ -210,7 +217,13 @@ async def test_an_event_before_the_unreadable_one_is_applied_though_its_stream_i
     account = new_id("half")
     first, second = seal_events(
         [
-            AccountOpened(account_id=account, owner="P", initial_balance="5", balance_after="5"),
+            AccountOpened(
+                account_id=account,
+                owner="P",
+                initial_balance="5",
+                balance_after="5",
+                owned_by=TELLER,
+            ),
             MoneyDeposited(account_id=account, amount="1", balance_after="6", description=None),
         ],
         cause=uuid.uuid4(),

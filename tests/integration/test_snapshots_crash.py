@@ -22,6 +22,7 @@ from bank_shared.contracts.accounts import (
     OpenAccount,
     WithdrawMoney,
 )
+from bank_shared.contracts.actors import BANK_TELLER, TELLER
 from bank_shared.contracts.envelope import Envelope, to_bytes
 from bank_shared.contracts.outcomes import Rejection
 from bank_shared.eventstore.snapshots import SnapshotRow, read_from_snapshots
@@ -57,7 +58,8 @@ def the_commands(accounts: list[str], rng: random.Random) -> list[AccountCommand
     """Each account opened, then deposits and withdrawals on any of them; a withdrawal is
     refused when it is more than the balance."""
     commands: list[AccountCommand] = [
-        OpenAccount(account_id=a, owner="Crash", initial_balance="50.00") for a in accounts
+        OpenAccount(account_id=a, owner="Crash", initial_balance="50.00", owned_by=TELLER)
+        for a in accounts
     ]
     while len(commands) < COMMANDS:
         account = rng.choice(accounts)
@@ -76,7 +78,7 @@ def decided_alone(commands: list[AccountCommand], account: str) -> tuple[Account
     for command in commands:
         if command.account_id != account:
             continue
-        decision = decide(command, state)
+        decision = decide(command, state, BANK_TELLER)
         if not isinstance(decision, Rejection):
             for event in decision:
                 state, version = evolve(state, event), version + 1

@@ -13,6 +13,7 @@ from bank_accounts.app import create_app as accounts_app
 from bank_accounts.settings import AccountsSettings
 from bank_deploy.providers import Endpoints
 from bank_shared.contracts.accounts import OpenAccount
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.outcomes import CommandOutcome
 from bank_shared.contracts.transfers import StartTransfer
 from bank_shared.db import create_pool
@@ -202,7 +203,12 @@ async def test_a_step_without_an_answer_is_sent_again_and_applied_once_when_answ
         store = account_store(pool, topics)
         alice, bob = new_id("alice"), new_id("bob")
         for account, opening in ((alice, "10.00"), (bob, "0")):
-            await decide(store, OpenAccount(account_id=account, owner="X", initial_balance=opening))
+            await decide(
+                store,
+                OpenAccount(
+                    account_id=account, owner="X", initial_balance=opening, owned_by=TELLER
+                ),
+            )
     finally:
         await pool.close()
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from bank_command_api.app import create_app
 from bank_command_api.schemas import AmountRequest, OpenAccountRequest, TransferRequest
 from bank_command_api.settings import CommandApiSettings
+from tests.logins import bearer
 
 SEND = '"10.50"'
 
@@ -24,7 +25,9 @@ SEND = '"10.50"'
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(CommandApiSettings(max_amount=Decimal("500.00"), max_body_bytes=256))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api", headers=bearer()
+    ) as client:
         yield client
 
 

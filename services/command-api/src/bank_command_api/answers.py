@@ -18,6 +18,7 @@ ACCEPTED_STATUS = {"OpenAccount": 201, "DepositMoney": 200, "WithdrawMoney": 200
 TRANSFER = "StartTransfer"
 REJECTED_STATUS = {
     "account_not_found": 404,
+    "teller_only": 403,
     "insufficient_funds": 409,
     "account_already_exists": 409,
     "transfer_already_exists": 409,
@@ -97,8 +98,13 @@ def rejection_message(code: str, stream_id: str, query_api_url: str) -> str:
     match code:
         case "account_not_found":
             return (
-                f"There is no account {stream_id!r}. Open it first with POST /accounts,"
-                " or check the account id."
+                f"You have no account {stream_id!r}. Check the account id (GET /accounts on"
+                " the query API lists yours), or open one with POST /accounts."
+            )
+        case "teller_only":
+            return (
+                "Only a teller may do this (detail says what). Ask a teller, or do it the"
+                " customer's way that detail names."
             )
         case "insufficient_funds":
             return (

@@ -13,9 +13,10 @@ import asyncpg
 
 from bank_command_api.group_commit import GroupCommit
 from bank_command_api.idempotency import IdempotencyKey, IdempotencyKeyInUseError, claim_keys
-from bank_command_api.ledger import CommandRecord, insert_commands, load_command
+from bank_command_api.ledger import CommandRecord, insert_commands, load_command, opened_for
 from bank_command_api.waiting import DecisionListener
 from bank_shared.clock import Clock, utc_now
+from bank_shared.contracts.actors import Actor
 from bank_shared.contracts.envelope import Message, seal
 from bank_shared.eventstore.store import (
     Changes,
@@ -43,11 +44,15 @@ class NewCommand:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A command and where it goes: its topic, and the stream it addresses (the Kafka key)."""
+    """A command, who sends it, and where it goes: its topic, and the stream it addresses
+    (the Kafka key)."""
 
     command: Message
+    actor: Actor
     topic: str
     stream_id: str
+    # For an OpenAccount: the login it opens the account for.
+    owned_by: str | None = None
 
 
 class Dispatcher:
@@ -121,6 +126,10 @@ class Dispatcher:
         async with self.database.pool.acquire() as conn:
             return await load_command(conn, command_id)
 
+    async def opened_for(self, account_id: str, subject: str) -> bool:
+        async with self.database.pool.acquire() as conn:
+            return await opened_for(conn, account_id, subject)
+
     async def _record(
         self, command_id: UUID, outgoing: Outgoing, idempotency: IdempotencyKey | None
     ) -> CommandRecord | UUID:
@@ -129,6 +138,8 @@ class Dispatcher:
             command_id=command_id,
             command_type=outgoing.command.message_type(),
             stream_id=outgoing.stream_id,
+            subject=outgoing.actor.subject,
+            owned_by=outgoing.owned_by,
         )
         envelope = seal(
             outgoing.command,
@@ -136,6 +147,7 @@ class Dispatcher:
             correlation_id=uuid4(),
             causation_id=None,
             occurred_at=self.clock(),
+            actor=outgoing.actor,
         )
         new = NewCommand(record, OutboxMessage(outgoing.topic, outgoing.stream_id, envelope))
         if idempotency is None:

@@ -1,4 +1,5 @@
-"""Idempotency-Key: one key stands for one command, and only for the request that created it."""
+"""Idempotency-Key: one key of one subject stands for one command, and only for the request that
+created it, for 24 hours."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +15,9 @@ from bank_shared.db import Connection
 
 # Printable ASCII without spaces, like the keys clients generate (UUIDs, ULIDs, hashes).
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+# After this a key is forgotten: its next use is a new request. Expired keys are deleted
+# (`purge_expired_keys`), and one not yet deleted is taken over by its next use.
+KEY_LIFETIME = timedelta(hours=24)
 
 
 class IdempotencyKeyReusedError(Exception):
@@ -25,8 +30,14 @@ class IdempotencyKeyInUseError(Exception):
 
 @dataclass(frozen=True)
 class IdempotencyKey:
+    subject: str
     key: str
     fingerprint: str
+
+    @property
+    def name(self) -> tuple[str, str]:
+        """What identifies it: the same key of two subjects is two keys."""
+        return (self.subject, self.key)
 
 
 def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
@@ -44,33 +55,38 @@ async def claim_keys(
     conn: Connection, claims: Sequence[tuple[IdempotencyKey, UUID]]
 ) -> list[UUID | Exception | None]:
     """Bind each key to its command in the caller's transaction. One answer per claim, in
-    order: None when the key was new and now stands for the claim's command; the command it
-    already stood for; or an error for that claim alone (IdempotencyKeyReusedError when the
-    key stood for a different request). A key claimed twice here is bound by its first claim,
-    and the second is answered as a repetition of it.
+    order: None when the key was new (or expired) and now stands for the claim's command; the
+    command it already stood for; or an error for that claim alone (IdempotencyKeyReusedError
+    when the key stood for a different request). A key claimed twice here is bound by its
+    first claim, and the second is answered as a repetition of it.
 
     A concurrent first use of a key holds its row: ON CONFLICT waits for that transaction, and
     the next statement sees the row once it committed (READ COMMITTED). The keys are inserted
     in sorted order, and each transaction claims once, so a transaction only ever waits for a
     key that sorts after every key it holds: no cycle of waits, no deadlock.
     """
-    first: dict[str, tuple[IdempotencyKey, UUID]] = {}
+    first: dict[tuple[str, str], tuple[IdempotencyKey, UUID]] = {}
     for key, command_id in claims:
-        first.setdefault(key.key, (key, command_id))
+        first.setdefault(key.name, (key, command_id))
     bound = [first[name] for name in sorted(first)]
     inserted = await conn.fetch(
-        "INSERT INTO idempotency_keys (key, fingerprint, command_id)"
-        " SELECT k, f, c FROM unnest($1::text[], $2::text[], $3::uuid[])"
-        " WITH ORDINALITY AS claim(k, f, c, n) ORDER BY n"
-        " ON CONFLICT (key) DO NOTHING RETURNING key",
+        "INSERT INTO idempotency_keys (subject, key, fingerprint, command_id)"
+        " SELECT s, k, f, c FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[])"
+        " WITH ORDINALITY AS claim(s, k, f, c, n) ORDER BY n"
+        " ON CONFLICT (subject, key) DO UPDATE SET fingerprint = excluded.fingerprint,"
+        " command_id = excluded.command_id, created_at = now()"
+        " WHERE idempotency_keys.created_at < now() - $5::interval"
+        " RETURNING subject, key",
+        [key.subject for key, _ in bound],
         [key.key for key, _ in bound],
         [key.fingerprint for key, _ in bound],
         [command_id for _, command_id in bound],
+        KEY_LIFETIME,
     )
-    new = {row["key"] for row in inserted}
+    new = {(row["subject"], row["key"]) for row in inserted}
     # What the keys bound earlier stand for (a second statement: it sees the rows of the
     # transactions the INSERT waited for).
-    stored: dict[str, tuple[str, UUID]] = {
+    stored: dict[tuple[str, str], tuple[str, UUID]] = {
         name: (key.fingerprint, command_id)
         for name, (key, command_id) in first.items()
         if name in new
@@ -78,16 +94,20 @@ async def claim_keys(
     used_before = [name for name in first if name not in new]
     if used_before:
         rows = await conn.fetch(
-            "SELECT key, fingerprint, command_id FROM idempotency_keys WHERE key = ANY($1)",
-            used_before,
+            "SELECT subject, key, fingerprint, command_id FROM idempotency_keys"
+            " WHERE (subject, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            [subject for subject, _ in used_before],
+            [key for _, key in used_before],
         )
-        stored.update((row["key"], (row["fingerprint"], row["command_id"])) for row in rows)
+        stored.update(
+            ((row["subject"], row["key"]), (row["fingerprint"], row["command_id"])) for row in rows
+        )
     answers: list[UUID | Exception | None] = []
     for key, command_id in claims:
-        if key.key not in stored:  # only if a row vanished in between; never deleted today
+        if key.name not in stored:  # only if a row was purged in between
             answers.append(RuntimeError(f"idempotency key {key.key!r} vanished while claimed"))
             continue
-        fingerprint_stored, bound_to = stored[key.key]
+        fingerprint_stored, bound_to = stored[key.name]
         if bound_to == command_id:
             answers.append(None)
         elif fingerprint_stored != key.fingerprint:
@@ -95,3 +115,11 @@ async def claim_keys(
         else:
             answers.append(bound_to)
     return answers
+
+
+async def purge_expired_keys(conn: Connection) -> int:
+    """Delete the keys older than KEY_LIFETIME; return how many."""
+    status: str = await conn.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval", KEY_LIFETIME
+    )
+    return int(status.split()[-1])

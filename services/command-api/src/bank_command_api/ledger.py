@@ -32,6 +32,9 @@ class CommandRecord:
     reason: str | None = None
     version: int | None = None
     balance: Decimal | None = None
+    # Who sent it, and for an OpenAccount whose account it opens (None in a notification).
+    subject: str | None = None
+    owned_by: str | None = None
 
     @property
     def decided(self) -> bool:
@@ -63,29 +66,45 @@ def _record(row: asyncpg.Record) -> CommandRecord:
         reason=row["reason"],
         version=row["version"],
         balance=row["balance"],
+        subject=row.get("subject"),
     )
 
 
 def insert_commands(records: Sequence[CommandRecord]) -> tuple[str, tuple[object, ...]]:
     """The commands' rows, as a write to go in the statement that writes their outbox rows."""
     return (
-        "INSERT INTO commands (command_id, command_type, stream_id)"
-        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])",
+        "INSERT INTO commands (command_id, command_type, stream_id, subject, owned_by)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])",
         (
             [r.command_id for r in records],
             [r.command_type for r in records],
             [r.stream_id for r in records],
+            [r.subject for r in records],
+            [r.owned_by for r in records],
         ),
     )
 
 
 async def load_command(conn: Connection, command_id: UUID) -> CommandRecord | None:
     row = await conn.fetchrow(
-        "SELECT command_id, command_type, stream_id, status, code, reason, version, balance"
-        " FROM commands WHERE command_id = $1",
+        "SELECT command_id, command_type, stream_id, status, code, reason, version, balance,"
+        " subject FROM commands WHERE command_id = $1",
         command_id,
     )
     return None if row is None else _record(row)
+
+
+async def opened_for(conn: Connection, account_id: str, subject: str) -> bool:
+    """Whether this API opened the account for the subject (and the accounts service
+    accepted it). The accounts service decides every debit; this lets the API refuse a
+    customer's transfer from an account that is not theirs before anything is written."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM commands WHERE command_type = 'OpenAccount'"
+        " AND status = 'accepted' AND stream_id = $1 AND owned_by = $2)",
+        account_id,
+        subject,
+    )
+    return found
 
 
 async def load_decided(conn: Connection, command_ids: Iterable[UUID]) -> list[CommandRecord]:

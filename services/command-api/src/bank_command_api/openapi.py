@@ -56,6 +56,11 @@ KEY_IN_USE = (
     " with the same key.",
 )
 
+UNAUTHENTICATED = problem(
+    "401 No bearer token, or one that is expired or not valid",
+    ("not_authenticated", "This needs a bearer token: log in with POST /token ..."),
+)
+
 COMMON: Responses = by_status(
     problem(
         "400 The body is not JSON",
@@ -68,6 +73,15 @@ COMMON: Responses = by_status(
     problem(
         "415 The body was not sent as JSON",
         ("unsupported_media_type", "The body must be JSON: send Content-Type: ..."),
+    ),
+    UNAUTHENTICATED,
+    problem(
+        "403 Only a teller may do this (choose an id, deposit cash, open for someone else)",
+        ("teller_only", "Only a teller may do this (detail says what). ..."),
+    ),
+    problem(
+        "429 Too many requests from this user or address",
+        ("too_many_requests", "Too many requests (...). Wait 1 s, then send it again."),
     ),
     problem(
         "503 The command store is unreachable; nothing was sent",
@@ -116,8 +130,8 @@ WITHDRAWAL_REFUSED = problem(
     KEY_IN_USE,
 )
 ACCOUNT_NOT_FOUND = problem(
-    "404 The account does not exist",
-    ("account_not_found", "There is no account 'alice'. Open it first with POST /accounts."),
+    "404 The account does not exist, or it is not yours",
+    ("account_not_found", "You have no account 'alice'. Check the account id ..."),
 )
 TRANSFER_REFUSED = problem(
     "409 A transfer with this id exists already, or a request with this key is still being"

@@ -16,6 +16,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from bank_shared.contracts.actors import Subject
 from bank_shared.http.problems import FieldLocation
 from bank_shared.ids import StreamName
 from bank_shared.money import SEND_INSTEAD, ZERO, Money, format_money, parse_money
@@ -117,8 +118,8 @@ class OpenAccountRequest(CommandRequest):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"owner": "Alice", "initial_balance": "100.00"},
-                {"owner": "Bob", "initial_balance": 50, "account_id": "bob"},
+                {"owner": "Alice Liddell"},
+                {"owner": "Bob Smith", "initial_balance": 50, "owned_by": "bob"},
             ]
         }
     )
@@ -128,11 +129,19 @@ class OpenAccountRequest(CommandRequest):
         " invisible and text-direction characters are refused (docs/command-api.md)."
     )
     initial_balance: OpeningBalance = Field(
-        default=ZERO, description="Money in the account from the start (default 0.00)."
+        default=ZERO,
+        description="Money in the account from the start (default 0.00). Tellers only.",
     )
     account_id: StreamName | None = Field(
         default=None,
-        description=f"The new account's id ({ID_RULE}). Left out, a new UUID is chosen.",
+        description=f"The new account's id ({ID_RULE}). Left out, a new UUID is chosen."
+        " Tellers only.",
+        examples=["alice"],
+    )
+    owned_by: Subject | None = Field(
+        default=None,
+        description="The login that will own it. Left out, the caller's. Tellers only, for"
+        " someone else.",
         examples=["alice"],
     )
 
@@ -210,6 +219,14 @@ class TransferRequest(CommandRequest):
 # --- responses --------------------------------------------------------------------------------
 
 CommandId = Annotated[UUID, Field(description="The command's id: GET /commands/{command_id}.")]
+
+
+class AccessToken(BaseModel):
+    """What `POST /token` answers (RFC 6749, section 5.1)."""
+
+    access_token: str = Field(description="Send it as `Authorization: Bearer <access_token>`.")
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a token type, not a secret)
+    expires_in: int = Field(description="Seconds until it expires; then log in again.")
 
 
 class AccountCommandAccepted(BaseModel):
