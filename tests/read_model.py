@@ -27,8 +27,8 @@ async def dump_read_model(pg: PostgresSettings) -> Rows:
             "accounts": [
                 tuple(r)
                 for r in await conn.fetch(
-                    "SELECT account_id, owner, balance::text, version, opened_at, updated_at"
-                    " FROM accounts ORDER BY account_id"
+                    "SELECT account_id, owner, balance::text, version, opened_at, updated_at,"
+                    " owned_by FROM accounts ORDER BY account_id"
                 )
             ],
             "account_activity": [
@@ -101,6 +101,7 @@ async def expected_read_model(pg: PostgresSettings) -> Rows:
                 len(events),
                 events[0].occurred_at,
                 events[-1].occurred_at,
+                opened.owned_by,
             )
         )
     for transfer_id, events in (await history(pg, pg.transfers_db)).items():

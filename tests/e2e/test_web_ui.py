@@ -1,21 +1,30 @@
-"""The web UI in headless Chromium against the whole bank: accounts opened and money moved
-from the pages, balances and statuses that change on the page without a reload, owners and
-descriptions beside the ids, the balance chart, errors next to the form that caused them, the
-"updating…" mark while the projector lags. Screenshots of the three pages are saved under
-test-artifacts/web-ui/."""
+"""The web UI in headless Chromium against the whole bank: logging in and out on the login page,
+accounts opened and money moved from the pages, balances and statuses that change on the page
+without a reload, owners and descriptions beside the ids, the balance chart, errors next to the
+form that caused them, the "updating…" mark while the projector lags, a customer who sees only
+her own accounts and forms, an Idempotency-Key per submission, and the pages under their
+Content-Security-Policy. Screenshots of the pages are saved under test-artifacts/web-ui/."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, Route, expect
 
+from bank_deploy.credentials import DEMO_USERS, demo_passwords
+from bank_query_api.web import LOGIN_NOTES, LOGIN_REFUSED
+from bank_shared.auth.material import token_issuer
+from bank_shared.clock import utc_now
+from bank_shared.contracts.actors import Actor
 from tests.browser_client import artifacts_dir, headless_chromium
 from tests.e2e.conftest import Cluster
+from tests.logins import AUTH, bearer
 from tests.support import new_id
 
 pytestmark = pytest.mark.e2e
@@ -26,6 +35,9 @@ VIEWPORT = {"width": 1100, "height": 900}
 # Marks the document: still there at the end means the page never reloaded.
 SAME_DOCUMENT = "window.__sameDocument = true"
 STILL_SAME_DOCUMENT = "window.__sameDocument === true"
+# How Chromium reports what a Content-Security-Policy refused, on the console.
+CSP_VIOLATION = "Content Security Policy"
+TOKEN_KEY = "bank.token"  # as bank.js keeps it in sessionStorage
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +47,65 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def tab(browser: Browser) -> AsyncIterator[Page]:
+    """A new browser tab, logged out. The test fails on a JavaScript error or on anything the
+    pages' Content-Security-Policy refused."""
     context = await browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    page = await context.new_page()
+    tab = await context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    refused: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if CSP_VIOLATION in message.text:
+            refused.append(message.text)
+
+    tab.on("console", on_console)
     try:
-        yield page
+        yield tab
     finally:
         await context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert refused == [], f"The Content-Security-Policy refused: {refused}"
+
+
+@pytest.fixture(scope="module")
+async def teller_token(cluster: Cluster, browser: Browser) -> str:
+    """The teller's token, from logging in on the login page once for all the tests here: the
+    command API lets one user log in only so many times a minute."""
+    context = await browser.new_context()
+    try:
+        tab = await context.new_page()
+        await log_in(tab, cluster, "teller")
+        token: str = await tab.evaluate(f"sessionStorage.getItem('{TOKEN_KEY}')")
+        return token
+    finally:
+        await context.close()
+
+
+@pytest.fixture
+async def page(cluster: Cluster, tab: Page, teller_token: str) -> Page:
+    """A tab logged in as the teller: the token kept where the login page keeps it."""
+    await tab.goto(f"{cluster.query_api}/ui/login")
+    await keep_token(tab, teller_token)
+    return tab
+
+
+async def keep_token(page: Page, token: str) -> None:
+    await page.evaluate("([key, token]) => sessionStorage.setItem(key, token)", [TOKEN_KEY, token])
+
+
+async def log_in(page: Page, cluster: Cluster, username: str, then: str = "/ui/") -> None:
+    """Log in on the login page (with the password `make run` would have written) and wait
+    for the page it leads to."""
+    if not page.url.startswith(f"{cluster.query_api}/ui/login"):
+        await page.goto(f"{cluster.query_api}/ui/login")
+    form = page.locator("#log-in")
+    await form.get_by_label("Username").fill(username)
+    await form.get_by_label("Password").fill(demo_passwords(AUTH)[username])
+    await form.get_by_role("button").click()
+    await expect(page).to_have_url(f"{cluster.query_api}{then}")
+    await expect(page.locator("#who")).to_have_text(f"{username} · {DEMO_USERS[username]}")
 
 
 async def live(page: Page, url: str) -> None:
@@ -101,13 +162,25 @@ async def start_transfer_on_dashboard(
 
 
 async def open_account(
-    cluster: Cluster, owner: str, balance: str, account_id: str | None = None
+    cluster: Cluster,
+    owner: str,
+    balance: str,
+    account_id: str | None = None,
+    owned_by: str = "teller",
 ) -> str:
+    """Opened by the teller (with money in it) for `owned_by`."""
     account_id = account_id or new_id(owner.lower())
-    async with httpx.AsyncClient(base_url=cluster.command_api, timeout=30) as commands:
+    async with httpx.AsyncClient(
+        base_url=cluster.command_api, headers=bearer(), timeout=30
+    ) as commands:
         answer = await commands.post(
             "/accounts",
-            json={"owner": owner, "initial_balance": balance, "account_id": account_id},
+            json={
+                "owner": owner,
+                "initial_balance": balance,
+                "account_id": account_id,
+                "owned_by": owned_by,
+            },
         )
     assert answer.status_code == 201, answer.text
     return account_id
@@ -116,7 +189,9 @@ async def open_account(
 async def transfer_between(
     cluster: Cluster, source: str, target: str, amount: str, description: str
 ) -> str:
-    async with httpx.AsyncClient(base_url=cluster.command_api, timeout=30) as commands:
+    async with httpx.AsyncClient(
+        base_url=cluster.command_api, headers=bearer(), timeout=30
+    ) as commands:
         answer = await commands.post(
             "/transfers",
             json={
@@ -129,6 +204,14 @@ async def transfer_between(
     assert answer.status_code == 202, answer.text
     transfer_id: str = answer.json()["transfer_id"]
     return transfer_id
+
+
+async def deposit(cluster: Cluster, account_id: str, amount: str) -> None:
+    async with httpx.AsyncClient(
+        base_url=cluster.command_api, headers=bearer(), timeout=30
+    ) as commands:
+        answer = await commands.post(f"/accounts/{account_id}/deposits", json={"amount": amount})
+    assert answer.status_code == 200, answer.text
 
 
 async def test_accounts_opened_and_a_transfer_made_on_the_dashboard_show_up_without_reload(
@@ -362,11 +445,192 @@ async def test_open_pages_do_not_hold_up_a_query_api_restart_and_follow_it_again
         # The cluster is the session's: the tests after this one need the query API.
         cluster.services.start(query_api)
     await expect(page.locator("#live")).to_have_text("live")
-    async with httpx.AsyncClient(base_url=cluster.command_api, timeout=30) as commands:
-        answer = await commands.post(f"/accounts/{heidi}/deposits", json={"amount": "2.00"})
-    assert answer.status_code == 200, answer.text
+    await deposit(cluster, heidi, "2.00")
     await expect(page.locator("#balance")).to_have_text("€3.00")
     assert await page.evaluate(STILL_SAME_DOCUMENT), "the account page reloaded"
+
+
+async def test_the_login_page_lets_the_teller_in_and_logging_out_leads_back_to_it(
+    cluster: Cluster, tab: Page
+) -> None:
+    await tab.goto(f"{cluster.query_api}/ui/")
+    # Without a token a page sends the browser to the login page, which says why and where
+    # the demo passwords are.
+    await expect(tab).to_have_url(re.compile(r"/ui/login\?why=login&next="))
+    await expect(tab.locator("#why")).to_have_text(LOGIN_NOTES["login"])
+    await expect(tab.locator("main")).to_contain_text(".bank/auth/demo-logins.json")
+    form = tab.locator("#log-in")
+    await form.get_by_label("Username").fill("teller")
+    await form.get_by_label("Password").fill("not the password")
+    await form.get_by_role("button").click()
+    await expect(form.locator(".form-message.error")).to_have_text(LOGIN_REFUSED)
+
+    await log_in(tab, cluster, "teller")
+    await expect(tab.locator("#live")).to_have_text("live")
+    await tab.screenshot(path=artifacts_dir() / "logged-in.png")
+    await tab.get_by_role("button", name="Log out").click()
+    await expect(tab).to_have_url(f"{cluster.query_api}/ui/login?why=logged-out")
+    await expect(tab.locator("#why")).to_have_text(LOGIN_NOTES["logged-out"])
+    assert await tab.evaluate(f"sessionStorage.getItem('{TOKEN_KEY}')") is None
+    await tab.screenshot(path=artifacts_dir() / "login.png")
+    await tab.goto(f"{cluster.query_api}/ui/")
+    await expect(tab).to_have_url(re.compile(r"/ui/login\?why=login&next="))
+
+
+async def test_a_token_that_expires_on_an_open_page_leads_to_the_login_page_and_back(
+    cluster: Cluster, page: Page
+) -> None:
+    kim = await open_account(cluster, "Kim", "5.00")
+    await live(page, f"{cluster.query_api}/ui/accounts/{kim}")
+    long_ago = utc_now() - 2 * timedelta(minutes=AUTH.token_minutes)
+    expired = token_issuer(AUTH).issue(Actor(subject="teller", role="teller"), long_ago)
+    await keep_token(page, expired)
+
+    # The next change makes the page read again, with the expired token: 401.
+    await deposit(cluster, kim, "1.00")
+    await expect(page).to_have_url(re.compile(r"/ui/login\?why=expired&next="))
+    await expect(page.locator("#why")).to_have_text(LOGIN_NOTES["expired"])
+    await log_in(page, cluster, "teller", then=f"/ui/accounts/{kim}")
+    await expect(page.locator("#balance")).to_have_text("€6.00")
+
+
+async def test_a_customer_sees_only_her_accounts_and_the_forms_she_may_use(
+    cluster: Cluster, page: Page
+) -> None:
+    # The teller opens an account for alice on the dashboard, and one for bob.
+    await live(page, f"{cluster.query_api}/ui/")
+    form = page.locator("#open-account")
+    await form.get_by_label("Owner").fill("Alice")
+    await form.get_by_label("Owned by").fill("alice")
+    await form.get_by_label("Opening balance").fill("40.00")
+    alices = (await (await submit(page, form, "/accounts", 201, cleared="Owner")).json())[
+        "account_id"
+    ]
+    bobs = await open_account(cluster, "Bob", "20.00", owned_by="bob")
+    await expect(account_row(page, alices).locator(".balance")).to_have_text("€40.00")
+    await expect(account_row(page, bobs)).to_have_count(1)
+
+    await page.get_by_role("button", name="Log out").click()
+    await log_in(page, cluster, "alice")
+    await expect(page.locator("#live")).to_have_text("live")
+    await expect(account_row(page, alices).locator(".balance")).to_have_text("€40.00")
+    await expect(account_row(page, bobs)).to_have_count(0)
+    # She opens her own accounts, empty: no opening balance, account id or owner's login.
+    form = page.locator("#open-account")
+    for teller_only in ("Owned by", "Opening balance", "Account id"):
+        await expect(form.get_by_label(teller_only)).to_be_hidden()
+    await expect(form.locator("[data-role=customer]")).to_be_visible()
+    await form.get_by_label("Owner").fill("Alice")
+    opened = (await (await submit(page, form, "/accounts", 201, cleared="Owner")).json())[
+        "account_id"
+    ]
+    await expect(account_row(page, opened).locator(".balance")).to_have_text("€0.00")
+
+    transfer_id = await start_transfer_on_dashboard(page, alices, bobs, "15.00", "Rent")
+    row = transfer_row(page, transfer_id)
+    await expect(row.locator(".status")).to_have_text("completed")
+    # Whom she paid: the account id, not its owner (nor its balance).
+    await expect(row.locator(".to .account-id")).to_have_text(bobs)
+    await expect(row.locator(".to .owner")).to_have_count(0)
+    await expect(account_row(page, alices).locator(".balance")).to_have_text("€25.00")
+    await expect(account_row(page, bobs)).to_have_count(0)
+    await page.screenshot(path=artifacts_dir() / "dashboard-customer.png", full_page=True)
+
+    # On her account's page she withdraws; cash deposits are a teller's.
+    await live(page, f"{cluster.query_api}/ui/accounts/{alices}")
+    await expect(page.locator("#deposit")).to_be_hidden()
+    await expect(page.locator("#deposit-note")).to_be_visible()
+    await page.locator("#withdraw").get_by_label("Amount").fill("5.00")
+    await page.locator("#withdraw").get_by_role("button").click()
+    await expect(page.locator("#balance")).to_have_text("€20.00")
+    # Bob's account is no account of hers.
+    await live(page, f"{cluster.query_api}/ui/accounts/{bobs}")
+    await expect(page.locator("#missing")).to_contain_text("There is no such account")
+    await expect(page.locator("#balance")).to_have_text("")
+
+
+async def test_each_submission_has_its_own_idempotency_key_and_a_retry_keeps_it(
+    cluster: Cluster, page: Page
+) -> None:
+    lee = await open_account(cluster, "Lee", "10.00")
+    await live(page, f"{cluster.query_api}/ui/accounts/{lee}")
+    deposits = f"{cluster.command_api}/accounts/{lee}/deposits"
+    sent: list[Request] = []
+
+    def on_request(request: Request) -> None:
+        if request.url == deposits and request.method == "POST":
+            sent.append(request)
+
+    page.on("request", on_request)
+
+    async def answer_lost(route: Route) -> None:
+        """The bank gets the deposit and answers; the browser never sees the answer."""
+        await route.fetch()
+        await route.abort()
+
+    await page.route(deposits, answer_lost)
+    form = page.locator("#deposit")
+    await form.get_by_label("Amount").fill("5.00")
+    await form.get_by_role("button").click()
+    await expect(form.locator(".form-message.error")).to_contain_text(
+        "Cannot reach the command API"
+    )
+    await expect(page.locator("#balance")).to_have_text("€15.00")  # it did arrive
+    await page.unroute(deposits)
+
+    await form.get_by_role("button").click()  # the same submission again: done once
+    await expect(form.get_by_label("Amount")).to_have_value("")
+    await expect(form.locator(".form-message")).to_have_text("")
+    await form.get_by_label("Amount").fill("5.00")  # a new one
+    await form.get_by_role("button").click()
+    await expect(page.locator("#balance")).to_have_text("€20.00")
+    await expect(page.locator("#event-rows tr")).to_have_count(3)
+    keys = [await request.header_value("idempotency-key") for request in sent]
+    assert len(keys) == 3, keys
+    assert keys[0] == keys[1] != keys[2], keys
+    assert all(keys), keys
+
+
+async def test_the_pages_send_security_headers_and_their_policy_is_in_force(
+    cluster: Cluster, browser: Browser
+) -> None:
+    # A tab of its own: the `tab` fixture fails a test on what the policy refuses.
+    context = await browser.new_context()
+    try:
+        tab = await context.new_page()
+        for path in ("/ui/login", "/ui/static/bank.js"):
+            answer = await tab.goto(f"{cluster.query_api}{path}")
+            assert answer is not None
+            headers = await answer.all_headers()
+            policy = headers["content-security-policy"].split("; ")
+            for directive in (
+                "script-src 'self'",
+                "style-src 'self'",
+                f"connect-src 'self' {cluster.command_api}",
+                "frame-ancestors 'none'",
+            ):
+                assert directive in policy, (directive, policy)
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["referrer-policy"] == "no-referrer"
+
+        # An injected inline script does not run ...
+        await tab.goto(f"{cluster.query_api}/ui/login")
+        inject = (
+            "() => { const s = document.createElement('script');"
+            " s.textContent = 'window.injected = true'; document.head.append(s); }"
+        )
+        async with tab.expect_console_message(lambda m: CSP_VIOLATION in m.text) as refused:
+            await tab.evaluate(inject)
+        assert "script-src" in (await refused.value).text
+        assert await tab.evaluate("window.injected === undefined"), "an inline script ran"
+
+        # ... and no other page may frame ours.
+        framing = await context.new_page()
+        async with framing.expect_console_message(lambda m: CSP_VIOLATION in m.text) as refused:
+            await framing.set_content(f'<iframe src="{cluster.query_api}/ui/login"></iframe>')
+        assert "frame-ancestors" in (await refused.value).text
+    finally:
+        await context.close()
 
 
 async def test_the_pages_logic_timeline_and_plain_words(cluster: Cluster, page: Page) -> None:

@@ -30,6 +30,7 @@ from bank_shared.contracts.accounts import (
     OpenAccount,
     WithdrawMoney,
 )
+from bank_shared.contracts.actors import BANK_TELLER, TELLER
 from bank_shared.contracts.envelope import Envelope, Message, read_payload, seal_events, to_bytes
 from bank_shared.contracts.transfers import StartTransfer, TransferStarted
 from bank_shared.db import Connection
@@ -73,8 +74,8 @@ async def test_the_read_model_shows_balances_history_and_transfer_statuses(
     store = account_store(accounts.pool, topics)
     alice, bob = new_id("alice"), new_id("bob")
     for command in (
-        OpenAccount(account_id=alice, owner="Alice", initial_balance="100.00"),
-        OpenAccount(account_id=bob, owner="Bob", initial_balance="50.00"),
+        OpenAccount(account_id=alice, owner="Alice", initial_balance="100.00", owned_by=TELLER),
+        OpenAccount(account_id=bob, owner="Bob", initial_balance="50.00", owned_by=TELLER),
         DepositMoney(account_id=alice, amount="10.00"),
         WithdrawMoney(account_id=bob, amount="5.00"),
     ):
@@ -160,7 +161,7 @@ async def test_every_event_delivered_twice_leaves_the_read_model_unchanged(
     transfer_probes = keys_for_every_partition("probe-t", topics.partitions)
     store = account_store(accounts.pool, topics)
     for probe in account_probes:
-        command = OpenAccount(account_id=probe, owner="Probe")
+        command = OpenAccount(account_id=probe, owner="Probe", owned_by=TELLER)
         await decide(store, command)
     for probe in transfer_probes:  # between accounts that do not exist: fails at once
         await send(
@@ -200,8 +201,11 @@ async def a_transfer_between_new_accounts(
     transfer of 30.00 between them, sent to the saga: (source, target, transfer id)."""
     source, target = new_id(names[0]), new_id(names[1])
     for command in (
-        OpenAccount(account_id=source, owner=names[0].title(), initial_balance="100.00"),
-        OpenAccount(account_id=target, owner=names[1].title()),
+        OpenAccount(
+            account_id=source, owner=names[0].title(), initial_balance="100.00", owned_by=TELLER
+        ),
+        # A customer's: the read model (and a rebuild) must keep who owns it.
+        OpenAccount(account_id=target, owner=names[1].title(), owned_by=new_id(names[1])),
         DepositMoney(account_id=target, amount="5.00"),
     ):
         await decide(store, command)
@@ -270,13 +274,18 @@ async def test_a_transfer_s_description_is_on_its_row_and_on_both_accounts_activ
     ]
 
 
+# Fields added to payloads after their version 1.
+LATER_FIELDS = ("description", "owned_by", "requested_by")
+
+
 def as_version_1(envelopes: list[Envelope]) -> list[Envelope]:
-    """The envelopes as code before descriptions wrote them: schema 1, no such field."""
+    """The envelopes as code before descriptions and owners wrote them: schema 1, no such
+    fields."""
     return [
         e.model_copy(
             update={
                 "schema_version": 1,
-                "payload": {k: v for k, v in e.payload.items() if k != "description"},
+                "payload": {k: v for k, v in e.payload.items() if k not in LATER_FIELDS},
             }
         )
         for e in envelopes
@@ -292,7 +301,11 @@ async def test_events_written_before_descriptions_are_projected_with_none(
         seal_events(
             [
                 AccountOpened(
-                    account_id=account, owner="Old", initial_balance="9", balance_after="9"
+                    account_id=account,
+                    owner="Old",
+                    initial_balance="9",
+                    balance_after="9",
+                    owned_by=TELLER,
                 ),
                 MoneyDeposited(
                     account_id=account, amount="1", balance_after="10", description=None
@@ -314,6 +327,7 @@ async def test_events_written_before_descriptions_are_projected_with_none(
                     target_account_id="elsewhere",
                     amount="1",
                     description=None,
+                    requested_by=BANK_TELLER,
                 )
             ],
             cause=uuid.uuid4(),
@@ -368,7 +382,11 @@ async def test_after_200_random_commands_the_read_model_equals_the_fold_of_the_s
     rng = random.Random(20261126)
     names = [new_id(f"r{i}") for i in range(8)]
     commands: list[tuple[str, str, Message]] = [
-        (topics.account_commands, n, OpenAccount(account_id=n, owner=n, initial_balance="100"))
+        (
+            topics.account_commands,
+            n,
+            OpenAccount(account_id=n, owner=n, initial_balance="100", owned_by=TELLER),
+        )
         for n in names[:6]  # two names are never opened: operations on them are refused
     ]
     while len(commands) < 200:
@@ -433,6 +451,7 @@ async def test_a_rebuild_while_the_system_runs_gives_back_the_same_read_model(
     await read_model_settles(infra)
     before = await dump_read_model(infra.pg)
     assert any(row[0] == transfer_id and row[4] == "completed" for row in before["transfers"])
+    assert any(row[-1] != TELLER for row in before["accounts"])  # owned_by, not only defaults
 
     report = await rebuild(projector_settings)
 
@@ -450,7 +469,15 @@ async def test_an_event_ahead_of_its_stream_is_refused_not_skipped(
     batch is refused (and will come again), not silently half-applied."""
     account = new_id("gap")
     opened = seal_events(
-        [AccountOpened(account_id=account, owner="Gap", initial_balance="1", balance_after="1")],
+        [
+            AccountOpened(
+                account_id=account,
+                owner="Gap",
+                initial_balance="1",
+                balance_after="1",
+                owned_by=TELLER,
+            )
+        ],
         cause=uuid.uuid4(),
         correlation_id=uuid.uuid4(),
         stream_id=account,
@@ -511,7 +538,11 @@ async def test_two_instances_projecting_the_same_stream_at_once_never_undo_each_
             *seal_events(
                 [
                     AccountOpened(
-                        account_id=account, owner="Race", initial_balance="0", balance_after="0"
+                        account_id=account,
+                        owner="Race",
+                        initial_balance="0",
+                        balance_after="0",
+                        owned_by=TELLER,
                     )
                 ],
                 cause=uuid.uuid4(),
@@ -622,7 +653,11 @@ async def test_a_rebuild_that_fails_part_way_leaves_the_read_model_as_it_was(
             await migrate(store, "bank_shared.eventstore.migrations")
             for i in range(1, 6):
                 opened = AccountOpened(
-                    account_id=f"broken-{i}", owner="B", initial_balance="1", balance_after="1"
+                    account_id=f"broken-{i}",
+                    owner="B",
+                    initial_balance="1",
+                    balance_after="1",
+                    owned_by=TELLER,
                 )
                 (envelope,) = seal_events(
                     [opened],

@@ -20,6 +20,7 @@ import pytest
 from bank_deploy.providers import Endpoints, free_port
 from bank_query_api.freshness import APPLICATION_NAME, CHANNEL
 from bank_shared.eventstore.migrate import migrate
+from tests.logins import bearer
 from tests.query_api_client import serving, settings_for
 from tests.support import ServiceProcess, eventually
 
@@ -579,7 +580,9 @@ async def test_the_process_serves_until_sigterm(infra: Endpoints, read_db: str) 
     service = await ServiceProcess("bank_query_api", env, port).start()
     try:
         await service.wait_ready()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=bearer(), timeout=10
+        ) as client:
             ready = await client.get("/ready")
             assert ready.json()["checks"] == {"postgres": "ok", "read_model": "ok"}
             alice = await client.get("/accounts/alice")

@@ -16,6 +16,7 @@ from bank_query_api.app import create_app
 from bank_query_api.queries import TransferFilter
 from bank_query_api.schemas import Account, AccountActivity, Transfer
 from bank_query_api.settings import QueryApiSettings
+from tests.logins import bearer
 
 PROBLEM = "application/problem+json"
 OPENED = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
@@ -127,7 +128,9 @@ def test_a_transfer_in_progress_has_no_finish_and_no_reason() -> None:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(QueryApiSettings(max_limit=100, cors_origins="http://ui.test"))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://query-api") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://query-api", headers=bearer()
+    ) as client:
         yield client
 
 
@@ -233,6 +236,7 @@ async def test_the_openapi_document_describes_every_field_and_error(
     assert set(waited["content"]["application/problem+json"]["examples"]) == {
         "not_yet_projected",
         "service_unavailable",
+        "too_many_waiters",
     }
     assert "account_not_found" in account["404"]["content"][PROBLEM]["examples"]
     transfer = paths["/transfers/{transfer_id}"]["get"]["responses"]

@@ -1,12 +1,17 @@
-"""The web UI's server side without a database: the pages and their config are served, every
-error code and failure reason has plain words, the forms keep to the command API's limits, and
-the change stream sends `changed`, a heartbeat, and ends when the server closes it."""
+"""The web UI's server side without a database: the pages and their config are served with
+their security headers and keep to them (no inline script), every error code and failure
+reason has plain words, the forms keep to the command API's limits, and the change stream
+needs a token, sends `changed`, a heartbeat, and ends when the server closes it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import get_args
 
 import httpx
@@ -19,13 +24,19 @@ from bank_query_api.web import (
     CHART_EVENTS,
     COMMAND_ERRORS,
     FIELD_LABELS,
+    LOGIN_NOTES,
     MONEY_HINTS,
+    PAGES,
     TRANSFER_REASONS,
     page_config,
 )
+from bank_shared.auth.material import token_issuer
+from bank_shared.clock import utc_now
+from bank_shared.contracts.actors import BANK_TELLER
 from bank_shared.contracts.outcomes import RejectionCode
 from bank_shared.contracts.transfers import TransferFailureReason
 from bank_shared.text import DESCRIPTION_MAX_LENGTH
+from tests.logins import AUTH
 
 # --- the pages ----------------------------------------------------------------------------------
 
@@ -44,6 +55,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         ("/ui/", "dashboard.js"),
         ("/ui/accounts/alice", "account.js"),
         ("/ui/transfers/t-1", "transfer.js"),
+        ("/ui/login", "login.js"),
     ],
 )
 async def test_each_page_is_html_that_loads_its_config_and_scripts(
@@ -118,11 +130,120 @@ async def test_the_change_stream_is_in_the_api_document(client: httpx.AsyncClien
     assert not any(path.startswith("/ui") for path in document["paths"])
 
 
+# --- security headers ---------------------------------------------------------------------------
+
+UI_ADDRESSES = [
+    "/ui/",
+    "/ui/login",
+    "/ui/accounts/alice",
+    "/ui/transfers/t-1",
+    "/ui/config.js",
+    "/ui/static/bank.js",
+    "/ui/static/bank.css",
+]
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    parsed = [directive.split() for directive in policy.split(";")]
+    return {name: sources for name, *sources in parsed}
+
+
+@pytest.mark.parametrize("path", UI_ADDRESSES)
+async def test_the_ui_is_served_with_its_security_headers(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    answer = await client.get(path)
+    assert answer.status_code == 200
+    policy = directives(answer.headers["content-security-policy"])
+    assert policy["default-src"] == ["'none'"]
+    # Our own files only: no inline script or style, no eval.
+    assert policy["script-src"] == ["'self'"]
+    assert policy["style-src"] == ["'self'"]
+    # Fetches to this API and the command API, nothing else.
+    assert policy["connect-src"] == ["'self'", "http://commands.test:9001"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_the_api_and_its_docs_are_not_held_to_the_pages_policy(
+    client: httpx.AsyncClient,
+) -> None:
+    # Swagger UI runs inline script from a CDN: the pages' policy would break it.
+    for path in ("/docs", "/openapi.json"):
+        answer = await client.get(path)
+        assert answer.status_code == 200
+        assert "content-security-policy" not in answer.headers
+
+
+class InlineCode(HTMLParser):
+    """What a `script-src 'self'; style-src 'self'` policy refuses: inline scripts, event
+    handler attributes, `javascript:` links, style elements and attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "script" and not names.get("src"):
+            self.found.append("<script> without src")
+        if tag == "style":
+            self.found.append("<style>")
+        for name, value in attrs:
+            if name.startswith("on") or name == "style":
+                self.found.append(f"{tag} {name}=")
+            if (value or "").strip().lower().startswith("javascript:"):
+                self.found.append(f"{tag} {name}={value}")
+
+
+@pytest.mark.parametrize("page", sorted(PAGES.glob("*.html")), ids=lambda path: path.name)
+def test_the_pages_have_no_inline_code_their_policy_would_refuse(page: Path) -> None:
+    parser = InlineCode()
+    parser.feed(page.read_text())
+    assert parser.found == []
+
+
+def test_the_login_page_has_words_for_each_reason_a_page_sends_the_browser_there() -> None:
+    script = (PAGES / "static" / "bank.js").read_text()
+    reasons = set(re.findall(r'toLogin\("([a-z-]+)"', script))
+    assert reasons == set(LOGIN_NOTES)
+
+
+# --- the change stream needs a token --------------------------------------------------------------
+
+
+async def test_the_change_stream_needs_a_valid_bearer_token(client: httpx.AsyncClient) -> None:
+    long_ago = utc_now() - timedelta(days=1)
+    expired = token_issuer(AUTH).issue(BANK_TELLER, long_ago)
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": f"Bearer {expired}"},
+    ):
+        answer = await client.get("/changes", headers=headers)
+        assert answer.status_code == 401
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+        assert answer.json()["code"] == "not_authenticated"
+
+
+async def test_the_change_stream_is_documented_as_needing_one(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert document["paths"]["/changes"]["get"]["security"]
+
+
 # --- plain words --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("code", get_args(RejectionCode))
 def test_every_rejection_of_the_write_side_has_plain_words(code: str) -> None:
+    assert COMMAND_ERRORS[code].endswith(".")
+
+
+@pytest.mark.parametrize(
+    "code", ["not_authenticated", "teller_only", "unknown_user", "too_many_requests"]
+)
+def test_every_refusal_of_the_command_api_a_page_can_meet_has_plain_words(code: str) -> None:
     assert COMMAND_ERRORS[code].endswith(".")
 
 

@@ -67,6 +67,7 @@ class StreamGapError(RetryLater):
 class AccountRow:
     account_id: str
     owner: str
+    owned_by: str
     balance: Decimal
     version: int
     opened_at: datetime
@@ -160,7 +161,7 @@ TRANSFER_VALUES = attrgetter(*(f.name for f in fields(TransferRow)))
 # The stream ids of a batch, each with its row (NULLs if none yet) and whether it is parked.
 READ_ACCOUNTS = (
     "SELECT ids.id AS stream_id, p.stream_id IS NOT NULL AS parked, p.version AS parked_version,"
-    " a.account_id, a.owner,"
+    " a.account_id, a.owner, a.owned_by,"
     " a.balance, a.version, a.opened_at, a.updated_at"
     " FROM unnest($1::text[]) AS ids(id)"
     " LEFT JOIN accounts a ON a.account_id = ids.id"
@@ -168,19 +169,20 @@ READ_ACCOUNTS = (
 )
 WRITE_ACCOUNTS = (
     "WITH upserted AS ("
-    " INSERT INTO accounts (account_id, owner, balance, version, opened_at, updated_at)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::integer[],"
-    " $5::timestamptz[], $6::timestamptz[])"
+    " INSERT INTO accounts (account_id, owner, owned_by, balance, version, opened_at,"
+    " updated_at)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::integer[],"
+    " $6::timestamptz[], $7::timestamptz[])"
     " ON CONFLICT (account_id) DO UPDATE SET balance = EXCLUDED.balance,"
     " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
     " WHERE accounts.version < EXCLUDED.version"
     "), activity AS ("
     " INSERT INTO account_activity (account_id, version, type, amount, balance_after,"
     " transfer_id, occurred_at, description)"
-    " SELECT * FROM unnest($7::text[], $8::integer[], $9::text[], $10::numeric[],"
-    " $11::numeric[], $12::text[], $13::timestamptz[], $14::text[])"
+    " SELECT * FROM unnest($8::text[], $9::integer[], $10::text[], $11::numeric[],"
+    " $12::numeric[], $13::text[], $14::timestamptz[], $15::text[])"
     " ON CONFLICT DO NOTHING"
-    ") SELECT pg_notify($15, payload) FROM unnest($16::text[]) AS payload"
+    ") SELECT pg_notify($16, payload) FROM unnest($17::text[]) AS payload"
 )
 
 
@@ -206,7 +208,7 @@ async def _project_accounts(conn: Connection, events: Events) -> int:
             case AccountOpened():
                 amount = event.initial_balance
                 accounts[stream_id] = AccountRow(
-                    stream_id, event.owner, event.balance_after, 1, at, at
+                    stream_id, event.owner, event.owned_by, event.balance_after, 1, at, at
                 )
             case MoneyDeposited() | MoneyWithdrawn():
                 amount = event.amount

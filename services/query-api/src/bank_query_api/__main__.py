@@ -31,7 +31,13 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="info")
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="info",
+        limit_concurrency=settings.http_limit_concurrency,
+    )
     QueryApiServer(config, app.state.streams).run()
 
 

@@ -13,11 +13,36 @@ RETRY_AFTER = {
 }
 
 
-def problem(description: str, *examples: tuple[str, str], retry: bool = False) -> dict[str, Any]:
+WWW_AUTHENTICATE = {
+    "description": '`Bearer`, with `error="invalid_token"` when a token was sent and refused.',
+    "schema": {"type": "string", "example": 'Bearer error="invalid_token"'},
+}
+
+
+def problem(
+    description: str,
+    *examples: tuple[str, str],
+    retry: bool = False,
+    challenge: bool = False,
+) -> dict[str, Any]:
     """A documented problem answer (`description` starts with its status) with one example per
-    code."""
-    headers = {"Retry-After": RETRY_AFTER} if retry else None
-    return problem_answer(Problem, description, examples, typed=True, headers=headers)
+    code; `retry`: with Retry-After, `challenge`: with WWW-Authenticate."""
+    headers = {
+        **({"Retry-After": RETRY_AFTER} if retry else {}),
+        **({"WWW-Authenticate": WWW_AUTHENTICATE} if challenge else {}),
+    }
+    return problem_answer(Problem, description, examples, typed=True, headers=headers or None)
+
+
+NOT_AUTHENTICATED = problem(
+    "401 No bearer token, or one refused (expired, forged, or not this bank's)",
+    (
+        "not_authenticated",
+        "This needs a bearer token: log in with POST /token on the command API (username and"
+        " password, form-encoded) and send `Authorization: Bearer <access_token>`.",
+    ),
+    challenge=True,
+)
 
 
 INVALID_PARAMETERS = (
@@ -32,8 +57,10 @@ UNAVAILABLE = (
 
 
 def responses(*problems: dict[str, Any]) -> Responses:
-    """The problems every query may answer, plus the route's own (a later one wins)."""
+    """The problems every query of bank data may answer, plus the route's own (a later one
+    wins)."""
     common = [
+        NOT_AUTHENTICATED,
         problem("422 A query or path parameter is invalid", INVALID_PARAMETERS),
         problem(
             "503 The read database is unreachable (or not created yet)", UNAVAILABLE, retry=True

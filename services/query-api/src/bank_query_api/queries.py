@@ -1,8 +1,11 @@
-"""Reads of the read database (built by the projector): accounts, their activity, transfers."""
+"""Reads of the read database (built by the projector): accounts, their activity, transfers,
+each as one viewer may see them: a customer their own accounts and the transfers that touch
+them, a teller everything."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -15,6 +18,7 @@ from bank_query_api.schemas import (
     TransferPage,
     TransferStatus,
 )
+from bank_shared.contracts.actors import Actor
 from bank_shared.db import Connection
 
 READ_MODEL_TABLES = ("accounts", "account_activity", "transfers")
@@ -29,10 +33,32 @@ TRANSFER_COLUMNS = (
 Pool: TypeAlias = "asyncpg.Pool[Any]"
 
 
+def customer_of(viewer: Actor) -> str | None:
+    """Whose accounts `viewer` may read: a customer's own (their login), or everyone's (None)
+    for a teller."""
+    return None if viewer.is_teller else viewer.subject
+
+
+def sees(viewer: Actor, owned_by: str | None) -> bool:
+    """Whether `viewer` may read the account owned by `owned_by` (None: not in the read model)."""
+    return viewer.is_teller or (owned_by is not None and owned_by == viewer.subject)
+
+
+def accounts_of(viewer: Actor, first: int) -> tuple[str, list[object]]:
+    """The condition (after WHERE, placeholders from ${first}) that keeps `viewer`'s accounts
+    only, and its arguments; TRUE for a teller."""
+    customer = customer_of(viewer)
+    if customer is None:
+        return "TRUE", []
+    return f"owned_by = ${first}", [customer]
+
+
 @dataclass(frozen=True)
 class TransferFilter:
     account_id: str | None = None
     status: TransferStatus | None = None
+    # A customer's login: only transfers from or to one of their accounts (None: all).
+    visible_to: str | None = None
 
     def where(self) -> tuple[str, list[object]]:
         """The WHERE clause (placeholders only, never values) and its arguments."""
@@ -45,23 +71,40 @@ class TransferFilter:
         if self.status is not None:
             arguments.append(self.status)
             conditions.append(f"status = ${len(arguments)}")
+        if self.visible_to is not None:
+            arguments.append(self.visible_to)
+            # The customer's account ids, found once by accounts_owned_by; then each side by
+            # its own index (transfers_source, transfers_target).
+            mine = f"ARRAY(SELECT account_id FROM accounts WHERE owned_by = ${len(arguments)})"  # noqa: S608
+            conditions.append(
+                f"(source_account_id = ANY({mine}) OR target_account_id = ANY({mine}))"
+            )
         return (f"WHERE {' AND '.join(conditions)}" if conditions else ""), arguments
 
 
-async def find_account(db: Pool | Connection, account_id: str) -> Account | None:
+async def find_account(db: Pool | Connection, account_id: str, viewer: Actor) -> Account | None:
+    """The account, if there is one that `viewer` may read."""
+    mine, arguments = accounts_of(viewer, 2)
     row = await db.fetchrow(
-        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1",  # noqa: S608
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1 AND {mine}",  # noqa: S608
         account_id,
+        *arguments,
     )
     return None if row is None else Account(**row)
 
 
-async def list_accounts(pool: Pool, *, limit: int, offset: int) -> AccountPage:
+async def list_accounts(pool: Pool, viewer: Actor, *, limit: int, offset: int) -> AccountPage:
+    mine, arguments = accounts_of(viewer, 1)
+    n = len(arguments)
     async with pool.acquire() as conn, snapshot(conn):
-        total: int = await conn.fetchval("SELECT count(*) FROM accounts")
+        total: int = await conn.fetchval(
+            f"SELECT count(*) FROM accounts WHERE {mine}",  # noqa: S608
+            *arguments,
+        )
         rows = await conn.fetch(
-            f"SELECT {ACCOUNT_COLUMNS} FROM accounts"  # noqa: S608
-            " ORDER BY opened_at, account_id LIMIT $1 OFFSET $2",
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {mine}"  # noqa: S608
+            f" ORDER BY opened_at, account_id LIMIT ${n + 1} OFFSET ${n + 2}",
+            *arguments,
             limit,
             offset,
         )
@@ -69,11 +112,17 @@ async def list_accounts(pool: Pool, *, limit: int, offset: int) -> AccountPage:
 
 
 async def account_activity(
-    pool: Pool, account_id: str, *, limit: int
+    pool: Pool, account_id: str, viewer: Actor, *, limit: int
 ) -> list[AccountActivity] | None:
-    """The account's latest events, newest first; None when there is no such account."""
+    """The account's latest events, newest first; None when there is no such account that
+    `viewer` may read."""
+    mine, arguments = accounts_of(viewer, 2)
     async with pool.acquire() as conn, snapshot(conn):
-        known = await conn.fetchval("SELECT 1 FROM accounts WHERE account_id = $1", account_id)
+        known = await conn.fetchval(
+            f"SELECT 1 FROM accounts WHERE account_id = $1 AND {mine}",  # noqa: S608
+            account_id,
+            *arguments,
+        )
         if known is None:
             return None
         rows = await conn.fetch(
@@ -86,29 +135,47 @@ async def account_activity(
 
 
 def with_owners(transfers: str) -> str:
-    """`transfers` (a SELECT of TRANSFER_COLUMNS), each row with its two accounts' owners:
-    joined after the rows are chosen, so a page costs two key lookups a row, and an account
-    not in the read model (yet, or ever) gives a null owner instead of hiding the transfer."""
+    """`transfers` (a SELECT of TRANSFER_COLUMNS), each row with its two accounts' holders and
+    owning logins: joined after the rows are chosen, so a page costs two key lookups a row, and
+    an account not in the read model (yet, or ever) gives nulls instead of hiding the
+    transfer."""
     return (
-        "SELECT t.*, s.owner AS source_owner, g.owner AS target_owner"  # noqa: S608
+        "SELECT t.*, s.owner AS source_owner, g.owner AS target_owner,"  # noqa: S608
+        " s.owned_by AS source_owned_by, g.owned_by AS target_owned_by"
         f" FROM ({transfers}) AS t"
         " LEFT JOIN accounts s ON s.account_id = t.source_account_id"
         " LEFT JOIN accounts g ON g.account_id = t.target_account_id"
     )
 
 
-async def find_transfer(pool: Pool, transfer_id: str) -> Transfer | None:
+def transfer_seen_by(viewer: Actor, row: Mapping[str, Any]) -> Transfer:
+    """A transfer as `viewer` may see it: a customer sees the counterparty's account id, not
+    who holds it."""
+    values = dict(row)
+    for side in ("source", "target"):
+        if not sees(viewer, values.pop(f"{side}_owned_by")):
+            values[f"{side}_owner"] = None
+    return Transfer(**values)
+
+
+async def find_transfer(pool: Pool, transfer_id: str, viewer: Actor) -> Transfer | None:
+    """The transfer, if there is one from or to an account that `viewer` may read."""
     row = await pool.fetchrow(
         with_owners(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = $1"),  # noqa: S608
         transfer_id,
     )
-    return None if row is None else Transfer(**row)
+    if row is None or not (
+        sees(viewer, row["source_owned_by"]) or sees(viewer, row["target_owned_by"])
+    ):
+        return None
+    return transfer_seen_by(viewer, row)
 
 
 async def list_transfers(
-    pool: Pool, matching: TransferFilter, *, limit: int, offset: int
+    pool: Pool, matching: TransferFilter, viewer: Actor, *, limit: int, offset: int
 ) -> TransferPage:
-    where, arguments = matching.where()
+    """The transfers that match, of those `viewer` may read (`total` counts only those)."""
+    where, arguments = replace(matching, visible_to=customer_of(viewer)).where()
     n = len(arguments)
     async with pool.acquire() as conn, snapshot(conn):
         total: int = await conn.fetchval(
@@ -126,7 +193,7 @@ async def list_transfers(
             limit,
             offset,
         )
-    return TransferPage(items=[Transfer(**row) for row in rows], total=total)
+    return TransferPage(items=[transfer_seen_by(viewer, row) for row in rows], total=total)
 
 
 async def missing_tables(db: Pool | Connection) -> list[str]:

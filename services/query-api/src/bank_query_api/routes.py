@@ -1,4 +1,6 @@
-"""The REST endpoints: read the read model; with `min_version`, wait until it caught up."""
+"""The REST endpoints: read the read model as the caller may see it (a customer: their own
+accounts and the transfers that touch them; a teller: all); with `min_version`, wait until it
+caught up."""
 
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ from bank_query_api.schemas import (
     TransferStatus,
 )
 from bank_query_api.settings import QueryApiSettings
+from bank_query_api.slots import Slots
+from bank_shared.contracts.actors import Actor
+from bank_shared.http.bearer import unauthenticated
 from bank_shared.ids import StreamName
 
 # No one pages this far; the bound keeps a huge offset from overflowing PostgreSQL's bigint.
@@ -42,7 +47,7 @@ Offset = Annotated[
 ]
 
 ACCOUNT_NOT_FOUND = problem(
-    "404 There is no such account",
+    "404 There is no such account (or none of yours: a customer reads only their own)",
     (
         "account_not_found",
         "There is no account 'alice'. Open one with POST /accounts on the command API, or check"
@@ -58,10 +63,16 @@ NOT_YET_PROJECTED = problem(
         " projector is catching up: retry in a moment.",
     ),
     ("service_unavailable", "The read database cannot be reached right now; try again."),
+    (
+        "too_many_waiters",
+        "200 requests already wait for min_version on this server, the most it lets wait. Retry"
+        " after Retry-After seconds, or read without min_version.",
+    ),
     retry=True,
 )
 TRANSFER_NOT_FOUND = problem(
-    "404 There is no such transfer",
+    "404 There is no such transfer (or none of yours: a customer reads only the transfers from"
+    " or to their accounts)",
     (
         "transfer_not_found",
         "There is no transfer 't-1'. Check the transfer id (from the answer to POST /transfers"
@@ -73,12 +84,23 @@ TRANSFER_NOT_FOUND = problem(
 router = APIRouter()
 
 
-class Reader:
-    """What the routes read with: the read database's pool (once the app has started), and
-    the changes a `min_version` wait listens to."""
+def too_many_waiters(capacity: int) -> ProblemError:
+    return ProblemError(
+        503,
+        "too_many_waiters",
+        f"{capacity} requests already wait for min_version on this server, the most it lets"
+        " wait. Retry after Retry-After seconds, or read without min_version.",
+        headers=RETRY_SOON,
+    )
 
-    def __init__(self, changes: ReadModelChanges) -> None:
+
+class Reader:
+    """What the routes read with: the read database's pool (once the app has started), the
+    changes a `min_version` wait listens to, and the slots of those waits."""
+
+    def __init__(self, changes: ReadModelChanges, *, max_waiters: int) -> None:
         self.changes = changes
+        self.waiters = Slots(max_waiters, too_many_waiters)
         self.started_pool: queries.Pool | None = None
 
     @property
@@ -91,6 +113,18 @@ class Reader:
                 headers=RETRY_SOON,
             )
         return self.started_pool
+
+
+async def the_caller(request: Request) -> Actor:
+    """Who asks. The app includes these routes behind the bearer token dependency
+    (`bank_shared.http.bearer.actor_of`), which runs before the route's own and leaves the
+    authenticated actor on the request; without it, nothing is read."""
+    actor: Actor | None = getattr(request.state, "actor", None)
+    if actor is None:
+        raise unauthenticated(
+            "This needs a bearer token: log in with POST /token on the command API."
+        )
+    return actor
 
 
 async def the_reader(request: Request) -> Reader:
@@ -136,6 +170,7 @@ async def the_settings(request: Request) -> QueryApiSettings:
     return settings
 
 
+Caller = Annotated[Actor, Depends(the_caller)]
 ReaderDep = Annotated[Reader, Depends(the_reader)]
 SettingsDep = Annotated[QueryApiSettings, Depends(the_settings)]
 
@@ -192,9 +227,10 @@ PageDep = Annotated[Page, Depends(one_page)]
     response_description="A page of accounts and how many there are in all.",
     responses=responses(),
 )
-async def list_accounts(reader: ReaderDep, page: PageDep) -> AccountPage:
-    """Accounts in the order they were opened (then by id), one page at a time."""
-    return await queries.list_accounts(reader.pool, limit=page.limit, offset=page.offset)
+async def list_accounts(caller: Caller, reader: ReaderDep, page: PageDep) -> AccountPage:
+    """Your accounts (a teller: every account) in the order they were opened (then by id),
+    one page at a time."""
+    return await queries.list_accounts(reader.pool, caller, limit=page.limit, offset=page.offset)
 
 
 @router.get(
@@ -206,6 +242,7 @@ async def list_accounts(reader: ReaderDep, page: PageDep) -> AccountPage:
 )
 async def get_account(
     account_id: AccountIdPath,
+    caller: Caller,
     reader: ReaderDep,
     settings: SettingsDep,
     min_version: Annotated[
@@ -221,23 +258,27 @@ async def get_account(
     ] = None,
 ) -> Account:
     """The account's owner, balance and version. The read model follows the write side
-    shortly after; `min_version` bridges that gap for the caller who just wrote."""
+    shortly after; `min_version` bridges that gap for the caller who just wrote. Another
+    customer's account is answered as one that does not exist, after the same wait."""
+
+    async def load() -> Account | None:
+        return await queries.find_account(reader.pool, account_id, caller)
+
+    account = await load()
     if min_version is None:
-        account = await queries.find_account(reader.pool, account_id)
         if account is None:
             raise account_not_found(account_id)
         return account
-
-    async def load() -> Account | None:
-        return await queries.find_account(reader.pool, account_id)
-
-    fresh = await wait_for_version(
-        load,
-        reader.changes.next_change,
-        min_version,
-        bound=settings.min_version_wait,
-        recheck=settings.min_version_recheck,
-    )
+    if account is not None and account.version >= min_version:
+        return account  # no wait, so no waiter's slot either
+    with reader.waiters.held():
+        fresh = await wait_for_version(
+            load,
+            reader.changes.next_change,
+            min_version,
+            bound=settings.min_version_wait,
+            recheck=settings.min_version_recheck,
+        )
     if fresh.row is None:
         # Still nowhere after the bound: answer as for an unknown account, not with a retry
         # that a mistyped id would make endless.
@@ -255,11 +296,11 @@ async def get_account(
     responses=responses(ACCOUNT_NOT_FOUND),
 )
 async def account_events(
-    account_id: AccountIdPath, reader: ReaderDep, limit: LimitDep
+    account_id: AccountIdPath, caller: Caller, reader: ReaderDep, limit: LimitDep
 ) -> AccountHistory:
     """The account's latest `limit` events (opening, deposits, withdrawals), with the balance
     after each and, for a transfer's, its description."""
-    found = await queries.account_activity(reader.pool, account_id, limit=limit)
+    found = await queries.account_activity(reader.pool, account_id, caller, limit=limit)
     if found is None:
         raise account_not_found(account_id)
     return AccountHistory(items=found)
@@ -270,14 +311,19 @@ async def account_events(
     tags=["transfers"],
     summary="List transfers",
     response_description="A page of transfers and how many match in all.",
-    responses=responses(),
+    responses=responses(ACCOUNT_NOT_FOUND),
 )
 async def list_transfers(
+    caller: Caller,
     reader: ReaderDep,
     page: PageDep,
     account_id: Annotated[
         StreamName | None,
-        Query(description="Only transfers from or to this account.", examples=["alice"]),
+        Query(
+            description="Only transfers from or to this account (a customer: one of theirs,"
+            " else 404 `account_not_found`).",
+            examples=["alice"],
+        ),
     ] = None,
     status: Annotated[
         TransferStatus | None,
@@ -287,11 +333,19 @@ async def list_transfers(
         ),
     ] = None,
 ) -> TransferPage:
-    """Transfers, newest first (by start, then id), one page at a time, each with its
-    description and its two accounts' owners."""
+    """Transfers from or to your accounts (a teller: all), newest first (by start, then id),
+    one page at a time, each with its description and its two accounts' holders (a
+    customer sees the other side's account id, not its holder)."""
+    if (
+        account_id is not None
+        and not caller.is_teller
+        and await queries.find_account(reader.pool, account_id, caller) is None
+    ):
+        raise account_not_found(account_id)
     return await queries.list_transfers(
         reader.pool,
         queries.TransferFilter(account_id=account_id, status=status),
+        caller,
         limit=page.limit,
         offset=page.offset,
     )
@@ -304,10 +358,11 @@ async def list_transfers(
     response_description="The transfer.",
     responses=responses(TRANSFER_NOT_FOUND),
 )
-async def get_transfer(transfer_id: TransferIdPath, reader: ReaderDep) -> Transfer:
-    """The transfer's accounts (with their owners), amount, description and status; `reason`
-    (and `refunded`) once failed."""
-    transfer = await queries.find_transfer(reader.pool, transfer_id)
+async def get_transfer(transfer_id: TransferIdPath, caller: Caller, reader: ReaderDep) -> Transfer:
+    """The transfer's accounts (with their holders; a customer sees only their own side's),
+    amount, description and status; `reason` (and `refunded`) once failed. A transfer that
+    touches none of a customer's accounts is answered as one that does not exist."""
+    transfer = await queries.find_transfer(reader.pool, transfer_id, caller)
     if transfer is None:
         raise ProblemError(
             404,

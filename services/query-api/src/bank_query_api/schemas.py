@@ -85,7 +85,9 @@ class AccountPage(BaseModel):
     """One page of accounts, oldest first, and how many there are in all."""
 
     items: list[Account] = Field(description="At most `limit` accounts, from `offset` on.")
-    total: int = Field(description="How many accounts there are in all.", examples=[1])
+    total: int = Field(
+        description="How many accounts there are in all (that you may read).", examples=[1]
+    )
 
 
 class AccountActivity(BaseModel):
@@ -199,14 +201,15 @@ class Transfer(BaseModel):
     source_owner: str | None = Field(
         default=None,
         description="The source account's holder; null when the read model does not have that"
-        " account (yet).",
+        " account (yet), or for a customer when it is not theirs.",
         examples=["Alice"],
     )
     target_account_id: str = Field(description="The account the money goes to.", examples=["bob"])
     target_owner: str | None = Field(
         default=None,
         description="The target account's holder; null when the read model does not have that"
-        " account: not yet, or never (a transfer to an account that does not exist).",
+        " account: not yet, or never (a transfer to an account that does not exist); and for a"
+        " customer when it is not theirs.",
         examples=["Bob"],
     )
     amount: MoneyText = Field(description="The money it moves.", examples=["25.00"])
@@ -247,7 +250,9 @@ class TransferPage(BaseModel):
     """One page of transfers, newest first, and how many match in all."""
 
     items: list[Transfer] = Field(description="At most `limit` transfers, from `offset` on.")
-    total: int = Field(description="How many transfers match the filters.", examples=[1])
+    total: int = Field(
+        description="How many transfers match the filters (of those you may read).", examples=[1]
+    )
 
 
 class Readiness(BaseModel):

@@ -1,4 +1,5 @@
-"""The query API's settings, from BANK_QUERY_API_* (and the shared BANK_PG_* variables)."""
+"""The query API's settings, from BANK_QUERY_API_* (and the shared BANK_PG_* and BANK_AUTH_*
+variables)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bank_shared.settings import PostgresSettings
+from bank_shared.settings import AuthSettings, PostgresSettings
 
 
 class QueryApiSettings(BaseSettings):
@@ -15,6 +16,11 @@ class QueryApiSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8002
+    # Connections and requests served at once (uvicorn answers 503 past it): above the caps
+    # below, so that they, with their clearer answers, are reached first.
+    http_limit_concurrency: int = Field(default=1000, ge=1)
+    # Host headers this API answers (TrustedHostMiddleware, against DNS rebinding).
+    allowed_hosts: str = "127.0.0.1,localhost"
     pool_size: int = Field(default=10, ge=1)
     # The bound of a `min_version` wait: past it the answer is 503 not_yet_projected.
     min_version_wait: float = Field(default=5.0, gt=0)
@@ -31,8 +37,14 @@ class QueryApiSettings(BaseSettings):
     # An open change stream (GET /changes) sends a comment this often, so proxies and browsers
     # keep it open and a vanished client is noticed.
     stream_heartbeat: float = Field(default=15.0, gt=0)
+    # Caps per process (OWASP API4): each open change stream and each `min_version` wait holds
+    # the server while it lasts; past the cap the next one is a 503 with Retry-After.
+    max_change_streams: int = Field(default=100, ge=1)
+    max_version_waiters: int = Field(default=200, ge=1)
 
     pg: PostgresSettings = Field(default_factory=PostgresSettings)
+    # Only the public key is read here: this API checks tokens, the command API issues them.
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @model_validator(mode="after")
     def _default_within_max(self) -> Self:
@@ -45,6 +57,15 @@ class QueryApiSettings(BaseSettings):
     @property
     def dsn(self) -> str:
         return self.pg.dsn(self.pg.read_db)
+
+    @property
+    def token_url(self) -> str:
+        """Where a client logs in for a token: the command API's `POST /token`."""
+        return f"{self.command_api_url.rstrip('/')}/token"
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        return [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
 
     @property
     def allowed_origins(self) -> list[str]:

@@ -1,5 +1,5 @@
-"""The web UI: three pages (dashboard, account, transfer) that read this API's JSON, follow its
-change stream, and send commands to the command API from the browser."""
+"""The web UI: a login page and three pages (dashboard, account, transfer) that read this API's
+JSON, follow its change stream, and send commands to the command API from the browser."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from bank_query_api.changes import MEDIA_TYPE, ChangeStreams, change_events
-from bank_query_api.routes import ReaderDep, SettingsDep
+from bank_query_api.page_headers import PageHeaders, page_headers
+from bank_query_api.routes import SettingsDep
 from bank_query_api.settings import QueryApiSettings
 
 PAGES = Path(__file__).parent / "web"
@@ -34,6 +34,19 @@ COMMAND_ERRORS = {
     "request_too_large": "That is too much text. Shorten what you typed.",
     "idempotency_key_reused": "This request was already sent with different values.",
     "service_unavailable": "The bank is busy or starting. Try again in a moment.",
+    "not_authenticated": "You are not logged in, or your login has expired. Log in again.",
+    "teller_only": "Only a teller may do this. Ask a teller at the bank.",
+    "unknown_user": 'No one logs in to this bank with that name. Check "Owned by" (a login'
+    " such as alice), or leave it empty to own the account yourself.",
+    "too_many_requests": "Too many requests in a short time. Wait a minute and try again.",
+}
+# What the login page says when the command API refuses a username and password (401), and
+# why a page sent the browser to it (its `?why=`).
+LOGIN_REFUSED = "Wrong username or password. Check both and try again."
+LOGIN_NOTES = {
+    "login": "Log in to use the bank.",
+    "expired": "Your login has expired. Log in again to go on where you were.",
+    "logged-out": "You are logged out. Log in again to use the bank.",
 }
 # A 422 names the fields it refused (`errors[].field`): the page says which, by its label.
 FIELD_LABELS = {
@@ -44,6 +57,7 @@ FIELD_LABELS = {
     "target_account_id": "To account",
     "amount": "Amount",
     "description": "Description",
+    "owned_by": "Owned by",
 }
 # ... and for money, what to type instead of the API's words (which speak of JSON strings);
 # the rules whole, since a refused "0" or "-5" is not about decimals.
@@ -69,6 +83,8 @@ def page_config(settings: QueryApiSettings) -> dict[str, Any]:
     return {
         "commandApi": settings.command_api_url.rstrip("/"),
         "commandErrors": COMMAND_ERRORS,
+        "loginRefused": LOGIN_REFUSED,
+        "loginNotes": LOGIN_NOTES,
         "fieldLabels": FIELD_LABELS,
         "moneyHints": MONEY_HINTS,
         "transferReasons": TRANSFER_REASONS,
@@ -83,31 +99,17 @@ def config_script(settings: QueryApiSettings) -> str:
 router = APIRouter()
 
 
-@router.get(
-    "/changes",
-    tags=["live"],
-    summary="Follow the read model (server-sent events)",
-    response_class=StreamingResponse,
-    responses={200: {"content": {MEDIA_TYPE: {}}, "description": "An endless stream."}},
-)
-async def changes(request: Request, reader: ReaderDep, settings: SettingsDep) -> StreamingResponse:
-    """An `event: changed` each time the projector commits (read again what you show), a
-    comment line every few seconds of quiet. Browsers: `new EventSource("/changes")`."""
-    streams: ChangeStreams = request.app.state.streams
-    events = change_events(
-        reader.changes.next_change, streams.closing, heartbeat=settings.stream_heartbeat
-    )
-    return StreamingResponse(
-        events,
-        media_type=MEDIA_TYPE,
-        # No proxy may buffer or keep it: each event matters the moment it is sent.
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+# GET /changes, the change stream the pages follow, is in changes.py (it needs a token).
 
 
 @router.get("/", include_in_schema=False)
 async def root() -> RedirectResponse:
     return RedirectResponse("/ui/")
+
+
+@router.get("/ui/login", include_in_schema=False)
+async def login_page() -> FileResponse:
+    return FileResponse(PAGES / "login.html")
 
 
 @router.get("/ui/", include_in_schema=False)
@@ -135,3 +137,6 @@ async def config(settings: SettingsDep) -> Response:
 def install(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=PAGES / "static"), name="ui-static")
+    settings: QueryApiSettings = app.state.settings
+    headers = page_headers(settings.command_api_url)
+    app.add_middleware(PageHeaders, prefix="/ui/", headers=headers)

@@ -3,6 +3,7 @@
 "use strict";
 
 (() => {
+  if (!Bank.loggedIn()) return;
   const { el, updatingMark, transferLink, euros, when } = Bank;
   const LISTED = 20; // events in the table; the chart draws up to config.chartEvents
   const accountId = decodeURIComponent(window.location.pathname.split("/").pop());
@@ -56,8 +57,8 @@
   const refreshNow = Bank.follow(refresh);
 
   for (const [formId, path] of [["deposit", "deposits"], ["withdraw", "withdrawals"]]) {
-    Bank.handleForm(document.getElementById(formId), async (fields) => {
-      const result = await Bank.send(`/accounts/${encodeURIComponent(accountId)}/${path}`, fields);
+    Bank.handleForm(document.getElementById(formId), async (fields, key) => {
+      const result = await Bank.send(`/accounts/${encodeURIComponent(accountId)}/${path}`, fields, key);
       if (result.ok && result.body.status === "accepted") {
         awaitedVersion = Math.max(awaitedVersion, result.body.version);
         refreshNow();

@@ -2,6 +2,7 @@
 "use strict";
 
 (() => {
+  if (!Bank.loggedIn()) return;
   const { el, updatingMark, accountLink, accountWithOwner, transferLink, euros, when } = Bank;
   const SHOWN = 50;
   // Accepted by the command API, not yet shown by the read model ("updating…"):
@@ -91,8 +92,8 @@
 
   const refreshNow = Bank.follow(refresh);
 
-  Bank.handleForm(document.getElementById("open-account"), async (fields) => {
-    const result = await Bank.send("/accounts", fields);
+  Bank.handleForm(document.getElementById("open-account"), async (fields, key) => {
+    const result = await Bank.send("/accounts", fields, key);
     if (result.ok && result.body.status === "accepted") {
       openingAccounts.set(result.body.account_id, { owner: fields.owner, version: result.body.version, balance: result.body.balance });
       refreshNow();
@@ -100,11 +101,11 @@
     return result;
   });
 
-  Bank.handleForm(document.getElementById("start-transfer"), async (fields) => {
+  Bank.handleForm(document.getElementById("start-transfer"), async (fields, key) => {
     if (fields.source_account_id === fields.target_account_id) {
       return { ok: false, error: "Choose two different accounts." };
     }
-    const result = await Bank.send("/transfers", fields);
+    const result = await Bank.send("/transfers", fields, key);
     if (result.ok) {
       runningTransfers.set(result.body.transfer_id, {
         source_account_id: fields.source_account_id, target_account_id: fields.target_account_id, amount: fields.amount,

@@ -2,6 +2,7 @@
 "use strict";
 
 (() => {
+  if (!Bank.loggedIn()) return;
   const { el, accountWithOwner, euros, when } = Bank;
   const transferId = decodeURIComponent(window.location.pathname.split("/").pop());
   document.title = `Bank: transfer ${transferId}`;
