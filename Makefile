@@ -88,6 +88,8 @@ images: docker-engine ## Build the images: Kafka, PostgreSQL, the services (Debi
 
 compose-up: images ## `docker compose up` in the background, until every service is healthy
 	deploy/docker/engine.sh compose
+	@# The token keys and demo users the containers mount (docker-compose.yml), made once.
+	$(UV) run bank-infra credentials
 	docker compose up --detach --wait --wait-timeout 300
 
 compose-down: ## `docker compose down -v`: the cluster's containers, network and volumes go

@@ -14,6 +14,7 @@ from bank_deploy.providers import Endpoints
 from bank_query_api.app import create_app
 from bank_query_api.routes import Reader
 from bank_query_api.settings import QueryApiSettings
+from tests.logins import bearer
 
 
 def settings_for(infra: Endpoints, database: str, **overrides: Any) -> QueryApiSettings:
@@ -38,5 +39,7 @@ async def serving(settings: QueryApiSettings) -> AsyncIterator[Serving]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://query-api") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://query-api", headers=bearer()
+        ) as client:
             yield Serving(client, app)

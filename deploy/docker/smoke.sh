@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The container smoke test, `make docker-smoke`, which CI runs too:
 #   1. a Docker engine (Debian's, started here if none answers) and the bank's images;
-#   2. `docker compose up`, the tutorial's story (`make demo`) through it, `docker compose down -v`,
-#      and a check that nothing of the cluster is left;
+#   2. the login material (`bank-infra credentials`, as `make compose-up`), `docker compose up`,
+#      the tutorial's story (`make demo`) through it, `docker compose down -v`, and a check that
+#      nothing of the cluster is left;
 #   3. the integration tests that use Kafka and PostgreSQL together, on testcontainers.
 # It stops an engine it started. Each step prints how long it took.
 set -euo pipefail
@@ -33,6 +34,7 @@ trap finish EXIT
 timed deploy/docker/engine.sh compose
 timed deploy/docker/images.sh
 
+timed "$uv" run bank-infra credentials
 timed docker compose up --detach --wait --wait-timeout 300
 timed "$uv" run python -m bank_deploy.demo
 timed docker compose down --volumes --remove-orphans

@@ -13,6 +13,7 @@ import pytest
 from bank_deploy.postgres import create_databases
 from bank_deploy.providers import Endpoints, free_port, launcher_config_for_tests
 from bank_deploy.services import SERVICES, LocalServices
+from bank_shared.settings import PostgresSettings
 from tests.conftest import drop_databases, session_databases
 from tests.support import fresh_topics, service_env
 
@@ -23,6 +24,8 @@ class Cluster:
     command_api: str
     query_api: str
     commands_dsn: str
+    # The databases of this cluster (its event stores, read model and command ledger).
+    pg: PostgresSettings
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +61,7 @@ def cluster(infra: Endpoints) -> Iterator[Cluster]:
             command_api=f"http://127.0.0.1:{env['BANK_COMMAND_API_HTTP_PORT']}",
             query_api=query_api,
             commands_dsn=pg.dsn(pg.commands_db),
+            pg=pg,
         )
     finally:
         services.stop()

@@ -14,6 +14,7 @@ import pytest
 
 from bank_deploy import demo
 from tests.e2e.conftest import Cluster
+from tests.logins import bearer
 from tests.support import eventually, new_id
 
 pytestmark = pytest.mark.e2e
@@ -28,8 +29,8 @@ async def test_concurrent_transfers_among_a_few_accounts_conserve_the_money(
 ) -> None:
     rng = random.Random(7)
     async with (
-        httpx.AsyncClient(base_url=cluster.command_api, timeout=30) as commands,
-        httpx.AsyncClient(base_url=cluster.query_api, timeout=30) as queries,
+        httpx.AsyncClient(base_url=cluster.command_api, headers=bearer(), timeout=30) as commands,
+        httpx.AsyncClient(base_url=cluster.query_api, headers=bearer(), timeout=30) as queries,
     ):
         accounts = []
         for _ in range(5):
@@ -105,5 +106,7 @@ async def test_concurrent_transfers_among_a_few_accounts_conserve_the_money(
 
 
 async def balances_via(cluster: Cluster, accounts: list[str]) -> list[Decimal]:
-    async with httpx.AsyncClient(base_url=cluster.query_api, timeout=30) as queries:
+    async with httpx.AsyncClient(
+        base_url=cluster.query_api, headers=bearer(), timeout=30
+    ) as queries:
         return [Decimal((await queries.get(f"/accounts/{a}")).json()["balance"]) for a in accounts]

@@ -27,6 +27,7 @@ from bank_shared.contracts.accounts import ACCOUNT_EVENTS, MoneyDeposited, Money
 from bank_shared.contracts.envelope import Envelope, read_payload
 from bank_shared.settings import PostgresSettings
 from tests.conftest import drop_databases, session_databases
+from tests.logins import bearer
 from tests.read_model import dump_read_model, expected_read_model, history
 from tests.support import eventually, fresh_topics, service_env
 
@@ -85,6 +86,10 @@ class Bank:
             "BANK_SAGA_STEP_TIMEOUT": "3",
             "BANK_SAGA_MAX_STEP_BACKOFF": "10",
             "BANK_COMMAND_API_DECISION_TIMEOUT": "5",
+            # One teller, several clients, one address: faults are under test here, not the
+            # rate limits (429s would read as broken promises).
+            "BANK_COMMAND_API_RATE_LIMIT_WRITES": "",
+            "BANK_COMMAND_API_RATE_LIMIT_WRITES_PER_ADDRESS": "",
         }
         env["BANK_COMMAND_API_QUERY_API_URL"] = (
             f"http://127.0.0.1:{env['BANK_QUERY_API_HTTP_PORT']}"
@@ -106,7 +111,7 @@ class Bank:
 
 async def open_accounts(bank: Bank) -> list[str]:
     accounts = [f"chaos-{i}-{uuid.uuid4().hex[:6]}" for i in range(ACCOUNTS)]
-    async with httpx.AsyncClient(base_url=bank.command_api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=bank.command_api, headers=bearer(), timeout=30) as client:
         for account in accounts:
             answer = await client.post(
                 "/accounts",
@@ -124,14 +129,17 @@ async def client(
     report: Report,
     accepted: set[str],
 ) -> None:
-    """Random transfers (some too large, some to unknown accounts) and reads. A POST that
-    fails in transit is retried with its Idempotency-Key until the API answers it."""
+    """Random transfers (some too large, some to unknown accounts) and reads, as the teller. A
+    POST that fails in transit is retried with its Idempotency-Key until the API answers it.
+    Each request has a token of its own: a long run outlives one."""
     async with httpx.AsyncClient(timeout=10) as http:
         while time.monotonic() < until:
             if rng.random() < 0.2:
                 report.operations["read"] += 1
                 with contextlib.suppress(httpx.HTTPError):
-                    await http.get(f"{bank.query_api}/accounts", params={"limit": 100})
+                    await http.get(
+                        f"{bank.query_api}/accounts", params={"limit": 100}, headers=bearer()
+                    )
                 continue
             source = rng.choice(accounts)
             target = rng.choice([a for a in accounts if a != source] + ["chaos-nobody"])
@@ -147,7 +155,7 @@ async def client(
                             "target_account_id": target,
                             "amount": amount,
                         },
-                        headers={"Idempotency-Key": key},
+                        headers={"Idempotency-Key": key, **bearer()},
                     )
                 except httpx.HTTPError:
                     await asyncio.sleep(0.5)  # the API is down: retry the same request

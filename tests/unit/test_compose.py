@@ -33,6 +33,8 @@ SERVICES: dict[str, type[BaseSettings]] = {
 SHARED = (KafkaSettings, PostgresSettings, TopicSettings)
 # Published to the host, as the README says.
 PUBLISHED = {"command-api": 8001, "query-api": 8002}
+# One-shot containers that prepare what a service needs, and the service that waits for each.
+ONE_SHOT = {"command-api-auth": "command-api"}
 
 
 def variables(settings: type[BaseSettings]) -> set[str]:
@@ -53,15 +55,15 @@ def environment(service: str) -> dict[str, str]:
 
 
 def test_the_infrastructure_and_all_five_services_are_defined() -> None:
-    assert set(COMPOSE["services"]) == {"kafka", "postgres", *SERVICES}
+    assert set(COMPOSE["services"]) == {"kafka", "postgres", *SERVICES, *ONE_SHOT}
 
 
-@pytest.mark.parametrize("service", ["kafka", "postgres", *SERVICES])
+@pytest.mark.parametrize("service", ["kafka", "postgres", *SERVICES, *ONE_SHOT])
 def test_each_image_is_the_one_make_images_builds_from_a_dockerfile_of_ours(
     service: str,
 ) -> None:
     definition = COMPOSE["services"][service]
-    image = "services" if service in SERVICES else service
+    image = "services" if service in SERVICES or service in ONE_SHOT else service
     assert definition["image"] == f"bank/{image}"
     build = definition["build"]
     assert build["dockerfile"] == f"deploy/docker/{image}/Dockerfile"
@@ -118,9 +120,15 @@ def test_each_service_listens_where_the_docs_say_and_reports_its_health_there(
     port = int(environment(service)[f"{prefix}HTTP_PORT"])
     assert port == settings.model_fields["http_port"].default
     assert f"127.0.0.1:{port}/ready" in " ".join(definition["healthcheck"]["test"])
+    prepared = {
+        one_shot: {"condition": "service_completed_successfully"}
+        for one_shot, waiting in ONE_SHOT.items()
+        if waiting == service
+    }
     assert definition["depends_on"] == {
         "kafka": {"condition": "service_healthy"},
         "postgres": {"condition": "service_healthy"},
+        **prepared,
     }
     published = [str(p) for p in definition.get("ports", [])]
     if service in PUBLISHED:
@@ -149,3 +157,37 @@ def test_the_web_ui_reaches_the_command_api_where_the_host_publishes_it() -> Non
     assert environment("query-api")["BANK_QUERY_API_COMMAND_API_URL"] == command_api
     origins = environment("command-api")["BANK_COMMAND_API_CORS_ORIGINS"].split(",")
     assert query_api in origins
+
+
+def mounts(service: str) -> dict[str, dict[str, Any]]:
+    """A service's mounts by target, in the long form (short ones are `source:target[:ro]`)."""
+    found = {}
+    for volume in COMPOSE["services"][service].get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *options = volume.split(":")
+            volume = {"source": source, "target": target, "read_only": options == ["ro"]}
+        found[volume["target"]] = volume
+    return found
+
+
+def test_each_api_gets_only_the_login_material_it_needs_read_only() -> None:
+    """The command API signs tokens and checks passwords: its copy of the keys and users, made
+    by a one-shot container. The query API only checks tokens: the public key alone."""
+    host_auth = "${BANK_AUTH_DIR:-${BANK_STATE_DIR:-./.bank}/auth}"
+    copy = COMPOSE["services"]["command-api-auth"]
+    assert mounts("command-api-auth")["/host-auth"]["source"] == host_auth
+    copied = [arg.removeprefix("/host-auth/") for arg in copy["command"] if "/host-auth/" in arg]
+    assert sorted(copied) == ["token-signing-key.pem", "token-verifying-key.pem", "users.json"]
+    assert "--mode=0400" in copy["command"]
+
+    command_api = environment("command-api")["BANK_AUTH_DIR"]
+    assert mounts("command-api")[command_api] == {
+        "source": "command-api-auth",
+        "target": command_api,
+        "read_only": True,
+    }
+    query_api = environment("query-api")["BANK_AUTH_DIR"]
+    assert list(mounts("query-api")) == [f"{query_api}/token-verifying-key.pem"]
+    key = mounts("query-api")[f"{query_api}/token-verifying-key.pem"]
+    assert key["source"] == f"{host_auth}/token-verifying-key.pem"
+    assert key["read_only"] is True

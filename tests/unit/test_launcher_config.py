@@ -1,4 +1,5 @@
-"""The launcher's pure parts: generated broker config, heap sizing, provider choice."""
+"""The launcher's pure parts: generated broker config, heap sizing, provider choice, where the
+services find their login material."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from bank_deploy import services as services_module
+from bank_deploy.credentials import demo_passwords
 from bank_deploy.kafka import LocalKafka, min_heap, server_properties
 from bank_deploy.processes import LauncherError
 from bank_deploy.providers import chosen_provider, free_port, launcher_config_for_tests
 from bank_deploy.services import LocalServices
-from bank_shared.settings import KafkaSettings
+from bank_shared.settings import AuthSettings, KafkaSettings
 
 
 def test_broker_config_is_single_node_kraft_with_replication_factor_one() -> None:
@@ -124,3 +127,31 @@ def test_a_service_that_dies_while_starting_is_told_with_its_exit_status(tmp_pat
 
     with pytest.raises(LauncherError, match=r"accounts exited during start \(exit code 3\)"):
         services.wait_ready(accounts, dying, timeout=30)
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_the_services_start_with_the_login_material_made_where_they_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: bool
+) -> None:
+    """Under the state directory, or where BANK_AUTH_DIR says; made before the first start,
+    readable only by its owner but for the public key."""
+    spawned: list[dict[str, str]] = []
+
+    def spawn(argv: list[str], *, env: dict[str, str], **_: object) -> None:
+        spawned.append(env)
+
+    monkeypatch.setattr(services_module, "spawn", spawn)
+    monkeypatch.setattr(LocalServices, "wait_ready", lambda *_: None)
+    where = tmp_path / "elsewhere" if named else tmp_path / "state" / "auth"
+    env = {"BANK_AUTH_DIR": str(where)} if named else {}
+    services = LocalServices(launcher_config_for_tests(state_dir=tmp_path / "state"), env=env)
+
+    services.start()
+
+    assert len(spawned) == len(services.instances)
+    assert {env["BANK_AUTH_DIR"] for env in spawned} == {str(where)}
+    auth = AuthSettings(dir=where)
+    for private in (auth.signing_key_file, auth.users_file, auth.logins_file):
+        assert private.stat().st_mode & 0o777 == 0o600
+    assert auth.verifying_key_file.stat().st_mode & 0o777 == 0o644
+    assert set(demo_passwords(auth)) == {"teller", "alice", "bob"}

@@ -6,6 +6,8 @@ stop                   everything that start or run started
 restart SERVICE        one service (all its instances)
 status                 what runs, with PIDs and readiness
 fetch                  only download the Kafka jars
+credentials            only make the login material (token keys, demo users) where missing
+token USER             log a demo user in (POST /token) and print the bearer token
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from pathlib import Path
 from types import FrameType
 
 from bank_deploy.cluster import LocalInfra
+from bank_deploy.credentials import DEMO_USERS, ensure_credentials
+from bank_deploy.demo import COMMANDS
 from bank_deploy.processes import LauncherError
 from bank_deploy.services import LocalServices
+from bank_deploy.token import log_in
 
 
 def say(text: str) -> None:
@@ -40,8 +45,14 @@ def print_addresses(infra: LocalInfra, services: LocalServices | None) -> None:
         say("  Command API      http://127.0.0.1:8001/docs   (POST accounts, deposits, transfers)")
         say("  Query API        http://127.0.0.1:8002/docs   (GET accounts, history, transfers)")
         say("  Web UI           http://127.0.0.1:8002/ui/    (the dashboard, live)")
+        say_logins(services.auth.logins_file)
     say(f"  logs             {config.logs_dir}/<name>.log")
     say(f"  pids             {config.run_dir}/<name>.pid")
+
+
+def say_logins(logins: Path) -> None:
+    names = ", ".join(DEMO_USERS)
+    say(f"  logins           {logins} (passwords of {names}; readable only by you)")
 
 
 class LogFollower:
@@ -113,8 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bank-infra", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("action", choices=["start", "stop", "status", "run", "restart", "fetch"])
-    parser.add_argument("service", nargs="?", help="for restart: which service")
+    parser.add_argument(
+        "action",
+        choices=["start", "stop", "status", "run", "restart", "fetch", "credentials", "token"],
+    )
+    parser.add_argument(
+        "service", nargs="?", help="for restart: which service; for token: which demo user"
+    )
     parser.add_argument("--infra-only", action="store_true", help="start only Kafka and PostgreSQL")
     args = parser.parse_args(argv)
     infra = LocalInfra()
@@ -138,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{args.service} restarted and ready.")
         elif args.action == "fetch":
             say(f"Apache Kafka jars: {infra.kafka.ensure_jars()}")
+        elif args.action == "credentials":
+            # What `make compose-up` mounts into the containers (docker-compose.yml).
+            say(f"Login material in {services.auth.dir}:")
+            say_logins(ensure_credentials(services.auth))
+        elif args.action == "token":
+            if not args.service:
+                parser.error("token needs a demo user, e.g. `bank-infra token alice`")
+            print(log_in(COMMANDS, services.auth, args.service))
         elif args.action == "status":
             print_status(infra, services)
         else:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.settings import AuthSettings, KafkaSettings, PostgresSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -16,7 +17,8 @@ class LauncherConfig(BaseSettings):
     """Everything the local launcher needs; the service-facing addresses live in `kafka` and `pg`.
 
     Layout of `state_dir` (documented in docs/running-locally.md):
-    `postgres/data`, `kafka/data`, `logs/<name>.log`, `run/<name>.pid`.
+    `postgres/data`, `kafka/data`, `logs/<name>.log`, `run/<name>.pid`, `auth/` (the login
+    material, bank_deploy/credentials.py).
     """
 
     model_config = SettingsConfigDict(env_prefix="BANK_", extra="ignore")
@@ -64,8 +66,19 @@ class LauncherConfig(BaseSettings):
     def kafka_libs(self) -> Path:
         return self.cache_dir / f"kafka-{self.kafka_version}" / "libs"
 
+    @property
+    def auth_dir(self) -> Path:
+        return self.state_dir / "auth"
+
     def log_file(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
 
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
+
+
+def launcher_auth(config: LauncherConfig, env: Mapping[str, str]) -> AuthSettings:
+    """The login material the launcher's services read: BANK_AUTH_DIR where the environment
+    names one, else `auth/` under the state directory (where `make run` makes it)."""
+    named = env.get("BANK_AUTH_DIR")
+    return AuthSettings(dir=Path(named).absolute() if named else config.auth_dir)

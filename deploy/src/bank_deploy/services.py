@@ -2,7 +2,9 @@
 
 Each service instance runs `python -m <module>` with its own port; its PID file is
 `<state>/run/<name>.pid` and its log `<state>/logs/<name>.log` (a second instance of a service
-is `<name>-2`). Everything else comes from the BANK_* environment, as the services read it.
+is `<name>-2`). The login material is made before the first start, under `<state>/auth` unless
+BANK_AUTH_DIR names another place. Everything else comes from the BANK_* environment, as the
+services read it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bank_deploy.config import LauncherConfig
+from bank_deploy.config import LauncherConfig, launcher_auth
+from bank_deploy.credentials import ensure_credentials
 from bank_deploy.processes import LauncherError, exit_status, running_pid, spawn, stop_pid, tail
 
 
@@ -82,6 +85,8 @@ class LocalServices:
         self.config = config
         # What the services read: BANK_* addresses, ports, topics (the caller's by default).
         self.env = dict(env if env is not None else os.environ)
+        # The token keys and users the command API loads, the verifying key the others use.
+        self.auth = launcher_auth(config, self.env)
         # `make start` remembers how many instances it started, so `make status` and
         # `make stop` find them without being told again.
         self.remembered = config.run_dir / "instances"
@@ -112,12 +117,14 @@ class LocalServices:
         for instance in self.instances:
             counts[instance.service.name] = counts.get(instance.service.name, 0) + 1
         self.remembered.write_text(",".join(f"{name}={n}" for name, n in counts.items()))
+        ensure_credentials(self.auth)
         started: dict[str, subprocess.Popen[bytes]] = {}
         for instance in chosen:
             if self.pid(instance) is None:
                 env = {
                     **self.env,
                     instance.service.port_variable: str(instance.port),
+                    "BANK_AUTH_DIR": str(self.auth.dir),
                     "PYTHONUNBUFFERED": "1",
                 }
                 started[instance.name] = spawn(
