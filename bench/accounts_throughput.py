@@ -22,6 +22,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Message, seal, to_bytes
 from bank_shared.messaging.kafka import ensure_topics
 from bank_shared.settings import KafkaSettings, PostgresSettings
@@ -102,7 +103,7 @@ async def measure(
             await producer.send(
                 topics.account_commands,
                 key=account.encode(),
-                value=envelope_bytes(OpenAccount(account_id=account, owner="B")),
+                value=envelope_bytes(OpenAccount(account_id=account, owner="B", owned_by=TELLER)),
             )
         await producer.flush()
         await count_outcomes(kafka, topics.command_outcomes, args.accounts)

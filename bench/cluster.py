@@ -7,29 +7,42 @@ import contextlib
 import shutil
 import sys
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bank_deploy.config import LauncherConfig
+from bank_deploy.config import LauncherConfig, launcher_auth
 from bank_deploy.services import SERVICES, LocalServices, instance_counts
-from bank_shared.settings import KafkaSettings
+from bank_shared.settings import AuthSettings, KafkaSettings
+
+
+@dataclass(frozen=True)
+class Running:
+    """The processes by instance name (`accounts`, `accounts-2`, ...), and the login material
+    they read (the teller's password is in it)."""
+
+    pids: dict[str, int | None]
+    auth: AuthSettings
 
 
 @contextlib.asynccontextmanager
 async def running(
-    names: set[str], env: Mapping[str, str], run: str
-) -> AsyncIterator[dict[str, int | None]]:
-    """Start the named services (PIDs and logs under `.bank/bench-<run>/`), wait until each
-    answers /ready, yield their PIDs by instance name (`accounts`, `accounts-2`, ...), and stop
-    them at the end, then delete the run's topics (`bench.<run>.*`). The run's directory goes
-    too, unless the run failed: then its logs are what explains it, and stderr names them."""
+    names: set[str],
+    env: Mapping[str, str],
+    run: str,
+) -> AsyncIterator[Running]:
+    """Start the named services (PIDs, logs and login material under `.bank/bench-<run>/`),
+    wait until each answers /ready, yield them, and stop them at the end, then delete the run's
+    topics (`bench.<run>.*`). The run's directory goes too, unless the run failed: then its
+    logs are what explains it, and stderr names them."""
     config = LauncherConfig()
     config = config.model_copy(update={"state_dir": config.state_dir / f"bench-{run}"})
     services = LocalServices(config, counts=bench_counts(names, env), env=env)
     failed = False
     try:
         await asyncio.to_thread(services.start)
-        yield {i.name: services.pid(i) for i in services.instances}
+        pids = {i.name: services.pid(i) for i in services.instances}
+        yield Running(pids, launcher_auth(config, env))
     except BaseException:
         failed = True
         print(f"the services' logs of this run are kept in {config.logs_dir}", file=sys.stderr)

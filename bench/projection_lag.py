@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 from bank_deploy.postgres import create_databases
 from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.contracts.accounts import DepositMoney, OpenAccount
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Message, seal, to_bytes
 from bank_shared.settings import KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSettings
@@ -119,7 +120,7 @@ async def measure(
             await producer.send(
                 topics.account_commands,
                 key=account.encode(),
-                value=command(OpenAccount(account_id=account, owner="Lag")),
+                value=command(OpenAccount(account_id=account, owner="Lag", owned_by=TELLER)),
             )
         await producer.flush()
         # Open loop: each deposit leaves at its scheduled time, whatever the system does.

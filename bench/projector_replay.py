@@ -28,6 +28,7 @@ from bank_accounts.handlers import on_account_commands
 from bank_projector.rebuild import rebuild
 from bank_projector.settings import ProjectorSettings
 from bank_shared.contracts.accounts import AccountCommand, DepositMoney, OpenAccount
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Envelope, seal
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
@@ -65,7 +66,9 @@ async def write_history(pg: PostgresSettings, accounts: int, deposits: int) -> i
             PostgresStorage(Pooled(pool)), BANK_ACCOUNT, topics, events_topic=topics.account_events
         )
         ids = [f"replay-{i}" for i in range(accounts)]
-        await on_account_commands(store, [sealed(OpenAccount(account_id=a, owner=a)) for a in ids])
+        await on_account_commands(
+            store, [sealed(OpenAccount(account_id=a, owner=a, owned_by=TELLER)) for a in ids]
+        )
         for _ in range(deposits):
             await on_account_commands(
                 store, [sealed(DepositMoney(account_id=a, amount="1.00")) for a in ids]

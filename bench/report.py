@@ -83,6 +83,8 @@ def table(results: dict[str, Any]) -> str:
         )
     if "snapshots" in results:
         lines += snapshot_lines(results["snapshots"])
+    if "authentication" in results:
+        lines += auth_lines(results["authentication"])
     return "\n".join(lines)
 
 
@@ -112,6 +114,18 @@ def snapshot_lines(result: dict[str, Any]) -> list[str]:
                 f" total {cpu.get('total', 0):.2f}; {run['snapshots_in_store']} snapshots stored"
             )
     return lines
+
+
+def auth_lines(result: dict[str, Any]) -> list[str]:
+    """The authentication section (bench/auth_costs.py)."""
+    done = result["in_process"]
+    verify, issue, login = done["verify_token_us"], done["issue_token_us"], done["log_in_ms"]
+    return [
+        f"authentication, in one process: verifying a token p50 {verify['p50']:,.1f} us"
+        f" (p99 {verify['p99']:,.1f}, {verify['calls']:,} checks), issuing one p50"
+        f" {issue['p50']:,.1f} us; a login (Argon2) p50 {login['p50']:,.1f} ms"
+        f" ({login['calls']} logins)"
+    ]
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

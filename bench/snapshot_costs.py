@@ -31,6 +31,7 @@ import uvloop
 
 from bank_accounts.account import BANK_ACCOUNT, AccountState, decide
 from bank_shared.contracts.accounts import AccountCommand, DepositMoney, OpenAccount
+from bank_shared.contracts.actors import BANK_TELLER, TELLER
 from bank_shared.contracts.envelope import Envelope, Message, seal_events
 from bank_shared.db import create_pool
 from bank_shared.eventstore.migrate import migrate
@@ -60,10 +61,10 @@ def history(events: int) -> list[Envelope]:
     """An account opened, then deposits: `events` events, decided as the service decides."""
     envelopes: list[Envelope] = []
     state = BANK_ACCOUNT.initial
-    commands: list[AccountCommand] = [OpenAccount(account_id=ACCOUNT, owner="Ada")]
+    commands: list[AccountCommand] = [OpenAccount(account_id=ACCOUNT, owner="Ada", owned_by=TELLER)]
     commands += [DepositMoney(account_id=ACCOUNT, amount="1.00") for _ in range(events - 1)]
     for version, command in enumerate(commands):
-        decided = decide(command, state)
+        decided = decide(command, state, BANK_TELLER)
         assert isinstance(decided, list)
         changes: Sequence[Message] = decided
         envelopes += seal_events(

@@ -13,7 +13,9 @@ already were), then on scratch databases of that one PostgreSQL:
    step: what the steps alone cost there;
 4. times a full read-model rebuild of a history of at least 100,000 events;
 5. times loading an account of 100,000 events with and without a snapshot, and runs one
-   transfer rate with snapshots on and off, alternating (bench/snapshot_costs.py).
+   transfer rate with snapshots on and off, alternating (bench/snapshot_costs.py);
+6. times a token check, a token issued and a login in one process (bench/auth_costs.py).
+Its clients log in as the teller and send a bearer token with every request.
 It prints a table, writes `<out>/bench-<time>.json` and `.png`, and ends with `results: <json>`.
 """
 
@@ -244,6 +246,12 @@ async def snapshots_in_own_process(quick: bool) -> dict[str, Any]:
     return await json_from_own_process("bench.snapshot_costs", *options, limit=20 * SETUP_LIMIT)
 
 
+async def auth_in_own_process(quick: bool) -> dict[str, Any]:
+    """A token check, a token issued and a login, timed in one process (bench/auth_costs.py)."""
+    options = ["--verifications", "500", "--logins", "2"] if quick else []
+    return await json_from_own_process("bench.auth_costs", *options, limit=20 * SETUP_LIMIT)
+
+
 def summary(steps: list[Step]) -> dict[str, Any]:
     return {
         "max_transfers_per_s": round(max_sustained(steps), 1),
@@ -336,6 +344,8 @@ async def run_all(
         results["projector_replay"] = await replay_in_own_process(accounts, per_account)
         say("snapshots: loads of a long account, and the write path on and off")
         results["snapshots"] = await snapshots_in_own_process(args.quick)
+        say("authentication: a token check, a token issued and a login, in one process")
+        results["authentication"] = await auth_in_own_process(args.quick)
     results["duration_s"] = round(time.perf_counter() - started, 1)
 
     out: Path = args.out

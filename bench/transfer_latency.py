@@ -4,7 +4,8 @@ Usage (against `make start`, or any cluster named by the BANK_* variables):
     uv run python -m bench.transfer_latency --transfers 300 --concurrency 1
 
 It starts the accounts service, the transfers saga and the command API as their own processes
-on fresh topics, opens accounts through the API, then sends transfers (`--concurrency` at a
+on fresh topics, logs in as the teller, opens accounts through the API, then sends transfers
+(`--concurrency` at a
 time) and takes each completion time from a consumer of the transfer events topic, not by
 polling an API. Printed figures are for this machine and these settings only.
 """
@@ -18,15 +19,19 @@ import platform
 import random
 import time
 import uuid
+from typing import Any
 
 import httpx
 import uvloop
 from aiokafka import AIOKafkaConsumer
 
+from bank_deploy.credentials import demo_passwords
+from bank_shared.contracts.actors import TELLER
 from bank_shared.contracts.envelope import Envelope
-from bank_shared.settings import KafkaSettings, PostgresSettings
+from bank_shared.settings import AuthSettings, KafkaSettings, PostgresSettings
 from bank_shared.topics import TopicSettings
 from bench.cluster import running
+from bench.login import BearerLogin
 from bench.openloop import latency_summary
 from bench.systems.ours import API, service_env
 
@@ -82,12 +87,12 @@ async def main() -> None:
     topics = TopicSettings().prefixed(f"bench.{run}")
     env = service_env(run, PostgresSettings())
     latencies: list[float] = []
-    async with running({"accounts", "transfers-saga", "command-api"}, env, run):
+    async with running({"accounts", "transfers-saga", "command-api"}, env, run) as cluster:
         done = Completions()
         ready = asyncio.Event()
         watcher = asyncio.create_task(watch_completions(kafka, topics.transfer_events, done, ready))
         try:
-            elapsed = await measure(args, API, done, ready, latencies)
+            elapsed = await measure(args, API, cluster.auth, done, ready, latencies)
         finally:
             watcher.cancel()
     report(args, kafka, latencies, elapsed)
@@ -96,17 +101,29 @@ async def main() -> None:
 async def measure(
     args: argparse.Namespace,
     api: str,
+    auth: AuthSettings,
     done: Completions,
     ready: asyncio.Event,
     latencies: list[float],
 ) -> float:
-    """Open the accounts, send the transfers; return how long the transfers took."""
+    """Log in, open the accounts, send the transfers; return how long the transfers took."""
     await ready.wait()
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        form = {"username": TELLER, "password": demo_passwords(auth)[TELLER]}
+
+        async def log_in() -> dict[str, Any]:
+            answer = await client.post("/token", data=form)
+            answer.raise_for_status()
+            token: dict[str, Any] = answer.json()
+            return token
+
+        login = BearerLogin(log_in)
         accounts = []
         for i in range(args.accounts):
             answer = await client.post(
-                "/accounts", json={"owner": f"Bench {i}", "initial_balance": "1000000"}
+                "/accounts",
+                json={"owner": f"Bench {i}", "initial_balance": "1000000"},
+                headers=await login.headers(),
             )
             answer.raise_for_status()
             accounts.append(answer.json()["account_id"])
@@ -122,6 +139,7 @@ async def measure(
                     "target_account_id": target,
                     "amount": "1.00",
                 },
+                headers=await login.headers(),
             )
             answer.raise_for_status()
             finished = await asyncio.wait_for(done.future(answer.json()["transfer_id"]), 60)

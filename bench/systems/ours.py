@@ -1,6 +1,7 @@
 """Our bank under load: the four services it takes, POST /transfers, done when projected.
 
-The services run as processes of their own on fresh topics and scratch databases. A transfer is
+The services run as processes of their own on fresh topics and scratch databases. The client
+logs in as the teller (`POST /token`) and sends its bearer token with every request. A transfer is
 complete when the read model shows it `completed` (or `failed`): one LISTEN connection on the
 read database hears the projector's NOTIFY when each batch commits, whose payload names the
 transfers that batch finished. No query per batch, no polling of the query API: the first
@@ -25,6 +26,7 @@ from bank_shared.channels import READ_MODEL_CHANNEL
 from bank_shared.settings import PostgresSettings
 from bank_shared.topics import TopicSettings
 from bench.cluster import running
+from bench.login import BearerLogin, teller_login
 from bench.scratch import scratch_bank
 
 SERVICES = {"accounts", "transfers-saga", "projector", "command-api"}
@@ -103,10 +105,12 @@ class OurBank:
         processes: dict[str, int | None],
         pg: PostgresSettings,
         topics: TopicSettings,
+        login: BearerLogin,
         *,
         idempotency_keys: bool = False,
     ) -> None:
         self._http = http
+        self.login = login
         self._idempotency_keys = idempotency_keys
         self._projected = projected
         self.processes = processes
@@ -123,7 +127,8 @@ class OurBank:
 
     async def _open(self, account: str, balance: Decimal) -> None:
         body = {"owner": account, "initial_balance": str(balance), "account_id": account}
-        async with self._http.post(f"{API}/accounts", json=body) as answer:
+        headers = await self.login.headers()
+        async with self._http.post(f"{API}/accounts", json=body, headers=headers) as answer:
             if answer.status != 201:
                 raise RuntimeError(f"opening {account}: {answer.status} {await answer.text()}")
 
@@ -137,8 +142,10 @@ class OurBank:
             "amount": str(amount),
             "transfer_id": transfer_id,
         }
-        # A client that retries safely sends a key; the transfer's own id is unique already.
-        headers = {"Idempotency-Key": transfer_id} if self._idempotency_keys else None
+        headers = await self.login.headers()
+        if self._idempotency_keys:
+            # A client that retries safely sends a key; the transfer's own id is unique already.
+            headers = {**headers, "Idempotency-Key": transfer_id}
         try:
             async with self._http.post(f"{API}/transfers", json=body, headers=headers) as answer:
                 if answer.status >= 300:
@@ -150,7 +157,9 @@ class OurBank:
     async def deposit(self, account: str, amount: Decimal) -> None:
         """One deposit with the command API's wait-for-outcome answer (200 once decided)."""
         body = {"amount": str(amount)}
-        async with self._http.post(f"{API}/accounts/{account}/deposits", json=body) as answer:
+        headers = await self.login.headers()
+        url = f"{API}/accounts/{account}/deposits"
+        async with self._http.post(url, json=body, headers=headers) as answer:
             if answer.status != 200:
                 raise TransferFailedError(f"deposit: {answer.status} {await answer.text()}")
 
@@ -175,25 +184,36 @@ def service_env(run: str, pg: PostgresSettings) -> dict[str, str]:
         "BANK_PROJECTOR_ACCOUNTS_GROUP": f"bench-{run}-projector-accounts",
         "BANK_PROJECTOR_TRANSFERS_GROUP": f"bench-{run}-projector-transfers",
     }
+    # One client, one teller, hundreds of commands a second: what the limits of a public API
+    # refuse (429) by design. Logins keep their limits; the bench logs in once a token.
+    unlimited = {
+        "BANK_COMMAND_API_RATE_LIMIT_WRITES": "",
+        "BANK_COMMAND_API_RATE_LIMIT_WRITES_PER_ADDRESS": "",
+    }
     return {
         **os.environ,
         **{f"BANK_TOPIC_{n.upper()}": str(v) for n, v in topics},
         **databases,
         **groups,
+        **unlimited,
         **PORTS,
     }
 
 
 @contextlib.asynccontextmanager
 async def our_bank(
-    base: PostgresSettings, accounts: int, balance: Decimal, *, idempotency_keys: bool = False
+    base: PostgresSettings,
+    accounts: int,
+    balance: Decimal,
+    *,
+    idempotency_keys: bool = False,
 ) -> AsyncIterator[tuple[OurBank, Sequence[str]]]:
     """The four services on scratch databases, the accounts opened, the completion listener.
     With `idempotency_keys`, every transfer's POST carries an `Idempotency-Key`."""
     run = uuid.uuid4().hex[:8]
     async with (
         scratch_bank(base, f"ours_{run}") as pg,
-        running(SERVICES, service_env(run, pg), run) as pids,
+        running(SERVICES, service_env(run, pg), run) as cluster,
     ):
         projected = ProjectedTransfers(pg.dsn(pg.read_db))
         connected = asyncio.Event()
@@ -209,9 +229,10 @@ async def our_bank(
                 bank = OurBank(
                     http,
                     projected,
-                    {**pids, "kafka": kafka},
+                    {**cluster.pids, "kafka": kafka},
                     pg,
                     bench_topics(run),
+                    teller_login(http, API, cluster.auth),
                     idempotency_keys=idempotency_keys,
                 )
                 opened = await bank.open_accounts(accounts, balance)
