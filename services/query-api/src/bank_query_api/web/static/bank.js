@@ -66,7 +66,9 @@ const Bank = (() => {
       toLogin("login");
       return null;
     }
-    document.getElementById("who").textContent = `${claims.sub} · ${claims.role}`;
+    // "alice · customer"; the teller's name is its role already.
+    const role = claims.role === claims.sub ? "" : ` · ${claims.role}`;
+    document.getElementById("who").textContent = `${claims.sub}${role}`;
     // Tokens are not revoked: logging out forgets this tab's, which expires soon anyway.
     document.getElementById("log-out").addEventListener("click", () => toLogin("logged-out", false));
     showFor(claims.role);
