@@ -30,8 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
 from bank_deploy.credentials import demo_passwords, ensure_credentials
 from bank_shared.auth import material
 from bank_shared.clock import utc_now
@@ -74,7 +72,7 @@ def measure_in_process(verifications: int, logins: int) -> dict[str, Any]:
         }
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verifications", type=int, default=5000, help="timed token checks")
     parser.add_argument("--logins", type=int, default=10, help="timed password checks")
@@ -90,4 +88,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(main())
+    main()

@@ -73,11 +73,10 @@ def decide(
             ]
         case DepositMoney():
             # A transfer's credit or refund lands in any open account; cash is a teller's.
-            if command.transfer_id is None and not state.visible_to(sender):
+            cash = command.transfer_id is None
+            if not state.opened or (cash and not state.visible_to(sender)):
                 return not_found(command.account_id)
-            if not state.opened:
-                return not_found(command.account_id)
-            if command.transfer_id is None and not sender.is_teller:
+            if cash and not sender.is_teller:
                 return teller_only("deposit cash; transfer money in from another account")
             if command.amount <= ZERO:
                 return Rejection("invalid_amount", "a deposit must be a positive amount")

@@ -39,11 +39,6 @@ def customer_of(viewer: Actor) -> str | None:
     return None if viewer.is_teller else viewer.subject
 
 
-def sees(viewer: Actor, owned_by: str | None) -> bool:
-    """Whether `viewer` may read the account owned by `owned_by` (None: not in the read model)."""
-    return viewer.is_teller or (owned_by is not None and owned_by == viewer.subject)
-
-
 def accounts_of(viewer: Actor, first: int) -> tuple[str, list[object]]:
     """The condition (after WHERE, placeholders from ${first}) that keeps `viewer`'s accounts
     only, and its arguments; TRUE for a teller."""
@@ -153,7 +148,8 @@ def transfer_seen_by(viewer: Actor, row: Mapping[str, Any]) -> Transfer:
     who holds it."""
     values = dict(row)
     for side in ("source", "target"):
-        if not sees(viewer, values.pop(f"{side}_owned_by")):
+        # None: an account not in the read model (yet), which no customer owns.
+        if not viewer.may_act_on(values.pop(f"{side}_owned_by")):
             values[f"{side}_owner"] = None
     return Transfer(**values)
 
@@ -165,7 +161,7 @@ async def find_transfer(pool: Pool, transfer_id: str, viewer: Actor) -> Transfer
         transfer_id,
     )
     if row is None or not (
-        sees(viewer, row["source_owned_by"]) or sees(viewer, row["target_owned_by"])
+        viewer.may_act_on(row["source_owned_by"]) or viewer.may_act_on(row["target_owned_by"])
     ):
         return None
     return transfer_seen_by(viewer, row)

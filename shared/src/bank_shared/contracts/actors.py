@@ -29,9 +29,10 @@ class Actor(BaseModel):
     def is_teller(self) -> bool:
         return self.role == "teller"
 
-    def may_act_on(self, owned_by: str) -> bool:
-        """Tellers act on every account; customers on their own."""
-        return self.is_teller or self.subject == owned_by
+    def may_act_on(self, owned_by: str | None) -> bool:
+        """Tellers act on every account; customers on their own (None: an owner not known,
+        so no customer's)."""
+        return self.is_teller or (owned_by is not None and self.subject == owned_by)
 
 
 BANK_TELLER = Actor(subject=TELLER, role="teller")
